@@ -1,0 +1,43 @@
+//! Shared AWS SDK configuration: one rustls + ring HTTPS client for every
+//! SDK client, and explicit endpoints for DynamoDB- and S3-compatible
+//! servers.
+
+use aws_config::BehaviorVersion;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+/// Loads the SDK configuration from the environment (region, credentials:
+/// Lambda and ECS roles, `AWS_*` variables, profiles) with the project's
+/// HTTPS client.
+pub async fn load_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The HTTPS client every SDK client uses: rustls with ring (already linked
+/// for WebRTC), instead of the SDK's default aws-lc build.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// Configuration for a local DynamoDB/S3-compatible server at `endpoint`,
+/// with fixed credentials and region (used by tests and by
+/// `mediastreams-local` when pointed at such servers).
+pub fn local_config(endpoint: &str) -> aws_config::SdkConfig {
+    let creds = aws_credential_types::Credentials::from_keys("local", "local", None);
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            creds,
+        ))
+        .endpoint_url(endpoint)
+        .http_client(https_client())
+        .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
+            aws_smithy_async::rt::sleep::TokioSleep::new(),
+        ))
+        .build()
+}

@@ -1,0 +1,6 @@
+//! Lambda function for `StopIngest` (see `Operation::StopIngest`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    mediastreams_functions::lambda::run(mediastreams_functions::Operation::StopIngest).await
+}

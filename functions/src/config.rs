@@ -1,0 +1,42 @@
+//! Configuration of the functions in the cloud, from environment variables
+//! set by the SAM template.
+
+use std::sync::Arc;
+
+use mediastreams_storage::{DynamoTable, S3Store, StreamRepo};
+
+use crate::{Api, ApiConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// Builds the API from the environment:
+/// * `TABLE_NAME`: the DynamoDB table of streams;
+/// * `MEDIA_BUCKET`: the S3 bucket of media;
+/// * `MEDIA_BASE_URL`: where players read that bucket (the CDN);
+/// * `INGEST_BASE_URL`: the WHIP endpoint base of the ingest nodes.
+///
+/// AWS credentials and region come from the Lambda environment.
+pub async fn api_from_env() -> Result<Api, ConfigError> {
+    let table = var("TABLE_NAME")?;
+    let bucket = var("MEDIA_BUCKET")?;
+    let config = ApiConfig {
+        media_base_url: var("MEDIA_BASE_URL")?,
+        ingest_base_url: var("INGEST_BASE_URL")?,
+        api_key: None,
+    };
+    let sdk = mediastreams_storage::aws::load_config().await;
+    let table = Arc::new(DynamoTable::from_config(&sdk, table));
+    let media = Arc::new(S3Store::from_config(&sdk, bucket, false));
+    Ok(Api::new(StreamRepo::new(table), media, config))
+}

@@ -1,0 +1,50 @@
+//! Running the API as AWS Lambda functions behind API Gateway (HTTP API,
+//! payload format 2.0).
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use lambda_http::{Body, Request, Response, service_fn};
+
+use crate::{Api, Operation};
+
+/// Answers one API Gateway request with the API; with `only`, a function
+/// refuses other operations.
+pub async fn handle(api: &Api, only: Option<Operation>, req: Request) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = Bytes::copy_from_slice(body.as_ref());
+    let res = api
+        .handle_only(only, http::Request::from_parts(parts, body))
+        .await;
+    let (parts, body) = res.into_parts();
+    let body = if body.is_empty() {
+        Body::Empty
+    } else {
+        match String::from_utf8(body.to_vec()) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Binary(e.into_bytes()),
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// The main of a Lambda function serving `op`: JSON logs to CloudWatch,
+/// configuration from the environment (see [`crate::config`]).
+pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time() // CloudWatch stamps every line
+        .init();
+    let api = crate::config::api_from_env().await?;
+    tracing::info!(operation = op.id(), "function starting");
+    lambda_http::run(service_fn(move |req: Request| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(handle(&api, Some(op), req).await) }
+    }))
+    .await
+}

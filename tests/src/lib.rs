@@ -1,0 +1,78 @@
+//! Test support: real servers and fixtures shared by the integration tests.
+//!
+//! The DynamoDB/S3 tests talk to a real protocol server (moto) that
+//! `scripts/test` installs and starts; its address comes in
+//! `MEDIASTREAMS_TEST_AWS_ENDPOINT`. A test that needs it fails, never
+//! skips, when it is missing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mediastreams_storage::{DynamoTable, EmbeddedTable, LocalDirStore, S3Store};
+
+/// The endpoint of the DynamoDB- and S3-compatible test server.
+pub fn aws_endpoint() -> String {
+    std::env::var("MEDIASTREAMS_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "MEDIASTREAMS_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test, \
+             which starts the DynamoDB/S3-compatible server"
+        )
+    })
+}
+
+/// A name no other test in any process uses: `{prefix}-{pid}-{n}-{nanos}`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh DynamoDB table on the test server.
+pub async fn dynamo_table() -> Arc<DynamoTable> {
+    let config = mediastreams_storage::aws::local_config(&aws_endpoint());
+    let table = DynamoTable::from_config(&config, unique("streams"));
+    table.ensure_table().await.expect("create test table");
+    Arc::new(table)
+}
+
+/// A fresh bucket on the test server.
+pub async fn s3_store() -> Arc<S3Store> {
+    let config = mediastreams_storage::aws::local_config(&aws_endpoint());
+    let store = S3Store::from_config(&config, unique("media"), true);
+    store.ensure_bucket().await.expect("create test bucket");
+    Arc::new(store)
+}
+
+/// A scratch directory removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("mediastreams-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// A fresh embedded table in `dir`.
+pub fn embedded_table(dir: &tempfile::TempDir) -> Arc<EmbeddedTable> {
+    Arc::new(EmbeddedTable::open(&dir.path().join("table.redb")).expect("open embedded table"))
+}
+
+/// A fresh local-directory store in `dir`.
+pub fn local_store(dir: &tempfile::TempDir) -> Arc<LocalDirStore> {
+    Arc::new(LocalDirStore::open(dir.path().join("media")).expect("open local store"))
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
