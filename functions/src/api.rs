@@ -179,8 +179,7 @@ impl Api {
         let body = json_body(req)?;
         let request: CreateStreamRequest = match body {
             None => CreateStreamRequest::default(),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| Problem::bad_request("invalid-request", format!("request body: {e}")))?,
+            Some(b) => parse_object(&b)?,
         };
         let settings = request.into_settings().map_err(|e| {
             Problem::bad_request("invalid-settings", format!("{}: {e}", e.field()))
@@ -192,7 +191,7 @@ impl Api {
                 Err(Problem::conflict(
                     "stream-exists",
                     format!(
-                        "a stream named {name:?} already exists with different settings"
+                        "a stream named \"{name}\" already exists with different settings"
                     ),
                 ))
             }
@@ -219,7 +218,7 @@ impl Api {
                     Some(existing) => same_or_conflict(existing),
                     None => Err(Problem::conflict(
                         "stream-exists",
-                        format!("stream {name:?} is being created and deleted concurrently"),
+                        format!("stream \"{name}\" is being created and deleted concurrently"),
                     )),
                 }
             }
@@ -237,7 +236,7 @@ impl Api {
             .get(name.as_str())
             .await
             .map_err(repo_problem)?
-            .ok_or_else(|| Problem::not_found(format!("no stream named {name:?}")))
+            .ok_or_else(|| Problem::not_found(format!("no stream named \"{name}\"")))
     }
 
     async fn list_streams(&self, req: &Request<Bytes>) -> ApiResult {
@@ -399,6 +398,33 @@ fn json_body(req: &Request<Bytes>) -> Result<Option<Bytes>, Problem> {
         ));
     }
     Ok(Some(body.clone()))
+}
+
+/// Parses a request body that must be one JSON object (serde would also
+/// accept a struct written as an array).
+fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let bad = |m: String| Problem::bad_request("invalid-request", format!("request body: {m}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let kind = match &value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(bad(format!("expected a JSON object, found {kind}")));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            bad(e.into_inner().to_string())
+        } else {
+            bad(format!("{path}: {}", e.into_inner()))
+        }
+    })
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {

@@ -1,5 +1,6 @@
 //! Integration tests. One binary (linking the AWS SDK is slow); one module
 //! per subject.
 
-mod table_conformance;
+mod api;
 mod store_conformance;
+mod table_conformance;

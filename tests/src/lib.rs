@@ -76,3 +76,22 @@ pub fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+
+/// A binary of the workspace, built next to the test executable
+/// (`target/debug/{name}`); `cargo nextest run --workspace` builds it.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/it-xxxx -> target/debug/{name}
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with scripts/test (cargo nextest run --workspace)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,94 @@
+//! `mediastreams-local`: run the media stream service on this machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use mediastreams_local::{LocalConfig, StorageChoice, build_router, open_backends, serve};
+
+/// The media stream service on one port: API, media, ingest and pages.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "MEDIASTREAMS_LISTEN")]
+    listen: SocketAddr,
+    /// Directory of the embedded table and media store.
+    #[arg(long, default_value = "./data", env = "MEDIASTREAMS_DATA_DIR")]
+    data_dir: PathBuf,
+    /// URL clients use to reach this server (default: http://{listen}).
+    #[arg(long, env = "MEDIASTREAMS_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Require this API key on API requests (Authorization: Bearer or X-Api-Key).
+    #[arg(long, env = "MEDIASTREAMS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Use DynamoDB (at this endpoint, e.g. a local DynamoDB-compatible
+    /// server) instead of the embedded table.
+    #[arg(long, env = "MEDIASTREAMS_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// Use S3 (at this endpoint) instead of the local media directory.
+    #[arg(long, env = "MEDIASTREAMS_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Use the AWS account of the environment for both (no endpoints).
+    #[arg(long, conflicts_with_all = ["dynamodb_endpoint", "s3_endpoint"])]
+    aws: bool,
+    /// DynamoDB table name, with --dynamodb-endpoint or --aws.
+    #[arg(long, default_value = "mediastreams", env = "MEDIASTREAMS_TABLE")]
+    table: String,
+    /// S3 bucket name, with --s3-endpoint or --aws.
+    #[arg(long, default_value = "mediastreams-media", env = "MEDIASTREAMS_BUCKET")]
+    bucket: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let storage = if args.aws || args.dynamodb_endpoint.is_some() || args.s3_endpoint.is_some() {
+        if args.dynamodb_endpoint.is_some() != args.s3_endpoint.is_some() {
+            anyhow::bail!("give both --dynamodb-endpoint and --s3-endpoint, or --aws");
+        }
+        StorageChoice::Aws {
+            dynamodb_endpoint: args.dynamodb_endpoint,
+            table: args.table,
+            s3_endpoint: args.s3_endpoint,
+            bucket: args.bucket,
+        }
+    } else {
+        StorageChoice::Embedded {
+            data_dir: args.data_dir.clone(),
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let config = LocalConfig {
+        storage: storage.clone(),
+        public_url: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
+        api_key: args.api_key,
+    };
+    let backends = open_backends(&storage)
+        .await
+        .context("opening storage")?;
+    let router = build_router(&backends, &config);
+    tracing::info!(
+        url = %config.public_url,
+        storage = ?storage,
+        api_key = config.api_key.is_some(),
+        "mediastreams-local listening"
+    );
+    // The line scripts and tests wait for.
+    println!("mediastreams-local listening on {}", config.public_url);
+    serve(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

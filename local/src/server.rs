@@ -1,0 +1,135 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use http_body_util::{BodyExt, Limited};
+use mediastreams_functions::{Api, ApiConfig, MAX_BODY_BYTES, Problem};
+use mediastreams_storage::{
+    DynamoTable, EmbeddedTable, LocalDirStore, ObjectStore, S3Store, StreamRepo, Table,
+};
+
+/// Where the table and the media live.
+#[derive(Debug, Clone)]
+pub enum StorageChoice {
+    /// `{data_dir}/table.redb` and `{data_dir}/media/`.
+    Embedded { data_dir: PathBuf },
+    /// DynamoDB and S3 (or compatible servers at the given endpoints).
+    Aws {
+        dynamodb_endpoint: Option<String>,
+        table: String,
+        s3_endpoint: Option<String>,
+        bucket: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub storage: StorageChoice,
+    /// The URL clients reach this server at (`http://127.0.0.1:8080`); the
+    /// API's streaming and ingest URLs are built on it.
+    pub public_url: String,
+    pub api_key: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Backends {
+    pub table: Arc<dyn Table>,
+    pub media: Arc<dyn ObjectStore>,
+}
+
+pub async fn open_backends(storage: &StorageChoice) -> anyhow::Result<Backends> {
+    Ok(match storage {
+        StorageChoice::Embedded { data_dir } => Backends {
+            table: Arc::new(EmbeddedTable::open(&data_dir.join("table.redb"))?),
+            media: Arc::new(LocalDirStore::open(data_dir.join("media"))?),
+        },
+        StorageChoice::Aws {
+            dynamodb_endpoint,
+            table,
+            s3_endpoint,
+            bucket,
+        } => {
+            let from_env = mediastreams_storage::aws::load_config().await;
+            let sdk = |endpoint: &Option<String>| match endpoint {
+                Some(e) => mediastreams_storage::aws::local_config(e),
+                None => from_env.clone(),
+            };
+            let t = DynamoTable::from_config(&sdk(dynamodb_endpoint), table.clone());
+            let s = S3Store::from_config(&sdk(s3_endpoint), bucket.clone(), s3_endpoint.is_some());
+            // Local servers start empty; real accounts get them from SAM.
+            if dynamodb_endpoint.is_some() {
+                t.ensure_table().await?;
+            }
+            if s3_endpoint.is_some() {
+                s.ensure_bucket().await?;
+            }
+            Backends {
+                table: Arc::new(t),
+                media: Arc::new(s),
+            }
+        }
+    })
+}
+
+/// The router of the whole local service.
+pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
+    let base = config.public_url.trim_end_matches('/');
+    let api = Api::new(
+        StreamRepo::new(backends.table.clone()),
+        backends.media.clone(),
+        ApiConfig {
+            media_base_url: format!("{base}/media"),
+            ingest_base_url: base.to_owned(),
+            api_key: config.api_key.clone(),
+        },
+    );
+    let media = Router::new()
+        .route("/media/{*key}", get(crate::media::get_object))
+        .with_state(backends.media.clone());
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/streams", axum::routing::any(api_handler))
+        .route("/streams/{*rest}", axum::routing::any(api_handler))
+        .with_state(api)
+        .merge(media)
+        .fallback(|| async {
+            Problem::not_found("no resource here")
+                .into_response()
+                .map(Body::from)
+        })
+}
+
+/// Hands a request to the API handlers, reading at most the body limit.
+async fn api_handler(State(api): State<Api>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Problem::payload_too_large(MAX_BODY_BYTES)
+                .into_response()
+                .map(Body::from);
+        }
+    };
+    api.handle(http::Request::from_parts(parts, bytes))
+        .await
+        .map(Body::from)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
