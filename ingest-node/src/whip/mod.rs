@@ -1,0 +1,3 @@
+//! The WHIP endpoint (RFC 9725).
+
+pub mod offer;
