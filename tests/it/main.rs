@@ -2,5 +2,6 @@
 //! per subject.
 
 mod api;
+mod infra;
 mod store_conformance;
 mod table_conformance;

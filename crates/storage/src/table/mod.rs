@@ -8,7 +8,7 @@
 mod dynamo;
 mod embedded;
 
-pub use dynamo::DynamoTable;
+pub use dynamo::{DynamoTable, INDEX_BY_COLLECTION};
 pub use embedded::EmbeddedTable;
 
 use async_trait::async_trait;

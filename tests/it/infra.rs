@@ -1,0 +1,64 @@
+//! The SAM template and the workspace agree: one function per operation,
+//! each built from the binary of that operation and routed like it.
+
+use std::collections::BTreeSet;
+
+use mediastreams_functions::{Operation, route};
+use serde_yaml::Value;
+
+fn template() -> Value {
+    let path = mediastreams_tests::workspace_root().join("infra/template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn binaries_in_cargo_toml() -> BTreeSet<String> {
+    let path = mediastreams_tests::workspace_root().join("functions/Cargo.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("[[bin]]")
+        .skip(1)
+        .filter_map(|b| {
+            b.lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .map(|n| n.trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_operation_is_one_function_built_from_its_binary() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let mut seen = BTreeSet::new();
+    for (name, r) in resources {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        assert_eq!(r["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name}");
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        assert_eq!(r["Properties"]["CodeUri"].as_str(), Some("../functions"), "{name}");
+        let event = &r["Properties"]["Events"]["Http"]["Properties"];
+        let method = event["Method"].as_str().unwrap();
+        let path = event["Path"].as_str().unwrap().replace("{name}", "example");
+        let routed = route(&http::Method::from_bytes(method.as_bytes()).unwrap(), &path)
+            .unwrap_or_else(|e| panic!("{name}: {method} {path} does not route: {e:?}"));
+        assert_eq!(routed.operation.binary(), binary, "{name} routes to another operation");
+        seen.insert(binary.to_owned());
+    }
+    let operations: BTreeSet<String> = Operation::ALL.iter().map(|o| o.binary().to_owned()).collect();
+    assert_eq!(seen, operations, "one function per operation");
+    assert_eq!(binaries_in_cargo_toml(), operations, "one binary per operation");
+}
+
+#[test]
+fn the_table_matches_what_the_code_expects() {
+    let t = template();
+    let table = &t["Resources"]["StreamTable"]["Properties"];
+    assert_eq!(table["KeySchema"][0]["AttributeName"].as_str(), Some("pk"));
+    let gsi = &table["GlobalSecondaryIndexes"][0];
+    assert_eq!(gsi["IndexName"].as_str(), Some(mediastreams_storage::table::INDEX_BY_COLLECTION));
+    assert_eq!(gsi["KeySchema"][0]["AttributeName"].as_str(), Some("coll"));
+    assert_eq!(gsi["KeySchema"][1]["AttributeName"].as_str(), Some("pk"));
+    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    assert_eq!(table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
+}
