@@ -1,7 +1,9 @@
 //! Integration tests. One binary (linking the AWS SDK is slow); one module
 //! per subject.
 
-mod api;
+pub mod api;
 mod infra;
+mod packager_tools;
+mod player;
 mod store_conformance;
 mod table_conformance;

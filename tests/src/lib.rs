@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod media;
+
 use mediastreams_storage::{DynamoTable, EmbeddedTable, LocalDirStore, S3Store};
 
 /// The endpoint of the DynamoDB- and S3-compatible test server.

@@ -4,7 +4,7 @@
 //! v2 events into the Lambda handlers on DynamoDB + S3. Every response is
 //! validated against `docs/openapi.yaml`.
 
-mod harness;
+pub mod harness;
 mod openapi;
 mod suite;
 mod local_only;

@@ -1,0 +1,180 @@
+//! dash.js (from npm) in headless Debian Chromium plays what the packager
+//! writes, served the way players read it (the media route of
+//! `mediastreams-local`, like S3 behind CloudFront): the Smooth Streaming
+//! and DASH on-demand outputs to the end, and a simulated live Smooth
+//! stream, published in real time, followed without error.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, PublishedObject, VideoTrackConfig};
+use mediastreams_storage::{ObjectKey, ObjectMeta, ObjectStore};
+use mediastreams_tests::media::{ClipSample, TestClip, encode_test_clip};
+use serde_json::{Value, json};
+
+use crate::api::harness::Env;
+
+fn presentation(clip: &TestClip) -> Presentation {
+    Presentation::new(
+        PresentationConfig {
+            fragment_duration: 20_000_000,
+            dvr_window: 18_000_000_000,
+            smooth: true,
+            dash: true,
+            hls: true,
+            availability_start_unix_ms: unix_ms(),
+        },
+        VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
+        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+    )
+    .unwrap()
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn store_all(media: &Arc<dyn ObjectStore>, pid: &str, objects: Vec<PublishedObject>) {
+    for o in objects {
+        let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
+        media
+            .put(&key, o.body, &ObjectMeta::new(o.content_type, Some(o.cache_control)))
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs web/tests/play.mjs and returns its report.
+fn play(origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str) -> Value {
+    let root = mediastreams_tests::workspace_root();
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = Command::new("node")
+        .current_dir(root.join("web"))
+        .arg("tests/play.mjs")
+        .args(["--origin", origin, "--url", url, "--mode", mode, "--seconds", &seconds.to_string()])
+        .arg("--screenshot")
+        .arg(artifacts.join(screenshot))
+        .output()
+        .expect("node is required (scripts/install-test-deps)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"))
+}
+
+async fn stream(env: &Env, name: &str) -> Value {
+    let r = env
+        .call("PUT", &format!("/streams/{name}"), Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}]})))
+        .await;
+    assert_eq!(r.status, 201);
+    r.json()
+}
+
+fn origin(env: &Env) -> String {
+    env.media_base.trim_end_matches("/media").to_owned()
+}
+
+fn assert_played_to_the_end(report: &Value, expected_duration: f64, what: &str) {
+    assert_eq!(report["errors"], json!([]), "{what}: player errors: {report}");
+    let samples = report["samples"].as_array().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(last["ended"], true, "{what}: played to the end: {report}");
+    let duration = last["duration"].as_f64().unwrap();
+    assert!((duration - expected_duration).abs() < 0.1, "{what}: duration {duration}, expected {expected_duration}");
+    assert!(last["t"].as_f64().unwrap() >= expected_duration - 0.5, "{what}: position {}", last["t"]);
+    assert_eq!((last["width"].as_u64(), last["height"].as_u64()), (Some(320), Some(240)), "{what}");
+    assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "{what}: a drawn frame is not blank");
+    assert_eq!(last["dynamic"], false, "{what}: on demand");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_js_plays_smooth_and_dash_on_demand() {
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 6, 60);
+    let s = stream(&env, "vod").await;
+    let pid = s["playbackId"].as_str().unwrap();
+    let mut p = presentation(&clip);
+    let mut objects = Vec::new();
+    for sample in clip.samples(1, 0) {
+        objects.extend(match sample {
+            ClipSample::Video(v) => p.push_video(v).unwrap().objects,
+            ClipSample::Audio(a) => p.push_audio(a).unwrap().objects,
+        });
+    }
+    objects.extend(p.finish().objects);
+    store_all(&env.media, pid, objects).await;
+    let origin = origin(&env);
+    let smooth = play(&origin, s["outputs"][0]["url"].as_str().unwrap(), "vod", 6, "player-smooth-vod.png");
+    assert_played_to_the_end(&smooth, 6.0, "Smooth on demand");
+    let dash = play(&origin, s["outputs"][1]["url"].as_str().unwrap(), "vod", 6, "player-dash-vod.png");
+    assert_played_to_the_end(&dash, 6.0, "DASH on demand");
+}
+
+/// Publishes `clip` in a loop in real time, writing objects as the
+/// packager produces them, like the ingest node does.
+async fn publish_live(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, seconds: u32) -> Presentation {
+    let mut p = presentation(&clip);
+    let loops = seconds.div_ceil((clip.video.len() / 30) as u32);
+    let started = Instant::now();
+    for sample in clip.samples(loops, 0) {
+        let due = Duration::from_nanos(sample.time().max(0) as u64 * 100);
+        if due > Duration::from_secs(u64::from(seconds)) {
+            break;
+        }
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let objects = match sample {
+            ClipSample::Video(v) => p.push_video(v).unwrap().objects,
+            ClipSample::Audio(a) => p.push_audio(a).unwrap().objects,
+        };
+        store_all(&media, &pid, objects).await;
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_js_follows_a_live_smooth_stream() {
+    // CI watches 30 s; `MEDIASTREAMS_LIVE_SOAK_SECONDS=600 scripts/test -E
+    // 'test(follows_a_live)'` is the 10-minute soak.
+    let watch: u32 = std::env::var("MEDIASTREAMS_LIVE_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let live = watch + 20;
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 4, 60);
+    let s = stream(&env, "live").await;
+    let pid = s["playbackId"].as_str().unwrap().to_owned();
+    let url = s["outputs"][0]["url"].as_str().unwrap().to_owned();
+    let publisher = tokio::spawn(publish_live(env.media.clone(), pid.clone(), clip, live));
+    // Let a few fragments exist, as when a viewer joins a running stream.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let origin = origin(&env);
+    let report = tokio::task::spawn_blocking(move || play(&origin, &url, "live", watch, "player-smooth-live.png"))
+        .await
+        .unwrap();
+    let mut p = publisher.await.unwrap();
+    store_all(&env.media, &pid, p.finish().objects).await;
+
+    assert_eq!(report["errors"], json!([]), "player errors while live: {report}");
+    let samples = report["samples"].as_array().unwrap();
+    assert!(samples.iter().all(|s| s["dynamic"] == true), "played as live");
+    let times: Vec<f64> = samples.iter().map(|s| s["t"].as_f64().unwrap_or(0.0)).collect();
+    // After a start-up allowance, the position advances every second: no stall.
+    let steady = &times[8.min(times.len())..];
+    for w in steady.windows(3) {
+        assert!(w[2] > w[0] + 0.5, "stalled around {w:?} in {times:?}");
+    }
+    let advanced = times.last().unwrap() - times.iter().cloned().find(|t| *t > 0.0).unwrap_or(0.0);
+    assert!(advanced >= f64::from(watch) - 12.0, "advanced {advanced} s in {watch} s: {times:?}");
+    eprintln!("live: watched {watch} s, position advanced {advanced:.1} s, {} samples, no errors", times.len());
+    assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "frames are drawn");
+}

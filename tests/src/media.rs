@@ -1,0 +1,157 @@
+//! Real media for tests: Debian's ffmpeg encodes an H.264 + AAC test
+//! pattern; this module demuxes it into the samples the packager takes.
+
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use mediastreams_packager::{AudioFrame, VideoSample};
+
+/// A clip demuxed into samples.
+pub struct TestClip {
+    pub sps: Bytes,
+    pub pps: Bytes,
+    /// (keyframe, AVCC access unit), 30 per second.
+    pub video: Vec<(bool, Bytes)>,
+    /// Raw AAC-LC frames, 48 kHz stereo.
+    pub audio: Vec<Bytes>,
+}
+
+/// One sample in presentation order.
+pub enum ClipSample {
+    Video(VideoSample),
+    Audio(AudioFrame),
+}
+
+impl ClipSample {
+    pub fn time(&self) -> i64 {
+        match self {
+            ClipSample::Video(v) => v.time,
+            ClipSample::Audio(a) => a.time,
+        }
+    }
+}
+
+/// Runs a tool that the tests need, failing clearly when it is missing.
+pub fn tool(name: &str) -> Command {
+    let probe = Command::new(name).arg("-version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "{name} is required (Debian package ffmpeg; scripts/install-test-deps installs it)"
+    );
+    Command::new(name)
+}
+
+/// Annex B byte stream to NAL units.
+pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let mut e = starts.get(k + 1).map(|n| n - 3).unwrap_or(data.len());
+            while e > s && data[e - 1] == 0 {
+                e -= 1;
+            }
+            &data[s..e]
+        })
+        .collect()
+}
+
+/// ADTS to raw AAC frames.
+pub fn adts_frames(mut data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while data.len() >= 7 && data[0] == 0xff && data[1] & 0xf0 == 0xf0 {
+        let protection_absent = data[1] & 1 == 1;
+        let len = ((usize::from(data[3]) & 3) << 11) | (usize::from(data[4]) << 3) | (usize::from(data[5]) >> 5);
+        let header = if protection_absent { 7 } else { 9 };
+        if len < header || len > data.len() {
+            break;
+        }
+        out.push(&data[header..len]);
+        data = &data[len..];
+    }
+    out
+}
+
+/// Encodes `seconds` of 320x240 30 fps H.264 (a keyframe every
+/// `gop_frames`) and 48 kHz stereo AAC-LC into `dir`, and demuxes them.
+pub fn encode_test_clip(dir: &Path, seconds: u32, gop_frames: u32) -> TestClip {
+    let h264 = dir.join("clip.h264");
+    let aac = dir.join("clip.aac");
+    let ok = tool("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("testsrc2=size=320x240:rate=30:duration={seconds}")])
+        .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", &gop_frames.to_string(), "-keyint_min", &gop_frames.to_string()])
+        .args(["-sc_threshold", "0", "-bf", "0", "-bsf:v", "h264_mp4toannexb", "-f", "h264"])
+        .arg(&h264)
+        .status()
+        .expect("run ffmpeg");
+    assert!(ok.success(), "ffmpeg video");
+    let ok = tool("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}")])
+        .args(["-ac", "2", "-c:a", "aac", "-b:a", "128k", "-f", "adts"])
+        .arg(&aac)
+        .status()
+        .expect("run ffmpeg");
+    assert!(ok.success(), "ffmpeg audio");
+    let video = std::fs::read(&h264).expect("read h264");
+    let audio = std::fs::read(&aac).expect("read aac");
+    let (mut sps, mut pps) = (None, None);
+    let mut units = Vec::new();
+    let mut pending: Vec<&[u8]> = Vec::new();
+    for nal in nal_units(&video) {
+        match nal.first().map(|b| b & 0x1f) {
+            Some(7) => sps = Some(Bytes::copy_from_slice(nal)),
+            Some(8) => pps = Some(Bytes::copy_from_slice(nal)),
+            Some(9) | None => {}
+            Some(t @ (1 | 5)) => {
+                pending.push(nal);
+                let mut data = Vec::new();
+                for n in pending.drain(..) {
+                    data.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                    data.extend_from_slice(n);
+                }
+                units.push((t == 5, Bytes::from(data)));
+            }
+            Some(_) => pending.push(nal),
+        }
+    }
+    TestClip {
+        sps: sps.expect("SPS in the clip"),
+        pps: pps.expect("PPS in the clip"),
+        video: units,
+        audio: adts_frames(&audio).into_iter().map(Bytes::copy_from_slice).collect(),
+    }
+}
+
+impl TestClip {
+    /// The clip played `loops` times back to back, in presentation order,
+    /// times from `origin` (100 ns units). The clip loops at a keyframe, so
+    /// the result is a valid stream.
+    pub fn samples(&self, loops: u32, origin: i64) -> Vec<ClipSample> {
+        let mut out = Vec::new();
+        let frames = self.video.len() as u64;
+        let audio_frames = self.audio.len() as u64;
+        for l in 0..u64::from(loops) {
+            for (i, (key, data)) in self.video.iter().enumerate() {
+                let n = l * frames + i as u64;
+                out.push(ClipSample::Video(VideoSample { time: origin + (n * 10_000_000 / 30) as i64, keyframe: *key, data: data.clone() }));
+            }
+            for (i, data) in self.audio.iter().enumerate() {
+                let n = l * audio_frames + i as u64;
+                out.push(ClipSample::Audio(AudioFrame { time: origin + (n * 1024 * 10_000_000 / 48_000) as i64, data: data.clone() }));
+            }
+        }
+        out.sort_by_key(ClipSample::time);
+        out
+    }
+}

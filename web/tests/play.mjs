@@ -1,0 +1,85 @@
+// Plays a Smooth Streaming (or DASH) URL with dash.js in headless Debian
+// Chromium and reports what the player did, as one JSON line on stdout.
+//
+//   node play.mjs --origin http://127.0.0.1:PORT --url MANIFEST_URL \
+//        --mode vod|live --seconds N [--screenshot FILE]
+//
+// vod:  plays to the end; reports duration and the final position.
+// live: follows the stream for N seconds; reports the positions seen.
+// Exit status 0 when the page ran; the caller judges the numbers.
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dashDir = path.join(here, '..', 'node_modules', 'dashjs', 'dist', 'modern', 'umd');
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+}
+const origin = arg('origin');
+const url = arg('url');
+const mode = arg('mode', 'vod');
+const seconds = Number(arg('seconds', '30'));
+const screenshot = arg('screenshot');
+
+export const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox',
+  '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
+];
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+const result = { mode, samples: [], errors: [], console: [] };
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
+  page.on('pageerror', (e) => result.errors.push(`pageerror: ${e.message}`));
+  await page.goto(`${origin}/healthz`);
+  await page.setContent('<!doctype html><html><body><video id="v" muted playsinline style="width:640px"></video><canvas id="c" width="64" height="48"></canvas></body></html>');
+  await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
+  await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
+  await page.evaluate((manifest) => {
+    window.playerErrors = [];
+    const player = dashjs.MediaPlayer().create();
+    player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+    player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
+    player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
+    player.initialize(document.getElementById('v'), manifest, true);
+    window.player = player;
+  }, url);
+  const started = Date.now();
+  const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
+  while (Date.now() - started < limit) {
+    await page.waitForTimeout(1000);
+    const s = await page.evaluate(() => {
+      const v = document.getElementById('v');
+      // Is the frame on screen non-blank? Sample it into a tiny canvas.
+      let lit = 0;
+      try {
+        const c = document.getElementById('c');
+        const ctx = c.getContext('2d');
+        ctx.drawImage(v, 0, 0, c.width, c.height);
+        const px = ctx.getImageData(0, 0, c.width, c.height).data;
+        const seen = new Set();
+        for (let i = 0; i < px.length; i += 4) seen.add((px[i] >> 4) * 256 + (px[i + 1] >> 4) * 16 + (px[i + 2] >> 4));
+        lit = seen.size;
+      } catch (e) { lit = -1; }
+      return {
+        t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
+        width: v.videoWidth, height: v.videoHeight, readyState: v.readyState,
+        dynamic: window.player.isDynamic(), colours: lit, errors: window.playerErrors.slice(),
+      };
+    });
+    result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });
+    result.errors = s.errors.concat(result.errors.filter((e) => e.startsWith('pageerror')));
+    if (mode === 'vod' && s.ended) break;
+  }
+  if (screenshot) await page.screenshot({ path: screenshot });
+} catch (e) {
+  result.errors.push(`driver: ${e.message}`);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
