@@ -2,7 +2,9 @@
 // Chromium and reports what the player did, as one JSON line on stdout.
 //
 //   node play.mjs --origin http://127.0.0.1:PORT --url MANIFEST_URL \
-//        --mode vod|live --seconds N [--screenshot FILE]
+//        --mode vod|live --seconds N [--player dashjs|hlsjs] [--screenshot FILE]
+//
+// dash.js plays Smooth Streaming and DASH; hls.js plays HLS.
 //
 // vod:  plays to the end; reports duration and the final position.
 // live: follows the stream for N seconds; reports the positions seen.
@@ -23,6 +25,8 @@ const url = arg('url');
 const mode = arg('mode', 'vod');
 const seconds = Number(arg('seconds', '30'));
 const screenshot = arg('screenshot');
+const playerKind = arg('player', 'dashjs');
+const hlsDir = path.join(here, '..', 'node_modules', 'hls.js', 'dist');
 
 export const CHROMIUM_ARGS = [
   '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox',
@@ -36,19 +40,35 @@ try {
   const page = await browser.newPage();
   page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
   page.on('pageerror', (e) => result.errors.push(`pageerror: ${e.message}`));
+  result.failedRequests = [];
+  page.on('response', (r) => { if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`); });
   await page.goto(`${origin}/healthz`);
   await page.setContent('<!doctype html><html><body><video id="v" muted playsinline style="width:640px"></video><canvas id="c" width="64" height="48"></canvas></body></html>');
-  await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
-  await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
-  await page.evaluate((manifest) => {
-    window.playerErrors = [];
-    const player = dashjs.MediaPlayer().create();
-    player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
-    player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
-    player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
-    player.initialize(document.getElementById('v'), manifest, true);
-    window.player = player;
-  }, url);
+  if (playerKind === 'hlsjs') {
+    await page.addScriptTag({ path: path.join(hlsDir, 'hls.min.js') });
+    await page.evaluate((manifest) => {
+      window.playerErrors = [];
+      const v = document.getElementById('v');
+      const hls = new Hls();
+      hls.on(Hls.Events.ERROR, (_e, d) => { if (d.fatal) window.playerErrors.push(`${d.type}: ${d.details}`); });
+      hls.loadSource(manifest);
+      hls.attachMedia(v);
+      v.play().catch(() => {});
+      window.isDynamic = () => Boolean(hls.latestLevelDetails && hls.latestLevelDetails.live);
+    }, url);
+  } else {
+    await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
+    await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
+    await page.evaluate((manifest) => {
+      window.playerErrors = [];
+      const player = dashjs.MediaPlayer().create();
+      player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+      player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
+      player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
+      player.initialize(document.getElementById('v'), manifest, true);
+      window.isDynamic = () => player.isDynamic();
+    }, url);
+  }
   const started = Date.now();
   const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
   while (Date.now() - started < limit) {
@@ -69,7 +89,7 @@ try {
       return {
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
         width: v.videoWidth, height: v.videoHeight, readyState: v.readyState,
-        dynamic: window.player.isDynamic(), colours: lit, errors: window.playerErrors.slice(),
+        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(),
       };
     });
     result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });
