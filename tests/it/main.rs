@@ -5,5 +5,6 @@ pub mod api;
 mod infra;
 mod packager_tools;
 mod player;
+mod recorder;
 mod store_conformance;
 mod table_conformance;

@@ -1,0 +1,103 @@
+//! The ingest node's recorder on real media, on both storage backends:
+//! first media makes the stream Live, fragments and live manifests appear
+//! while it is live, and after stop-ingest the same URLs hold a complete
+//! on-demand presentation and the stream is OnDemand.
+
+use mediastreams_ingest_node::recorder::Recorder;
+use mediastreams_storage::ObjectKey;
+use mediastreams_tests::media::{ClipSample, encode_test_clip};
+use serde_json::json;
+
+use crate::api::harness::Env;
+
+async fn manifest(env: &Env, pid: &str) -> Option<String> {
+    let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
+    env.media.get(&key).await.unwrap().map(|o| String::from_utf8(o.body.to_vec()).unwrap())
+}
+
+fn chunks(xml: &str, kind: &str) -> Vec<(u64, u64)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some(kind))
+        .flat_map(|si| si.children().filter(|c| c.has_tag_name("c")).collect::<Vec<_>>())
+        .map(|c| (c.attribute("t").unwrap().parse().unwrap(), c.attribute("d").unwrap().parse().unwrap()))
+        .collect()
+}
+
+async fn record_live_then_on_demand(env: Env) {
+    let created = env.call("PUT", "/streams/rec", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let pid = created.json()["playbackId"].as_str().unwrap().to_owned();
+    assert!(Recorder::open(env.repo.clone(), env.media.clone(), "rec", 500_000).await.is_err(), "a Created stream takes no media");
+    assert_eq!(env.call("POST", "/streams/rec/start-ingest", None).await.status, 200);
+
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 6, 60);
+    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "rec", 500_000).await.unwrap();
+    let mut live_seen = false;
+    for (i, s) in clip.samples(2, 0).into_iter().enumerate() {
+        match s {
+            ClipSample::Video(v) => {
+                let first = i == 0 || !live_seen;
+                let (sps, pps) = (Some(&clip.sps), Some(&clip.pps));
+                rec.push_video(v, sps, pps).await.unwrap();
+                if first {
+                    assert_eq!(env.call("GET", "/streams/rec", None).await.json()["state"], "Live", "first media makes the stream Live");
+                    live_seen = true;
+                }
+            }
+            ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
+        }
+    }
+    // While live the manifest is live. (The uploader runs concurrently; wait
+    // for it to catch up by polling briefly.)
+    let mut live_manifest = None;
+    for _ in 0..50 {
+        if let Some(m) = manifest(&env, &pid).await {
+            if chunks(&m, "video").len() >= 3 {
+                live_manifest = Some(m);
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let live_manifest = live_manifest.expect("a live manifest with fragments");
+    assert!(live_manifest.contains("IsLive=\"TRUE\""));
+
+    let stop = env.call("POST", "/streams/rec/stop-ingest", None).await;
+    assert_eq!((stop.status, stop.json()["state"].as_str()), (202, Some("Stopping")));
+    let stats = rec.finish().await.unwrap();
+    assert_eq!(stats.retries, 0);
+    let done = env.call("GET", "/streams/rec", None).await.json();
+    assert_eq!(done["state"], "OnDemand");
+
+    let vod = manifest(&env, &pid).await.unwrap();
+    assert!(!vod.contains("IsLive"), "the same URL now serves the on-demand manifest");
+    let video = chunks(&vod, "video");
+    let audio = chunks(&vod, "audio");
+    for list in [&video, &audio] {
+        for w in list.windows(2) {
+            assert_eq!(w[0].0 + w[0].1, w[1].0, "contiguous");
+        }
+    }
+    let end = video.last().map(|(t, d)| t + d).unwrap();
+    assert!((119_000_000..=121_000_000).contains(&end), "12 s recorded: {end}");
+    for (t, _) in &video {
+        let key = ObjectKey::parse(&format!("{pid}/smooth.ism/QualityLevels(500000)/Fragments(video={t})")).unwrap();
+        assert!(env.media.get(&key).await.unwrap().is_some(), "fragment {t} is stored");
+    }
+    let mpd = ObjectKey::parse(&format!("{pid}/dash/manifest.mpd")).unwrap();
+    let mpd = String::from_utf8(env.media.get(&mpd).await.unwrap().unwrap().body.to_vec()).unwrap();
+    assert!(mpd.contains("type=\"static\""));
+    let hls = ObjectKey::parse(&format!("{pid}/hls/main.m3u8")).unwrap();
+    assert!(env.media.get(&hls).await.unwrap().is_none(), "only the outputs the stream asked for");
+}
+
+#[tokio::test]
+async fn records_on_local_storage() {
+    record_live_then_on_demand(Env::local_embedded(None).await).await;
+}
+
+#[tokio::test]
+async fn records_on_dynamodb_and_s3() {
+    record_live_then_on_demand(Env::local_aws().await).await;
+}
