@@ -1,12 +1,20 @@
 //! The ingest node: terminates WHIP (RFC 9725) publishers' WebRTC sessions
 //! and writes Smooth Streaming fragments and manifests to object storage.
 //!
-//! Built so far: the offer checks of the WHIP endpoint ([`whip::offer`]),
-//! the recorder that packages a stream's samples and drives its states
-//! ([`recorder`]), and the uploader ([`uploader`]). The WebRTC termination
-//! itself is not built yet (issue 4).
+//! * [`whip`]: the HTTP endpoint and the offer checks;
+//! * [`session`]: one publisher's WebRTC session (the `webrtc` crate) and
+//!   its RTP readers (depacketizing in `mediastreams-rtp`);
+//! * [`node`]: the stream tasks that own the recorders and watch the
+//!   streams' states;
+//! * [`media`]: Opus to AAC;
+//! * [`recorder`], [`uploader`]: packaging, state transitions, writing.
 #![forbid(unsafe_code)]
 
+pub mod media;
+pub mod node;
 pub mod recorder;
+pub mod session;
 pub mod uploader;
 pub mod whip;
+
+pub use node::{IngestNode, NodeConfig};

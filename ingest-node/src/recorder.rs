@@ -29,6 +29,8 @@ pub enum RecorderError {
     Packager(#[from] PackagerError),
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error("audio transcoding: {0}")]
+    Audio(String),
 }
 
 /// The audio the recorder packages: AAC-LC.

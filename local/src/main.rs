@@ -23,6 +23,15 @@ struct Args {
     /// Require this API key on API requests (Authorization: Bearer or X-Api-Key).
     #[arg(long, env = "MEDIASTREAMS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Local address WebRTC media is received on.
+    #[arg(long, default_value = "127.0.0.1", env = "MEDIASTREAMS_MEDIA_IP")]
+    media_ip: std::net::IpAddr,
+    /// Public IP to announce in ICE candidates (NAT 1:1); repeatable.
+    #[arg(long = "public-ip", env = "MEDIASTREAMS_PUBLIC_IPS", value_delimiter = ',')]
+    public_ips: Vec<String>,
+    /// Seconds without media after which ingest stops by itself.
+    #[arg(long, default_value_t = 60, env = "MEDIASTREAMS_IDLE_TIMEOUT")]
+    idle_timeout: u64,
     /// Use DynamoDB (at this endpoint, e.g. a local DynamoDB-compatible
     /// server) instead of the embedded table.
     #[arg(long, env = "MEDIASTREAMS_DYNAMODB_ENDPOINT")]
@@ -71,6 +80,12 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let config = LocalConfig {
         storage: storage.clone(),
+        ingest: mediastreams_ingest_node::NodeConfig {
+            media_ip: args.media_ip,
+            public_ips: args.public_ips.clone(),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+            ..Default::default()
+        },
         public_url: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
         api_key: args.api_key,
     };

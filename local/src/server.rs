@@ -30,6 +30,8 @@ pub enum StorageChoice {
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub storage: StorageChoice,
+    /// The in-process ingest node's settings.
+    pub ingest: mediastreams_ingest_node::NodeConfig,
     /// The URL clients reach this server at (`http://127.0.0.1:8080`); the
     /// API's streaming and ingest URLs are built on it.
     pub public_url: String,
@@ -76,7 +78,8 @@ pub async fn open_backends(storage: &StorageChoice) -> anyhow::Result<Backends> 
     })
 }
 
-/// The router of the whole local service.
+/// The router of the whole local service: the API, the media store, and
+/// the WHIP endpoint of an in-process ingest node.
 pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
     let base = config.public_url.trim_end_matches('/');
     let api = Api::new(
@@ -88,6 +91,12 @@ pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
             api_key: config.api_key.clone(),
         },
     );
+    let node = mediastreams_ingest_node::IngestNode::new(
+        StreamRepo::new(backends.table.clone()),
+        backends.media.clone(),
+        config.ingest.clone(),
+    );
+    let whip = mediastreams_ingest_node::whip::endpoint::router(node);
     let media = Router::new()
         .route("/media/{*key}", get(crate::media::get_object))
         .with_state(backends.media.clone());
@@ -97,6 +106,7 @@ pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
         .route("/streams/{*rest}", axum::routing::any(api_handler))
         .with_state(api)
         .merge(media)
+        .merge(whip)
         .fallback(|| async {
             Problem::not_found("no resource here")
                 .into_response()

@@ -6,5 +6,6 @@ mod infra;
 mod packager_tools;
 mod player;
 mod recorder;
+mod whip;
 mod store_conformance;
 mod table_conformance;

@@ -2,7 +2,8 @@
 //! the objects players read, live and then on demand.
 //!
 //! Fragmenting (video drives): a fragment is cut at the first video
-//! keyframe at or after `fragment_duration` from its start. When the
+//! keyframe at or after `fragment_duration` from its start (or within a
+//! tenth of it before: keyframe intervals equal to the target drift). When the
 //! boundary passes without a keyframe the caller is told one is needed (it
 //! asks the publisher with a PLI; again each second until one comes), and a
 //! fragment that reaches three times the target is cut anyway, on a
@@ -61,6 +62,12 @@ pub struct PresentationConfig {
 impl PresentationConfig {
     fn max_fragment(&self) -> u64 {
         self.fragment_duration.saturating_mul(3)
+    }
+    /// A keyframe this close before a boundary counts as at it: encoders
+    /// whose keyframe interval equals the target drift around it by a few
+    /// milliseconds, and must not make every other fragment twice as long.
+    fn cut_tolerance(&self) -> u64 {
+        self.fragment_duration / 10
     }
     /// How long to wait for a requested keyframe before asking again.
     fn keyframe_retry(&self) -> u64 {
@@ -345,7 +352,9 @@ impl Presentation {
             self.video.frag_start = Some(t);
         } else {
             let elapsed = t.saturating_sub(self.video.frag_start.unwrap_or(t));
-            if (s.keyframe && elapsed >= self.config.fragment_duration) || elapsed >= self.config.max_fragment() {
+            if (s.keyframe && elapsed + self.config.cut_tolerance() >= self.config.fragment_duration)
+                || elapsed >= self.config.max_fragment()
+            {
                 self.cut_video(t, &mut out.objects);
             }
         }

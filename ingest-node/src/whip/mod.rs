@@ -1,3 +1,4 @@
 //! The WHIP endpoint (RFC 9725).
 
+pub mod endpoint;
 pub mod offer;

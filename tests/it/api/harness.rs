@@ -192,10 +192,16 @@ impl Env {
     }
 
     async fn local(storage: StorageChoice, dir: Option<tempfile::TempDir>, api_key: Option<&str>) -> Env {
+        // Logs of the server under test, with RUST_LOG.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = LocalConfig {
             storage: storage.clone(),
+            ingest: mediastreams_ingest_node::NodeConfig::default(),
             public_url: base.clone(),
             api_key: api_key.map(str::to_owned),
         };

@@ -1,0 +1,3 @@
+//! Media processing between depacketizing and packaging.
+
+pub mod audio;

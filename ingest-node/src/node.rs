@@ -1,0 +1,250 @@
+//! The node: WHIP sessions in, one recorder per stream.
+//!
+//! Each stream with a publisher has a *stream task* that owns its
+//! [`Recorder`] and audio transcoder; the publisher's WebRTC session feeds it
+//! through a bounded channel (`try_send`: when the stream task lags, RTP
+//! reception drops samples rather than stalling). The stream task also
+//! watches the stream's record: when stop-ingest moves it to `Stopping`, or
+//! no media has arrived for the idle timeout, it finalizes the recording.
+//! A publisher that disconnects ends only its session; a new session within
+//! the grace period continues the same presentation.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mediastreams_model::StreamState;
+use mediastreams_packager::{AudioFrame, VideoSample};
+use mediastreams_rtp::clock::TrackClock;
+use mediastreams_rtp::codec::h264::AccessUnit;
+use mediastreams_storage::{ObjectStore, StreamRepo};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::media::audio::OpusToAac;
+use crate::recorder::Recorder;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The local address WebRTC media is received on (one socket per
+    /// session; the webrtc crate has no UDP mux yet).
+    pub media_ip: IpAddr,
+    /// Public addresses to announce instead (NAT 1:1, cloud hosts).
+    pub public_ips: Vec<String>,
+    /// No media for this long ends ingest (the recording becomes on demand).
+    pub idle_timeout: Duration,
+    /// How often the stream record is checked for stop-ingest.
+    pub poll_interval: Duration,
+    /// Nominal video bitrate announced in the manifests.
+    pub video_bitrate: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            media_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ips: Vec::new(),
+            idle_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            video_bitrate: 1_500_000,
+        }
+    }
+}
+
+/// What sessions send their stream task.
+#[derive(Debug)]
+pub enum StreamInput {
+    Video { unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64 },
+    Audio { opus: Bytes, rtp_ext: u64, arrival: Instant, session: u64 },
+    AudioLost { samples: usize },
+    SessionEnded { session: u64 },
+}
+
+/// Capacity of a stream task's input queue (about 10 s of media).
+pub const STREAM_QUEUE: usize = 1024;
+
+pub(crate) struct StreamEntry {
+    pub input: mpsc::Sender<StreamInput>,
+    /// The session publishing now, if any.
+    pub session: Option<crate::session::SessionHandle>,
+    /// Where keyframe requests go (the current session's video reader).
+    pub keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+}
+
+pub struct IngestNode {
+    pub(crate) repo: StreamRepo,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) config: NodeConfig,
+    pub(crate) streams: Mutex<HashMap<String, StreamEntry>>,
+    pub(crate) next_session: std::sync::atomic::AtomicU64,
+}
+
+impl IngestNode {
+    pub fn new(repo: StreamRepo, store: Arc<dyn ObjectStore>, config: NodeConfig) -> Arc<Self> {
+        Arc::new(IngestNode {
+            repo,
+            store,
+            config,
+            streams: Mutex::new(HashMap::new()),
+            next_session: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    pub fn repo(&self) -> &StreamRepo {
+        &self.repo
+    }
+
+    /// The stream task's input, starting the task when the stream has none.
+    pub(crate) async fn stream_input(self: &Arc<Self>, name: &str) -> Result<(mpsc::Sender<StreamInput>, Arc<Mutex<Option<mpsc::Sender<()>>>>), crate::recorder::RecorderError> {
+        let mut streams = self.streams.lock().await;
+        if let Some(e) = streams.get(name) {
+            if !e.input.is_closed() {
+                return Ok((e.input.clone(), e.keyframe_tx.clone()));
+            }
+        }
+        let recorder = Recorder::open(self.repo.clone(), self.store.clone(), name, self.config.video_bitrate).await?;
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let keyframe_tx = Arc::new(Mutex::new(None));
+        streams.insert(name.to_owned(), StreamEntry { input: tx.clone(), session: None, keyframe_tx: keyframe_tx.clone() });
+        let node = self.clone();
+        let name = name.to_owned();
+        let kf = keyframe_tx.clone();
+        tokio::spawn(async move {
+            let result = stream_task(node.clone(), name.clone(), recorder, rx, kf).await;
+            if let Err(e) = result {
+                tracing::error!(stream = %name, error = %e, "stream task failed");
+            }
+            let mut streams = node.streams.lock().await;
+            if let Some(entry) = streams.remove(&name) {
+                if let Some(s) = entry.session {
+                    s.close().await;
+                }
+            }
+        });
+        Ok((tx, keyframe_tx))
+    }
+}
+
+/// Per-session timing: RTP clocks anchored at each track's first packet,
+/// the tracks offset by their arrival, the session placed at `origin` on
+/// the presentation timeline.
+struct SessionClock {
+    session: u64,
+    origin: i64,
+    first_arrival: Instant,
+    video: Option<TrackClock>,
+    audio: Option<(TrackClock, u64)>,
+}
+
+impl SessionClock {
+    fn offset(&self, arrival: Instant) -> i64 {
+        self.origin + (arrival.saturating_duration_since(self.first_arrival).as_nanos() / 100) as i64
+    }
+}
+
+async fn stream_task(
+    node: Arc<IngestNode>,
+    name: String,
+    mut recorder: Recorder,
+    mut rx: mpsc::Receiver<StreamInput>,
+    keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+) -> Result<(), crate::recorder::RecorderError> {
+    let mut transcoder = OpusToAac::new().map_err(|e| crate::recorder::RecorderError::Audio(e.to_string()))?;
+    let mut clock: Option<SessionClock> = None;
+    let mut origin: i64 = 0;
+    let mut last_media = Instant::now();
+    let mut poll = tokio::time::interval(node.config.poll_interval);
+    let (mut sps, mut pps): (Option<Bytes>, Option<Bytes>) = (None, None);
+    loop {
+        tokio::select! {
+            input = rx.recv() => {
+                let Some(input) = input else { break };
+                match input {
+                    StreamInput::Video { unit, rtp_ext, arrival, session } => {
+                        last_media = Instant::now();
+                        let c = clock.get_or_insert_with(|| SessionClock { session, origin, first_arrival: arrival, video: None, audio: None });
+                        if c.session != session {
+                            *c = SessionClock { session, origin, first_arrival: arrival, video: None, audio: None };
+                        }
+                        let anchor = c.offset(arrival);
+                        let vc = *c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp_ext, anchor_time: anchor });
+                        if unit.keyframe {
+                            tracing::debug!(stream = %name, rtp_ext, "keyframe");
+                        }
+                        let (s, p) = unit.parameter_sets();
+                        if let Some(s) = s { sps = Some(s.clone()); }
+                        if let Some(p) = p { pps = Some(p.clone()); }
+                        let sample = VideoSample { time: vc.to_timeline(rtp_ext).max(0), keyframe: unit.keyframe, data: unit.to_avcc() };
+                        match recorder.push_video(sample, sps.as_ref(), pps.as_ref()).await {
+                            Ok(true) => request_keyframe(&keyframe_tx).await,
+                            Ok(false) => {}
+                            Err(crate::recorder::RecorderError::Packager(e)) => tracing::debug!(stream = %name, error = %e, "video sample dropped"),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    StreamInput::Audio { opus, rtp_ext, arrival, session } => {
+                        last_media = Instant::now();
+                        let c = clock.get_or_insert_with(|| SessionClock { session, origin, first_arrival: arrival, video: None, audio: None });
+                        if c.session != session {
+                            *c = SessionClock { session, origin, first_arrival: arrival, video: None, audio: None };
+                        }
+                        let anchor = c.offset(arrival);
+                        let (ac, produced) = c.audio.get_or_insert((TrackClock { clock_rate: 48_000, anchor_rtp: rtp_ext, anchor_time: anchor }, 0)).to_owned();
+                        let frames = match transcoder.push_opus(&opus) {
+                            Ok(f) => f,
+                            Err(e) => { tracing::debug!(stream = %name, error = %e, "opus packet dropped"); Vec::new() }
+                        };
+                        let mut n = produced;
+                        for f in frames {
+                            let time = ac.anchor_time + ac.ticks_to_timeline(n * 1024);
+                            n += 1;
+                            if let Err(e) = recorder.push_audio(AudioFrame { time, data: f }).await {
+                                match e {
+                                    crate::recorder::RecorderError::Packager(e) => tracing::debug!(stream = %name, error = %e, "audio frame dropped"),
+                                    e => return Err(e),
+                                }
+                            }
+                        }
+                        if let Some(a) = c.audio.as_mut() { a.1 = n; }
+                    }
+                    StreamInput::AudioLost { samples } => {
+                        let _ = transcoder.push_silence(samples);
+                    }
+                    StreamInput::SessionEnded { session } => {
+                        if clock.as_ref().is_some_and(|c| c.session == session) {
+                            origin = recorder.end_session().await? as i64;
+                            clock = None;
+                            transcoder = OpusToAac::new().map_err(|e| crate::recorder::RecorderError::Audio(e.to_string()))?;
+                            tracing::info!(stream = %name, session, "publisher left; waiting for a reconnect");
+                        }
+                    }
+                }
+            }
+            _ = poll.tick() => {
+                let state = node.repo.get(&name).await?.map(|s| s.stream.state);
+                let idle = last_media.elapsed() >= node.config.idle_timeout;
+                if state == Some(StreamState::Stopping) || state.is_none() || idle {
+                    if idle {
+                        tracing::info!(stream = %name, "no media for the idle timeout; stopping ingest");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    // End the publisher's session and finalize the recording.
+    if let Some(entry) = node.streams.lock().await.get_mut(&name) {
+        if let Some(s) = entry.session.take() {
+            s.close().await;
+        }
+    }
+    recorder.finish().await?;
+    Ok(())
+}
+
+async fn request_keyframe(tx: &Arc<Mutex<Option<mpsc::Sender<()>>>>) {
+    if let Some(tx) = tx.lock().await.as_ref() {
+        let _ = tx.try_send(());
+    }
+}

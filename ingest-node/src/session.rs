@@ -1,0 +1,252 @@
+//! One publisher's WebRTC session (the `webrtc` crate, on Tokio): answer
+//! the WHIP offer, receive H.264 and Opus, depacketize in our own code
+//! (`mediastreams-rtp`), feed the stream task, send PLIs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mediastreams_rtp::RtpPacket;
+use mediastreams_rtp::codec::h264::{Depacketized, H264Depacketizer};
+use mediastreams_rtp::reorder::{ReorderBuffer, Reordered};
+use mediastreams_rtp::seq::TimestampExtender;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use tokio::sync::{Mutex, mpsc};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateType, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder, register_default_interceptors,
+};
+
+use crate::node::{IngestNode, StreamInput};
+
+/// How long a missing packet is waited for (a NACK round trip).
+const REORDER_WAIT: Duration = Duration::from_millis(150);
+const REORDER_CAPACITY: usize = 1024;
+/// Least time between two PLIs.
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
+/// How long ICE gathering may take before the answer goes out anyway.
+const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("WebRTC: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("the session has no local description")]
+    NoAnswer,
+}
+
+/// The node's handle on a session.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub id: u64,
+    pc: Arc<dyn PeerConnection>,
+    ended: Arc<AtomicBool>,
+}
+
+impl SessionHandle {
+    /// Closes the connection; the caller reports the session's end.
+    pub async fn close(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        let _ = self.pc.close().await;
+    }
+}
+
+struct Events {
+    session: u64,
+    input: mpsc::Sender<StreamInput>,
+    keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    gathered: mpsc::Sender<()>,
+    ended: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(session = self.session, %state, "connection state");
+        if matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected)
+            && !self.ended.swap(true, Ordering::SeqCst)
+        {
+            let _ = self.input.send(StreamInput::SessionEnded { session: self.session }).await;
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let input = self.input.clone();
+        let session = self.session;
+        match track.kind().await {
+            RtpCodecKind::Video => {
+                let (tx, rx) = mpsc::channel(4);
+                *self.keyframe_tx.lock().await = Some(tx);
+                tokio::spawn(read_video(track, input, rx, session));
+            }
+            RtpCodecKind::Audio => {
+                tokio::spawn(read_audio(track, input, session));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn packet(p: &rtc::rtp::Packet) -> RtpPacket {
+    RtpPacket {
+        sequence: p.header.sequence_number,
+        timestamp: p.header.timestamp,
+        marker: p.header.marker,
+        payload: p.payload.clone(),
+    }
+}
+
+async fn send_pli(track: &Arc<dyn TrackRemote>, last: &mut Option<Instant>) {
+    if last.is_some_and(|l| l.elapsed() < PLI_INTERVAL) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+}
+
+async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, mut keyframe_rx: mpsc::Receiver<()>, session: u64) {
+    let start = Instant::now();
+    let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
+    let mut depacketizer = H264Depacketizer::new();
+    let mut timestamps = TimestampExtender::new();
+    let mut last_pli = None;
+    send_pli(&track, &mut last_pli).await;
+    let mut dropped = 0u64;
+    loop {
+        tokio::select! {
+            event = track.poll() => {
+                let Some(event) = event else { break };
+                let TrackRemoteEvent::OnRtpPacket(p) = event else { continue };
+                reorder.push(packet(&p), start.elapsed());
+                while let Some(out) = reorder.pop(start.elapsed()) {
+                    let produced = match out {
+                        Reordered::Packet(p) => depacketizer.push(&p),
+                        Reordered::Lost { .. } => depacketizer.lost(),
+                    };
+                    for d in produced {
+                        match d {
+                            Depacketized::AccessUnit(unit) => {
+                                let rtp_ext = timestamps.extend(unit.rtp_timestamp);
+                                if input.try_send(StreamInput::Video { unit, rtp_ext, arrival: Instant::now(), session }).is_err() {
+                                    dropped += 1;
+                                }
+                            }
+                            Depacketized::KeyframeNeeded => send_pli(&track, &mut last_pli).await,
+                        }
+                    }
+                }
+            }
+            Some(()) = keyframe_rx.recv() => send_pli(&track, &mut last_pli).await,
+        }
+    }
+    tracing::debug!(session, dropped, stats = ?reorder.stats(), "video track ended");
+}
+
+async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, session: u64) {
+    let start = Instant::now();
+    let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
+    let mut timestamps = TimestampExtender::new();
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(p) = event else { continue };
+        reorder.push(packet(&p), start.elapsed());
+        while let Some(out) = reorder.pop(start.elapsed()) {
+            let msg = match out {
+                Reordered::Packet(p) if !p.payload.is_empty() => {
+                    let rtp_ext = timestamps.extend(p.timestamp);
+                    StreamInput::Audio { opus: p.payload, rtp_ext, arrival: Instant::now(), session }
+                }
+                Reordered::Packet(_) => continue,
+                Reordered::Lost { count } => StreamInput::AudioLost { samples: 960 * count.min(50) as usize },
+            };
+            let _ = input.try_send(msg);
+        }
+    }
+}
+
+fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
+    let mut me = MediaEngine::default();
+    for (pt, profile) in [(102u8, "42e01f"), (108, "42001f"), (116, "4d001f")] {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_H264.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: pt,
+                ..Default::default()
+            },
+            RtpCodecKind::Video,
+        )?;
+    }
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 111,
+            ..Default::default()
+        },
+        RtpCodecKind::Audio,
+    )?;
+    Ok(me)
+}
+
+/// Answers `offer` for stream `name`; media goes to the stream task.
+pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, input: mpsc::Sender<StreamInput>, keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>) -> Result<(SessionHandle, String), SessionError> {
+    let mut me = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    let mut settings = SettingEngineBuilder::new();
+    if node.config.media_ip.is_loopback() {
+        settings = settings.with_include_loopback_candidate(true);
+    }
+    if !node.config.public_ips.is_empty() {
+        settings = settings.with_nat_1to1_ips(node.config.public_ips.clone(), RTCIceCandidateType::Host);
+    }
+    let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
+    let ended = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(Events { session, input, keyframe_tx, gathered: gathered_tx, ended: ended.clone() });
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(settings.build())
+        .with_interceptor_registry(registry)
+        .with_handler(events as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(vec![format!("{}:0", node.config.media_ip)])
+        .build()
+        .await?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    let result = async {
+        pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
+        let answer = pc.create_answer(None).await?;
+        pc.set_local_description(answer).await?;
+        let _ = tokio::time::timeout(GATHERING_TIMEOUT, gathered_rx.recv()).await;
+        pc.local_description().await.map(|d| d.sdp).ok_or(SessionError::NoAnswer)
+    }
+    .await;
+    match result {
+        Ok(sdp) => Ok((SessionHandle { id: session, pc, ended }, sdp)),
+        Err(e) => {
+            let _ = pc.close().await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The WHIP endpoint (RFC 9725): `POST /whip/{name}` with an SDP offer and
+//! the stream's bearer token creates a session (`201`, `Location`, `ETag`,
+//! the SDP answer); `DELETE` on the session URL ends it; `PATCH` (trickle
+//! ICE) is not supported (`405`: offers and answers carry all candidates);
+//! `OPTIONS` answers CORS preflights so a page on another origin can
+//! publish. Errors are problem details naming the problem.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+use http_body_util::{BodyExt, Limited};
+use mediastreams_functions::Problem;
+
+use super::offer::{MAX_OFFER_BYTES, check_offer};
+use crate::node::{IngestNode, StreamInput};
+
+pub fn router(node: Arc<IngestNode>) -> Router {
+    Router::new()
+        .route("/whip/{name}", post(create).options(preflight).fallback(not_allowed_endpoint))
+        .route(
+            "/whip/{name}/{session}",
+            axum::routing::delete(end).options(preflight).fallback(not_allowed_session),
+        )
+        .with_state(node)
+}
+
+fn cors(h: &mut HeaderMap) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, DELETE, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type, If-Match"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, ETag, Link, Accept-Post"));
+}
+
+fn problem(p: Problem) -> Response {
+    let mut r = p.into_response().map(Body::from);
+    cors(r.headers_mut());
+    r
+}
+
+async fn preflight() -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    cors(r.headers_mut());
+    r.headers_mut().insert("accept-post", HeaderValue::from_static("application/sdp"));
+    r
+}
+
+async fn not_allowed_endpoint() -> Response {
+    let mut p = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "the WHIP endpoint takes POST (an SDP offer)");
+    p.allow = Some("POST, OPTIONS");
+    problem(p)
+}
+
+async fn not_allowed_session() -> Response {
+    let mut p = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "a WHIP session takes DELETE; trickle ICE (PATCH) is not supported: the offer and answer carry every candidate",
+    );
+    p.allow = Some("DELETE, OPTIONS");
+    problem(p)
+}
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    h.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+fn unauthorized(detail: &str) -> Response {
+    problem(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail))
+}
+
+/// Checks the bearer token against the stream's ingest session.
+async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<mediastreams_model::Stream, Response> {
+    if mediastreams_model::name::validate(name).is_err() {
+        return Err(problem(Problem::not_found(format!("no stream named \"{name}\""))));
+    }
+    let Some(token) = bearer(h) else {
+        return Err(unauthorized("the stream's ingest token is required: Authorization: Bearer <token>"));
+    };
+    let stream = match node.repo.get(name).await {
+        Ok(Some(s)) => s.stream,
+        Ok(None) => return Err(problem(Problem::not_found(format!("no stream named \"{name}\"")))),
+        Err(e) => {
+            tracing::error!(error = %e, "table read failed");
+            return Err(problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again")));
+        }
+    };
+    match &stream.ingest {
+        Some(i) if i.token_hash.verify(token) => Ok(stream),
+        _ => Err(unauthorized("the ingest token is wrong or has been replaced; start ingest for a new one")),
+    }
+}
+
+async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let stream = match authorize(&node, &name, &parts.headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !stream.state.accepts_publisher() {
+        return problem(Problem::conflict("invalid-state", format!("stream \"{name}\" is {}; start ingest first", stream.state)));
+    }
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.split(';').next().map(str::trim) != Some("application/sdp") {
+        return problem(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "a WHIP offer is application/sdp"));
+    }
+    let body = match Limited::new(body, MAX_OFFER_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
+    };
+    let Ok(offer) = String::from_utf8(body.to_vec()) else {
+        return problem(Problem::bad_request("invalid-offer", "the offer is not UTF-8 text"));
+    };
+    if let Err(e) = check_offer(&offer) {
+        let code = match e {
+            super::offer::OfferError::NotSdp => "invalid-offer",
+            _ => "unsupported-offer",
+        };
+        return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()));
+    }
+    // One publisher at a time.
+    {
+        let streams = node.streams.lock().await;
+        if streams.get(&name).and_then(|e| e.session.as_ref()).is_some() {
+            return problem(Problem::conflict("publisher-connected", format!("stream \"{name}\" already has a publisher; DELETE its session first")));
+        }
+    }
+    let (input, keyframe_tx) = match node.stream_input(&name).await {
+        Ok(x) => x,
+        Err(e) => return problem(Problem::conflict("invalid-state", e.to_string())),
+    };
+    let id = node.next_session.fetch_add(1, Ordering::Relaxed);
+    let (handle, answer) = match crate::session::start(&node, id, offer, input, keyframe_tx).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(stream = %name, error = %e, "negotiation failed");
+            return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "negotiation-failed", format!("the offer could not be answered: {e}")));
+        }
+    };
+    {
+        let mut streams = node.streams.lock().await;
+        match streams.get_mut(&name) {
+            Some(entry) if entry.session.is_none() => entry.session = Some(handle),
+            _ => {
+                drop(streams);
+                handle.close().await;
+                return problem(Problem::conflict("publisher-connected", format!("stream \"{name}\" already has a publisher")));
+            }
+        }
+    }
+    tracing::info!(stream = %name, session = id, "publisher connected");
+    let mut r = Response::new(Body::from(answer));
+    *r.status_mut() = StatusCode::CREATED;
+    let h = r.headers_mut();
+    cors(h);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    if let Ok(v) = HeaderValue::from_str(&format!("/whip/{name}/{id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    r
+}
+
+async fn end(State(node): State<Arc<IngestNode>>, Path((name, session)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&node, &name, &headers).await {
+        return r;
+    }
+    let id: Option<u64> = session.parse().ok();
+    let handle = {
+        let mut streams = node.streams.lock().await;
+        match streams.get_mut(&name) {
+            Some(entry) if entry.session.as_ref().map(|s| s.id) == id => {
+                let input = entry.input.clone();
+                entry.session.take().map(|s| (s, input))
+            }
+            _ => None,
+        }
+    };
+    match handle {
+        Some((s, input)) => {
+            s.close().await;
+            let _ = input.send(StreamInput::SessionEnded { session: s.id }).await;
+            let mut r = Response::new(Body::empty());
+            cors(r.headers_mut());
+            r
+        }
+        None => problem(Problem::not_found(format!("no session {session} of stream \"{name}\""))),
+    }
+}

@@ -1,0 +1,315 @@
+//! End to end in Rust: a WHIP publisher built with the `webrtc` crate sends
+//! real H.264 and Opus (encoded by Debian's ffmpeg) to `mediastreams-local`
+//! on loopback. The stream goes Ready -> Live, fragments and live manifests
+//! appear while it is live, and after stop-ingest it is OnDemand with a
+//! complete on-demand Smooth manifest at the same URL.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mediastreams_storage::ObjectKey;
+use rtc::interceptor::Registry;
+use rtc::media::Sample;
+use rtc::media::io::h26x_reader::H26xSampleReader;
+use rtc::media::io::ogg_reader::OggReader;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use serde_json::json;
+use tokio::sync::mpsc;
+use webrtc::media_stream::Track;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    register_default_interceptors,
+};
+
+use crate::api::harness::Env;
+
+struct Events {
+    gathered: mpsc::Sender<()>,
+    connected: mpsc::Sender<()>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.try_send(());
+        }
+    }
+}
+
+fn codec(kind: RtpCodecKind) -> RTCRtpCodecParameters {
+    match kind {
+        RtpCodecKind::Video => RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 102,
+            ..Default::default()
+        },
+        _ => RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
+            payload_type: 111,
+            ..Default::default()
+        },
+    }
+}
+
+struct Publisher {
+    pc: Arc<dyn PeerConnection>,
+    video: Arc<TrackLocalStaticSample>,
+    audio: Arc<TrackLocalStaticSample>,
+    offer: String,
+    connected: mpsc::Receiver<()>,
+}
+
+async fn publisher() -> Publisher {
+    let mut me = MediaEngine::default();
+    me.register_codec(codec(RtpCodecKind::Video), RtpCodecKind::Video).unwrap();
+    me.register_codec(codec(RtpCodecKind::Audio), RtpCodecKind::Audio).unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut me).unwrap();
+    let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
+    let (connected_tx, connected_rx) = mpsc::channel(1);
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Events { gathered: gathered_tx, connected: connected_tx }) as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .build()
+        .await
+        .unwrap();
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    let mut tracks = Vec::new();
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "publisher".to_owned(),
+                    format!("{kind}"),
+                    format!("{kind}"),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(rand_ssrc()), ..Default::default() },
+                        codec: codec(kind).rtp_codec,
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .unwrap(),
+        );
+        pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.unwrap();
+        tracks.push(track);
+    }
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await;
+    let offer = pc.local_description().await.unwrap().sdp;
+    let audio = tracks.pop().unwrap();
+    let video = tracks.pop().unwrap();
+    Publisher { pc, video, audio, offer, connected: connected_rx }
+}
+
+fn rand_ssrc() -> u32 {
+    let mut b = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    u32::from_be_bytes(b)
+}
+
+/// Sends the clip's H.264 and Opus in real time for `seconds`, looping.
+async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalStaticSample>, dir: &Path, seconds: u64) {
+    let h264 = dir.join("clip.h264");
+    let ogg = dir.join("clip.ogg");
+    let ssrc_v = *video.ssrcs().await.first().unwrap();
+    let ssrc_a = *audio.ssrcs().await.first().unwrap();
+    let v = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut n = 0u64;
+        'outer: loop {
+            let mut reader = H26xSampleReader::new(BufReader::new(File::open(&h264).unwrap()), 1 << 20, false);
+            while let Ok(s) = reader.next_sample() {
+                if start.elapsed() >= Duration::from_secs(seconds) {
+                    break 'outer;
+                }
+                let d = if s.timed { Duration::from_micros(33_333) } else { Duration::ZERO };
+                let _ = video.sample_writer(ssrc_v, 102).write_sample(&Sample { data: s.data, duration: d, ..Sample::new(Instant::now()) }).await;
+                if s.timed {
+                    n += 1;
+                    if let Some(w) = (Duration::from_micros(33_333) * n as u32).checked_sub(start.elapsed()) {
+                        tokio::time::sleep(w).await;
+                    }
+                }
+            }
+        }
+    });
+    let a = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut n = 0u64;
+        'outer: loop {
+            let (mut reader, _) = OggReader::new(BufReader::new(File::open(&ogg).unwrap()), true).unwrap();
+            let mut last_granule = 0;
+            while let Ok((page, header)) = reader.parse_next_page() {
+                if start.elapsed() >= Duration::from_secs(seconds) {
+                    break 'outer;
+                }
+                let samples = header.granule_position.saturating_sub(last_granule);
+                last_granule = header.granule_position;
+                if samples == 0 || samples > 5760 {
+                    continue; // header pages
+                }
+                let d = Duration::from_micros(samples * 1_000_000 / 48_000);
+                let _ = audio.sample_writer(ssrc_a, 111).write_sample(&Sample { data: page.freeze(), duration: d, ..Sample::new(Instant::now()) }).await;
+                n += samples;
+                if let Some(w) = Duration::from_micros(n * 1_000_000 / 48_000).checked_sub(start.elapsed()) {
+                    tokio::time::sleep(w).await;
+                }
+            }
+        }
+    });
+    let _ = v.await;
+    let _ = a.await;
+}
+
+async fn manifest(env: &Env, pid: &str) -> Option<String> {
+    let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
+    env.media.get(&key).await.unwrap().map(|o| String::from_utf8(o.body.to_vec()).unwrap())
+}
+
+fn video_chunks(xml: &str) -> Vec<(u64, u64)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some("video"))
+        .flat_map(|si| si.children().filter(|c| c.has_tag_name("c")).collect::<Vec<_>>())
+        .map(|c| (c.attribute("t").unwrap().parse().unwrap(), c.attribute("d").unwrap().parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webrtc_publisher_goes_live_then_on_demand() {
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let _clip = mediastreams_tests::media::encode_test_clip(dir.path(), 4, 60);
+    let ok = mediastreams_tests::media::tool("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4", "-ac", "2"])
+        .args(["-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-page_duration", "20000", "-f", "ogg"])
+        .arg(dir.path().join("clip.ogg"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+
+    let created = env.call("PUT", "/streams/cam", Some(json!({"outputs":[{"name":"smooth","format":"smooth"}]}))).await.json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/cam/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+
+    let p = publisher().await;
+    // Bad requests first: clear errors, nothing started.
+    let r = http.post(&whip).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http.post(&whip).bearer_auth("wrong").header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401, "wrong token");
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "text/plain").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body("garbage").send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let no_h264: String = p.offer.lines().filter(|l| !l.contains("H264")).map(|l| format!("{l}\r\n")).collect();
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(no_h264).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("H.264"), "the error names the missing codec");
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(vec![b'v'; 100_000]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = http.request(reqwest::Method::OPTIONS, &whip).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(env.call("GET", "/streams/cam", None).await.json()["state"], "Ready");
+
+    // The real offer.
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(r.headers().contains_key("etag"));
+    assert_eq!(r.headers()["content-type"], "application/sdp");
+    let answer = r.text().await.unwrap();
+    p.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
+    let mut connected = p.connected;
+    tokio::time::timeout(Duration::from_secs(10), connected.recv()).await.expect("ICE/DTLS connects").unwrap();
+
+    // A second publisher is refused while the first is connected.
+    let second = publisher().await;
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(second.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let _ = second.pc.close().await;
+    let session_url = format!("{}{}", whip.split("/whip/").next().unwrap(), location);
+    let r = http.patch(&session_url).bearer_auth(&token).body("a=candidate").send().await.unwrap();
+    assert_eq!(r.status(), 405, "trickle ICE is not supported");
+
+    const SECONDS: u64 = 12;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned().as_path().to_owned().leak_path(), SECONDS));
+    let began = Instant::now();
+    let mut live_after = None;
+    while began.elapsed() < Duration::from_secs(8) {
+        if env.call("GET", "/streams/cam", None).await.json()["state"] == "Live" {
+            live_after = Some(began.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live_after = live_after.expect("the stream goes Live within a few seconds of media");
+    sending.await.unwrap();
+    let live = manifest(&env, &pid).await.expect("a live manifest");
+    assert!(live.contains("IsLive=\"TRUE\""));
+    let live_chunks = video_chunks(&live);
+    assert!(live_chunks.len() >= 2, "fragments while live: {live_chunks:?}");
+
+    let stop = env.call("POST", "/streams/cam/stop-ingest", None).await;
+    assert_eq!(stop.status, 202);
+    let mut on_demand = false;
+    for _ in 0..100 {
+        if env.call("GET", "/streams/cam", None).await.json()["state"] == "OnDemand" {
+            on_demand = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(on_demand, "the stream becomes OnDemand after stop-ingest");
+    let vod = manifest(&env, &pid).await.unwrap();
+    assert!(!vod.contains("IsLive"));
+    let chunks = video_chunks(&vod);
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "contiguous timeline");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
+    assert!(total >= (SECONDS - 4) * 10_000_000, "recorded {total} of {SECONDS} s");
+    assert!(chunks.starts_with(&live_chunks[..1]), "the recording starts where live did");
+    eprintln!("live after {live_after:?}; recorded {:.1} s in {} video fragments", total as f64 / 1e7, chunks.len());
+    let _ = p.pc.close().await;
+}
+
+trait LeakPath {
+    fn leak_path(self) -> &'static Path;
+}
+impl LeakPath for std::path::PathBuf {
+    fn leak_path(self) -> &'static Path {
+        Box::leak(self.into_boxed_path())
+    }
+}
