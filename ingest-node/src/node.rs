@@ -212,6 +212,12 @@ async fn stream_task(
                         let _ = transcoder.push_silence(samples);
                     }
                     StreamInput::SessionEnded { session } => {
+                        // The publisher is gone: another may connect.
+                        if let Some(e) = node.streams.lock().await.get_mut(&name) {
+                            if e.session.as_ref().is_some_and(|s| s.id == session) {
+                                e.session = None;
+                            }
+                        }
                         if clock.as_ref().is_some_and(|c| c.session == session) {
                             origin = recorder.end_session().await? as i64;
                             clock = None;
