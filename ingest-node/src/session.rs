@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, mpsc};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateType, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
     SettingEngineBuilder, register_default_interceptors,
 };
 
@@ -218,9 +218,6 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
     if node.config.media_ip.is_loopback() {
         settings = settings.with_include_loopback_candidate(true);
     }
-    if !node.config.public_ips.is_empty() {
-        settings = settings.with_nat_1to1_ips(node.config.public_ips.clone(), RTCIceCandidateType::Host);
-    }
     let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
     let ended = Arc::new(AtomicBool::new(false));
     let events = Arc::new(Events { session, input, keyframe_tx, gathered: gathered_tx, ended: ended.clone() });
@@ -239,7 +236,11 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
         let answer = pc.create_answer(None).await?;
         pc.set_local_description(answer).await?;
         let _ = tokio::time::timeout(GATHERING_TIMEOUT, gathered_rx.recv()).await;
-        pc.local_description().await.map(|d| d.sdp).ok_or(SessionError::NoAnswer)
+        let sdp = pc.local_description().await.map(|d| d.sdp).ok_or(SessionError::NoAnswer)?;
+        Ok(match node.config.public_ips.first() {
+            Some(public) => crate::whip::candidates::announce_public_ip(&sdp, &node.config.media_ip.to_string(), public),
+            None => sdp,
+        })
     }
     .await;
     match result {
