@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +134,7 @@ fn rand_ssrc() -> u32 {
 }
 
 /// Sends the clip's H.264 and Opus in real time for `seconds`, looping.
-async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalStaticSample>, dir: &Path, seconds: u64) {
+async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalStaticSample>, dir: std::path::PathBuf, seconds: u64) {
     let h264 = dir.join("clip.h264");
     let ogg = dir.join("clip.ogg");
     let ssrc_v = *video.ssrcs().await.first().unwrap();
@@ -202,9 +201,8 @@ fn video_chunks(xml: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_webrtc_publisher_goes_live_then_on_demand() {
-    let env = Env::local_embedded(None).await;
+/// H.264 (clip.h264) and Opus (clip.ogg) test media in a scratch dir.
+fn media() -> tempfile::TempDir {
     let dir = mediastreams_tests::scratch();
     let _clip = mediastreams_tests::media::encode_test_clip(dir.path(), 4, 60);
     let ok = mediastreams_tests::media::tool("ffmpeg")
@@ -214,6 +212,72 @@ async fn a_webrtc_publisher_goes_live_then_on_demand() {
         .status()
         .unwrap();
     assert!(ok.success());
+    dir
+}
+
+/// Posts a publisher's offer; returns the session URL once connected.
+async fn connect(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> String {
+    let r = http.post(whip).bearer_auth(token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let answer = r.text().await.unwrap();
+    p.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), p.connected.recv()).await.expect("ICE/DTLS connects").unwrap();
+    format!("{}{}", whip.split("/whip/").next().unwrap(), location)
+}
+
+async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if env.call("GET", &format!("/streams/{name}"), None).await.json()["state"] == state {
+            return Some(began.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_that_reconnects_continues_the_presentation() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let created = env.call("PUT", "/streams/re", None).await.json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/re/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+
+    let mut first = publisher().await;
+    let session = connect(&http, &whip, &token, &mut first).await;
+    send_media(first.video.clone(), first.audio.clone(), dir.path().to_owned(), 6).await;
+    let r = http.delete(&session).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the publisher ends its session");
+    let _ = first.pc.close().await;
+    assert_eq!(env.call("GET", "/streams/re", None).await.json()["state"], "Live", "leaving does not end the stream");
+    let r = http.delete(&session).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 404, "an ended session is gone");
+
+    let mut second = publisher().await;
+    connect(&http, &whip, &token, &mut second).await;
+    send_media(second.video.clone(), second.audio.clone(), dir.path().to_owned(), 6).await;
+    assert_eq!(env.call("POST", "/streams/re/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "re", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let _ = second.pc.close().await;
+    let vod = manifest(&env, &pid).await.unwrap();
+    let chunks = video_chunks(&vod);
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "one timeline across both sessions, nothing overwritten: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
+    assert!(total >= 90_000_000, "both sessions recorded: {total}");
+    eprintln!("two sessions: {:.1} s in {} video fragments", total as f64 / 1e7, chunks.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webrtc_publisher_goes_live_then_on_demand() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
 
     let created = env.call("PUT", "/streams/cam", Some(json!({"outputs":[{"name":"smooth","format":"smooth"}]}))).await.json();
     let pid = created["playbackId"].as_str().unwrap().to_owned();
@@ -264,7 +328,7 @@ async fn a_webrtc_publisher_goes_live_then_on_demand() {
     assert_eq!(r.status(), 405, "trickle ICE is not supported");
 
     const SECONDS: u64 = 12;
-    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned().as_path().to_owned().leak_path(), SECONDS));
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), SECONDS));
     let began = Instant::now();
     let mut live_after = None;
     while began.elapsed() < Duration::from_secs(8) {
@@ -305,11 +369,3 @@ async fn a_webrtc_publisher_goes_live_then_on_demand() {
     let _ = p.pc.close().await;
 }
 
-trait LeakPath {
-    fn leak_path(self) -> &'static Path;
-}
-impl LeakPath for std::path::PathBuf {
-    fn leak_path(self) -> &'static Path {
-        Box::leak(self.into_boxed_path())
-    }
-}
