@@ -58,7 +58,25 @@ pub enum StreamInput {
     Video { unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64 },
     Audio { opus: Bytes, rtp_ext: u64, arrival: Instant, session: u64 },
     AudioLost { samples: usize },
+    /// A reader's cumulative reception counters.
+    Reception { video: bool, received: u64, lost: u64 },
     SessionEnded { session: u64 },
+}
+
+/// How often ingest statistics are written to the stream record.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Statistics gathered between two writes.
+#[derive(Debug, Default)]
+struct StatsWindow {
+    video_bytes: u64,
+    audio_bytes: u64,
+    frames: u64,
+    width: u32,
+    height: u32,
+    received: [u64; 2],
+    lost: [u64; 2],
+    last_media_at: Option<time::OffsetDateTime>,
 }
 
 /// Capacity of a stream task's input queue (about 10 s of media).
@@ -156,6 +174,9 @@ async fn stream_task(
     let mut last_media = Instant::now();
     let mut poll = tokio::time::interval(node.config.poll_interval);
     let (mut sps, mut pps): (Option<Bytes>, Option<Bytes>) = (None, None);
+    let mut window = StatsWindow::default();
+    let mut window_start = Instant::now();
+    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
     loop {
         tokio::select! {
             input = rx.recv() => {
@@ -173,7 +194,17 @@ async fn stream_task(
                             tracing::debug!(stream = %name, rtp_ext, "keyframe");
                         }
                         let (s, p) = unit.parameter_sets();
-                        if let Some(s) = s { sps = Some(s.clone()); }
+                        if let Some(s) = s {
+                            if sps.as_ref() != Some(s) {
+                                if let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s) {
+                                    (window.width, window.height) = (info.width, info.height);
+                                }
+                            }
+                            sps = Some(s.clone());
+                        }
+                        window.frames += 1;
+                        window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
+                        window.last_media_at = Some(time::OffsetDateTime::now_utc());
                         if let Some(p) = p { pps = Some(p.clone()); }
                         let sample = VideoSample { time: vc.to_timeline(rtp_ext).max(0), keyframe: unit.keyframe, data: unit.to_avcc() };
                         match recorder.push_video(sample, sps.as_ref(), pps.as_ref()).await {
@@ -185,6 +216,8 @@ async fn stream_task(
                     }
                     StreamInput::Audio { opus, rtp_ext, arrival, session } => {
                         last_media = Instant::now();
+                        window.audio_bytes += opus.len() as u64;
+                        window.last_media_at = Some(time::OffsetDateTime::now_utc());
                         let c = clock.get_or_insert_with(|| SessionClock { session, origin, first_arrival: arrival, video: None, audio: None });
                         if c.session != session {
                             *c = SessionClock { session, origin, first_arrival: arrival, video: None, audio: None };
@@ -208,6 +241,11 @@ async fn stream_task(
                         }
                         if let Some(a) = c.audio.as_mut() { a.1 = n; }
                     }
+                    StreamInput::Reception { video, received, lost } => {
+                        let i = usize::from(!video);
+                        window.received[i] = received;
+                        window.lost[i] = lost;
+                    }
                     StreamInput::AudioLost { samples } => {
                         let _ = transcoder.push_silence(samples);
                     }
@@ -224,6 +262,35 @@ async fn stream_task(
                             transcoder = OpusToAac::new().map_err(|e| crate::recorder::RecorderError::Audio(e.to_string()))?;
                             tracing::info!(stream = %name, session, "publisher left; waiting for a reconnect");
                         }
+                    }
+                }
+            }
+            _ = stats_tick.tick() => {
+                let secs = window_start.elapsed().as_secs_f64().max(0.001);
+                let stats = mediastreams_model::IngestStats {
+                    video_bitrate_bps: (window.video_bytes as f64 * 8.0 / secs) as u64,
+                    audio_bitrate_bps: (window.audio_bytes as f64 * 8.0 / secs) as u64,
+                    width: window.width,
+                    height: window.height,
+                    frame_rate: (window.frames as f64 / secs * 10.0).round() / 10.0,
+                    packets_lost: window.lost.iter().sum(),
+                    packets_received: window.received.iter().sum(),
+                    last_media_at: window.last_media_at,
+                };
+                window = StatsWindow { width: window.width, height: window.height, received: window.received, lost: window.lost, last_media_at: window.last_media_at, ..Default::default() };
+                window_start = Instant::now();
+                if stats.last_media_at.is_some() {
+                    // A conditional write like every other; a lost race is retried.
+                    let r = node.repo.update(&name, |s| {
+                        if !matches!(s.state, StreamState::Live) {
+                            return Ok(None);
+                        }
+                        let mut next = s.clone();
+                        next.stats = Some(stats.clone());
+                        Ok(Some(next))
+                    }).await;
+                    if let Err(e) = r {
+                        tracing::warn!(stream = %name, error = %e, "could not write ingest statistics");
                     }
                 }
             }

@@ -124,12 +124,18 @@ async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
     let mut last_pli = None;
     send_pli(&track, &mut last_pli).await;
     let mut dropped = 0u64;
+    let mut reported = Instant::now();
     loop {
         tokio::select! {
             event = track.poll() => {
                 let Some(event) = event else { break };
                 let TrackRemoteEvent::OnRtpPacket(p) = event else { continue };
                 reorder.push(packet(&p), start.elapsed());
+                if reported.elapsed() >= Duration::from_secs(2) {
+                    reported = Instant::now();
+                    let st = reorder.stats();
+                    let _ = input.try_send(StreamInput::Reception { video: true, received: st.received, lost: st.lost });
+                }
                 while let Some(out) = reorder.pop(start.elapsed()) {
                     let produced = match out {
                         Reordered::Packet(p) => depacketizer.push(&p),
@@ -158,9 +164,15 @@ async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
     let start = Instant::now();
     let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
     let mut timestamps = TimestampExtender::new();
+    let mut reported = Instant::now();
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(p) = event else { continue };
         reorder.push(packet(&p), start.elapsed());
+        if reported.elapsed() >= Duration::from_secs(2) {
+            reported = Instant::now();
+            let st = reorder.stats();
+            let _ = input.try_send(StreamInput::Reception { video: false, received: st.received, lost: st.lost });
+        }
         while let Some(out) = reorder.pop(start.elapsed()) {
             let msg = match out {
                 Reordered::Packet(p) if !p.payload.is_empty() => {

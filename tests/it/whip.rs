@@ -340,6 +340,15 @@ async fn a_webrtc_publisher_goes_live_then_on_demand() {
     }
     let live_after = live_after.expect("the stream goes Live within a few seconds of media");
     sending.await.unwrap();
+    // What the node sees is in the stream resource.
+    let stats = env.call("GET", "/streams/cam", None).await.json()["stats"].clone();
+    assert_eq!((stats["width"].as_u64(), stats["height"].as_u64()), (Some(320), Some(240)), "{stats}");
+    let fps = stats["frameRate"].as_f64().unwrap();
+    assert!((20.0..=35.0).contains(&fps), "frame rate {fps}");
+    assert!(stats["videoBitrateBps"].as_u64().unwrap() > 10_000, "{stats}");
+    assert!(stats["audioBitrateBps"].as_u64().unwrap() > 10_000, "{stats}");
+    assert!(stats["packetsReceived"].as_u64().unwrap() > 100, "{stats}");
+    assert!(stats["lastMediaAt"].is_string());
     let live = manifest(&env, &pid).await.expect("a live manifest");
     assert!(live.contains("IsLive=\"TRUE\""));
     let live_chunks = video_chunks(&live);
