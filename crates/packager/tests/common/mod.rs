@@ -1,3 +1,4 @@
+#![allow(dead_code)] // shared by several test binaries, each using a part
 //! A simulated publisher for the packager tests.
 
 use bytes::Bytes;

@@ -183,8 +183,7 @@ impl H264Depacketizer {
     fn add_payload(&mut self, payload: &Bytes) -> Result<(), H264Error> {
         let header = *payload.first().ok_or(H264Error::Empty)?;
         match header & 0x1f {
-            t @ 1..=23 => {
-                let _ = t;
+            1..=23 => {
                 self.fragment = None;
                 self.add_nal(payload.clone())
             }
