@@ -210,7 +210,7 @@ async fn stream_task(
                         match recorder.push_video(sample, sps.as_ref(), pps.as_ref()).await {
                             Ok(true) => request_keyframe(&keyframe_tx).await,
                             Ok(false) => {}
-                            Err(crate::recorder::RecorderError::Packager(e)) => tracing::debug!(stream = %name, error = %e, "video sample dropped"),
+                            Err(crate::recorder::RecorderError::Packager(e)) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
                             Err(e) => return Err(e),
                         }
                     }

@@ -157,7 +157,7 @@ async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
             Some(()) = keyframe_rx.recv() => send_pli(&track, &mut last_pli).await,
         }
     }
-    tracing::debug!(session, dropped, stats = ?reorder.stats(), "video track ended");
+    tracing::debug!(session, dropped, stats = ?reorder.stats(), depacketizer = ?depacketizer.stats(), "video track ended");
 }
 
 async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, session: u64) {

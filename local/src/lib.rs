@@ -3,6 +3,8 @@
 //! * `/streams...`: the stream resource API (the same handlers as the
 //!   Lambda functions);
 //! * `/media/{key}`: the media store, read the way players read S3/CloudFront;
+//! * `/whip/{name}`: the WHIP endpoint of the in-process ingest node;
+//! * `/` and `/{page}`: the studio and player pages (`--web-dir`);
 //! * `/healthz`: liveness.
 //!
 //! Storage is embedded by default (a `redb` table and a directory under
@@ -11,5 +13,6 @@
 
 mod media;
 mod server;
+mod web;
 
 pub use server::{Backends, LocalConfig, StorageChoice, build_router, open_backends, serve};

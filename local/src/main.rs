@@ -32,6 +32,9 @@ struct Args {
     /// Seconds without media after which ingest stops by itself.
     #[arg(long, default_value_t = 60, env = "MEDIASTREAMS_IDLE_TIMEOUT")]
     idle_timeout: u64,
+    /// Directory of the studio and player pages (built by scripts/build-web).
+    #[arg(long, default_value = "web/public", env = "MEDIASTREAMS_WEB_DIR")]
+    web_dir: PathBuf,
     /// Use DynamoDB (at this endpoint, e.g. a local DynamoDB-compatible
     /// server) instead of the embedded table.
     #[arg(long, env = "MEDIASTREAMS_DYNAMODB_ENDPOINT")]
@@ -88,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         },
         public_url: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
         api_key: args.api_key,
+        web_dir: Some(args.web_dir.clone()),
     };
     let backends = open_backends(&storage)
         .await

@@ -36,6 +36,8 @@ pub struct LocalConfig {
     /// API's streaming and ingest URLs are built on it.
     pub public_url: String,
     pub api_key: Option<String>,
+    /// The pages' directory (`web/public`), if served.
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -107,6 +109,13 @@ pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
         .with_state(api)
         .merge(media)
         .merge(whip)
+        .merge(match &config.web_dir {
+            Some(dir) => Router::new()
+                .route("/", get(crate::web::index))
+                .route("/{*path}", get(crate::web::file))
+                .with_state(dir.clone()),
+            None => Router::new(),
+        })
         .fallback(|| async {
             Problem::not_found("no resource here")
                 .into_response()

@@ -2,6 +2,7 @@
 //! per subject.
 
 pub mod api;
+mod browser_e2e;
 mod infra;
 mod packager_tools;
 mod player;

@@ -204,6 +204,7 @@ impl Env {
             ingest: mediastreams_ingest_node::NodeConfig::default(),
             public_url: base.clone(),
             api_key: api_key.map(str::to_owned),
+            web_dir: Some(mediastreams_tests::workspace_root().join("web/public")),
         };
         let backends: Backends = open_backends(&storage).await.expect("storage");
         let router = build_router(&backends, &config);

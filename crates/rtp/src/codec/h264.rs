@@ -142,6 +142,15 @@ impl H264Depacketizer {
     /// Takes the next in-order packet.
     pub fn push(&mut self, packet: &RtpPacket) -> Vec<Depacketized> {
         let mut out = Vec::new();
+        if packet.payload.is_empty() {
+            // Padding-only packets (bandwidth probing, RFC 3550 5.1) carry
+            // no media; browsers send many.
+            if packet.marker && self.current_ts == Some(packet.timestamp) {
+                self.fragment = None;
+                self.finish(&mut out);
+            }
+            return out;
+        }
         if self.current_ts.is_some_and(|ts| ts != packet.timestamp) {
             // A new picture started without a marker on the last one.
             self.fragment = None;
@@ -406,8 +415,7 @@ mod tests {
         let mut d = H264Depacketizer::new();
         d.push(&p(1, 0, true, &idr(10)));
         for bad in [
-            &[][..],
-            &[0x78],                    // STAP-A with nothing
+            &[0x78][..],                // STAP-A with nothing
             &[0x78, 0x00],              // truncated size
             &[0x78, 0x00, 0x05, 0x67],  // size beyond payload
             &[0x78, 0x00, 0x00],        // zero-size NAL
@@ -422,9 +430,21 @@ mod tests {
             let out = d.push(&p(2, 3000, true, bad));
             assert!(units(out).is_empty(), "{bad:?}");
         }
-        assert!(d.stats().malformed_packets >= 12);
+        assert!(d.stats().malformed_packets >= 11);
         // It recovers at the next IDR.
         assert_eq!(units(d.push(&p(3, 6000, true, &idr(5)))).len(), 1);
+    }
+
+    #[test]
+    fn padding_only_packets_are_ignored() {
+        // Browsers probe bandwidth with padding-only packets between frames.
+        let mut d = H264Depacketizer::new();
+        assert_eq!(units(d.push(&p(1, 0, true, &idr(10)))).len(), 1);
+        for seq in 2..10 {
+            assert!(d.push(&p(seq, 0, false, &[])).is_empty());
+        }
+        assert_eq!(units(d.push(&p(10, 3000, true, &[0x41, 1]))).len(), 1, "no loss, no keyframe wait");
+        assert_eq!(d.stats().malformed_packets, 0);
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! The product end to end in a real browser: headless Debian Chromium with
+//! a fake camera publishes from the studio page over WHIP to
+//! `mediastreams-local`; the stream goes Live within seconds; the player
+//! page plays it live (position advancing, frames drawn); stop-ingest from
+//! the studio makes it OnDemand and the player switches to the recording at
+//! the same URL without reloading and plays it from start to end.
+//! Screenshots land in target/test-artifacts/.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::api::harness::Env;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webcam_to_live_to_on_demand_in_chromium() {
+    const SECONDS: u32 = 20;
+    let env = Env::local_embedded(None).await;
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let root = mediastreams_tests::workspace_root();
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(root.join("web"))
+            .args(["tests/e2e.mjs", "--origin", &origin, "--name", "webcam", "--seconds", &SECONDS.to_string(), "--artifacts"])
+            .arg(&artifacts)
+            .output()
+            .expect("node is required (scripts/install-test-deps)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "e2e.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["studioMessage"], "", "the studio shows no error: {r}");
+
+    let live_after = r["liveAfter"].as_f64().unwrap_or_else(|| panic!("never Live: {r}"));
+    assert!(live_after <= 5.0, "Live {live_after} s after publishing");
+
+    let live = r["live"].as_array().unwrap();
+    let times: Vec<f64> = live.iter().map(|s| s["t"].as_f64().unwrap_or(0.0)).collect();
+    let advanced = times.last().unwrap() - times.first().unwrap();
+    assert!(advanced >= live.len() as f64 * 0.6, "live position advanced {advanced} s over {} s: {times:?}", live.len());
+    assert!(live.iter().all(|s| s["errors"] == serde_json::json!([])), "player errors while live: {r}");
+    assert!(live.iter().all(|s| s["mode"] == "live"));
+    let last = live.last().unwrap();
+    assert!(last["width"].as_u64().unwrap() > 0 && last["height"].as_u64().unwrap() > 0, "video has a size: {last}");
+    assert!(live.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 4), "a drawn frame is not blank: {r}");
+
+    let on_demand_after = r["onDemandAfter"].as_f64().unwrap_or_else(|| panic!("never OnDemand: {r}"));
+    assert!(on_demand_after <= 15.0, "OnDemand {on_demand_after} s after stop");
+    let vod = r["ondemand"].as_array().unwrap();
+    assert!(vod.iter().any(|s| s["switched"] == true && s["mode"] == "ondemand"), "the player switched to on demand without a reload: {r}");
+    assert!(vod.iter().all(|s| s["errors"] == serde_json::json!([])), "player errors on demand: {r}");
+    let duration = vod.iter().filter_map(|s| s["duration"].as_f64()).filter(|d| d.is_finite()).fold(0.0, f64::max);
+    let published = r["publishedSeconds"].as_f64().unwrap();
+    let expected = published - live_after;
+    assert!((duration - expected).abs() <= 2.5, "recording is {duration} s, published {expected} s (within one fragment)");
+    // Played from the start to the end.
+    let after_seek: Vec<f64> = vod
+        .iter()
+        .skip_while(|s| s["t"].as_f64().unwrap_or(0.0) > 2.0)
+        .filter_map(|s| s["t"].as_f64())
+        .collect();
+    let furthest = after_seek.iter().cloned().fold(0.0, f64::max);
+    assert!(!after_seek.is_empty() && furthest >= duration - 1.5, "played {furthest} of {duration} s from the start: {r}");
+    eprintln!("browser e2e: Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s");
+}

@@ -1,0 +1,70 @@
+// Plays a stream's Smooth Streaming output with dash.js (DASH when the
+// stream has no Smooth output). dash.js never re-reads a live Smooth
+// manifest, so the page watches the stream's state: when it leaves Live and
+// the recording is on demand, the player reloads the same URL at the same
+// position, without a page reload.
+import { api } from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const name = params.get('name');
+const view = { mode: null, switched: false, errors: [], url: null };
+window.playerView = view; // for the browser tests
+
+function badge(mode) {
+  view.mode = mode;
+  $('mode').textContent = mode === 'live' ? 'LIVE' : mode === 'ondemand' ? 'ON DEMAND' : mode;
+  $('mode').className = `badge ${mode}`;
+}
+
+const player = dashjs.MediaPlayer().create();
+player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+player.on(dashjs.MediaPlayer.events.ERROR, (e) => {
+  view.errors.push(JSON.stringify(e.error ?? e));
+  $('message').textContent = `Player error: ${e.error?.message ?? 'see the console'}`;
+});
+window.dashPlayer = player;
+
+async function stream() {
+  return api('GET', `/streams/${encodeURIComponent(name)}`);
+}
+
+async function start() {
+  if (!name) {
+    $('message').textContent = 'Open this page with ?name=<stream>.';
+    return;
+  }
+  const s = await stream();
+  const output = s.outputs.find((o) => o.format === 'smooth') ?? s.outputs.find((o) => o.format === 'dash');
+  if (!output) {
+    $('message').textContent = 'This stream has no Smooth Streaming or DASH output.';
+    return;
+  }
+  view.url = output.url;
+  $('title').textContent = s.name;
+  $('format').textContent = `(${output.format})`;
+  if (s.state !== 'Live' && s.state !== 'OnDemand' && s.state !== 'Stopping') {
+    badge('waiting');
+    $('message').textContent = `The stream is ${s.state}; waiting for it to go live…`;
+  } else {
+    badge(s.state === 'OnDemand' ? 'ondemand' : 'live');
+    player.initialize($('video'), output.url, true);
+  }
+  setInterval(async () => {
+    let now;
+    try { now = await stream(); } catch { return; }
+    if (view.mode === 'waiting' && (now.state === 'Live' || now.state === 'OnDemand')) {
+      $('message').textContent = '';
+      badge(now.state === 'OnDemand' ? 'ondemand' : 'live');
+      player.initialize($('video'), output.url, true);
+    } else if (view.mode === 'live' && now.state === 'OnDemand') {
+      // The same URL now holds the whole recording: reload it in place.
+      const position = $('video').currentTime;
+      badge('ondemand');
+      view.switched = true;
+      player.attachSource(output.url, position);
+    }
+  }, 2000);
+}
+
+start().catch((e) => { $('message').textContent = e.message; });
