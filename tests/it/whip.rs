@@ -276,7 +276,15 @@ async fn a_publisher_that_reconnects_continues_the_presentation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_webrtc_publisher_goes_live_then_on_demand() {
-    let env = Env::local_embedded(None).await;
+    publish_and_record(Env::local_embedded(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webrtc_publisher_goes_live_then_on_demand_on_dynamodb_and_s3() {
+    publish_and_record(Env::local_aws().await).await;
+}
+
+async fn publish_and_record(env: Env) {
     let dir = media();
 
     let created = env.call("PUT", "/streams/cam", Some(json!({"outputs":[{"name":"smooth","format":"smooth"}]}))).await.json();

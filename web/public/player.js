@@ -1,5 +1,6 @@
-// Plays a stream's Smooth Streaming output with dash.js (DASH when the
-// stream has no Smooth output). dash.js never re-reads a live Smooth
+// Plays a stream's Smooth Streaming output with dash.js (its DASH output
+// when it has no Smooth one, and its HLS output with hls.js when it has
+// only that; ?format= picks one). dash.js never re-reads a live Smooth
 // manifest, so the page watches the stream's state: when it leaves Live and
 // the recording is on demand, the player reloads the same URL at the same
 // position, without a page reload.
@@ -35,9 +36,29 @@ async function start() {
     return;
   }
   const s = await stream();
-  const output = s.outputs.find((o) => o.format === 'smooth') ?? s.outputs.find((o) => o.format === 'dash');
+  const wanted = params.get('format');
+  const output = (wanted && s.outputs.find((o) => o.format === wanted))
+    ?? s.outputs.find((o) => o.format === 'smooth')
+    ?? s.outputs.find((o) => o.format === 'dash')
+    ?? s.outputs.find((o) => o.format === 'hls');
   if (!output) {
-    $('message').textContent = 'This stream has no Smooth Streaming or DASH output.';
+    $('message').textContent = 'This stream has no output.';
+    return;
+  }
+  if (output.format === 'hls') {
+    // hls.js re-reads playlists, so live to on-demand needs no switch.
+    view.url = output.url;
+    $('title').textContent = s.name;
+    $('format').textContent = '(hls)';
+    badge(s.state === 'OnDemand' ? 'ondemand' : 'live');
+    const hls = new Hls();
+    hls.on(Hls.Events.ERROR, (_e, d) => { if (d.fatal) view.errors.push(`${d.type}: ${d.details}`); });
+    hls.loadSource(output.url);
+    hls.attachMedia($('video'));
+    setInterval(async () => {
+      const now = await stream().catch(() => null);
+      if (now?.state === 'OnDemand') badge('ondemand');
+    }, 2000);
     return;
   }
   view.url = output.url;

@@ -104,6 +104,13 @@ $('stop').addEventListener('click', async () => {
   $('stop').disabled = true;
 });
 
+// A WHIP URL and token pasted by hand (any WHIP server) can be published too.
+for (const id of ['whip-url', 'whip-token']) {
+  $(id).addEventListener('input', () => {
+    $('publish').disabled = !($('whip-url').value && $('whip-token').value) || Boolean(state.pc);
+  });
+}
+
 for (const id of ['camera', 'microphone', 'resolution']) {
   $(id).addEventListener('change', () => openCamera().catch((e) => message(explain(e))));
 }
