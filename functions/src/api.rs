@@ -42,6 +42,9 @@ pub struct Api {
     repo: StreamRepo,
     media: Arc<dyn ObjectStore>,
     config: Arc<ApiConfig>,
+    /// When set, start-ingest assigns streams to registered ingest nodes
+    /// instead of `ingest_base_url`.
+    nodes: Option<mediastreams_storage::NodeRegistry>,
 }
 
 type ApiResult = Result<Response<Bytes>, Problem>;
@@ -52,7 +55,14 @@ impl Api {
             repo,
             media,
             config: Arc::new(config),
+            nodes: None,
         }
+    }
+
+    /// Assigns ingest to the least loaded healthy node of `registry`.
+    pub fn with_node_registry(mut self, registry: mediastreams_storage::NodeRegistry) -> Self {
+        self.nodes = Some(registry);
+        self
     }
 
     pub fn repo(&self) -> &StreamRepo {
@@ -320,15 +330,24 @@ impl Api {
             tracing::error!(error = %e, "no randomness");
             Problem::internal()
         })?;
-        let url = format!(
-            "{}/whip/{}",
-            self.config.ingest_base_url.trim_end_matches('/'),
-            name
-        );
+        let (base, node_id) = match &self.nodes {
+            None => (self.config.ingest_base_url.clone(), None),
+            Some(registry) => match registry.pick(now()).await.map_err(repo_problem)? {
+                Some(node) => (node.whip_base_url, Some(node.id)),
+                None => {
+                    return Err(Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no-ingest-capacity",
+                        "no ingest node has room for another stream; try again shortly",
+                    ));
+                }
+            },
+        };
+        let url = format!("{}/whip/{}", base.trim_end_matches('/'), name);
         let session = IngestSession {
             token_hash: token.hash(),
             url: url.clone(),
-            node_id: None,
+            node_id,
             started_at: now(),
         };
         let s = self

@@ -7,6 +7,9 @@ use mediastreams_storage::{DynamoTable, S3Store, StreamRepo};
 
 use crate::{Api, ApiConfig};
 
+/// A node whose heartbeat is older than this is dead (nodes beat every 10 s).
+pub const NODE_TTL_SECONDS: i64 = 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -24,7 +27,9 @@ fn var(name: &'static str) -> Result<String, ConfigError> {
 /// * `TABLE_NAME`: the DynamoDB table of streams;
 /// * `MEDIA_BUCKET`: the S3 bucket of media;
 /// * `MEDIA_BASE_URL`: where players read that bucket (the CDN);
-/// * `INGEST_BASE_URL`: the WHIP endpoint base of the ingest nodes.
+/// * `INGEST_BASE_URL` (optional): one WHIP endpoint base for every stream;
+///   without it, start-ingest assigns streams to the ingest nodes registered
+///   in the table (least loaded healthy node with room).
 ///
 /// AWS credentials and region come from the Lambda environment.
 pub async fn api_from_env() -> Result<Api, ConfigError> {
@@ -32,11 +37,18 @@ pub async fn api_from_env() -> Result<Api, ConfigError> {
     let bucket = var("MEDIA_BUCKET")?;
     let config = ApiConfig {
         media_base_url: var("MEDIA_BASE_URL")?,
-        ingest_base_url: var("INGEST_BASE_URL")?,
+        ingest_base_url: var("INGEST_BASE_URL").unwrap_or_default(),
         api_key: None,
     };
     let sdk = mediastreams_storage::aws::load_config().await;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
     let media = Arc::new(S3Store::from_config(&sdk, bucket, false));
-    Ok(Api::new(StreamRepo::new(table), media, config))
+    let registry = config.ingest_base_url.is_empty().then(|| {
+        mediastreams_storage::NodeRegistry::new(table.clone(), time::Duration::seconds(NODE_TTL_SECONDS))
+    });
+    let api = Api::new(StreamRepo::new(table), media, config);
+    Ok(match registry {
+        Some(r) => api.with_node_registry(r),
+        None => api,
+    })
 }

@@ -113,6 +113,11 @@ impl IngestNode {
         &self.repo
     }
 
+    /// Streams this node is recording now (its load, in heartbeats).
+    pub async fn active_streams(&self) -> usize {
+        self.streams.lock().await.len()
+    }
+
     /// The stream task's input, starting the task when the stream has none.
     pub(crate) async fn stream_input(self: &Arc<Self>, name: &str) -> Result<(mpsc::Sender<StreamInput>, Arc<Mutex<Option<mpsc::Sender<()>>>>), crate::recorder::RecorderError> {
         let mut streams = self.streams.lock().await;

@@ -4,6 +4,7 @@
 pub mod api;
 mod browser_e2e;
 mod infra;
+mod nodes;
 mod packager_tools;
 mod player;
 mod recorder;

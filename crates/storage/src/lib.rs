@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod nodes;
 pub mod object;
 pub mod streams;
 pub mod table;
@@ -21,5 +22,6 @@ pub use object::{
     LocalDirStore, Object, ObjectKey, ObjectKeyError, ObjectMeta, ObjectStore, S3Store,
     StoreError,
 };
+pub use nodes::{NodeRecord, NodeRegistry};
 pub use streams::{RepoError, StreamRepo, VersionedStream};
 pub use table::{DynamoTable, EmbeddedTable, Page, Precondition, Record, Table, TableError};

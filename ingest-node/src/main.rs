@@ -1,0 +1,116 @@
+//! `ingest-node`: the ingest node as a standalone service (the cloud
+//! fleet): the WHIP endpoint on `--listen`, media to S3, streams in
+//! DynamoDB, and a heartbeat in the node registry every 10 s so that
+//! start-ingest can assign streams to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use clap::Parser;
+use mediastreams_ingest_node::{IngestNode, NodeConfig};
+use mediastreams_storage::{DynamoTable, NodeRecord, NodeRegistry, S3Store, StreamRepo};
+
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address of the WHIP endpoint (HTTP; TLS ends at the load balancer).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "LISTEN")]
+    listen: SocketAddr,
+    /// The DynamoDB table of streams and nodes.
+    #[arg(long, env = "TABLE_NAME")]
+    table: String,
+    /// The S3 bucket of media.
+    #[arg(long, env = "MEDIA_BUCKET")]
+    bucket: String,
+    /// DynamoDB and S3 at a compatible server (tests), instead of AWS.
+    #[arg(long, env = "AWS_ENDPOINT")]
+    endpoint: Option<String>,
+    /// The base URL publishers reach this node's WHIP endpoint at.
+    #[arg(long, env = "WHIP_BASE_URL")]
+    whip_base_url: String,
+    /// This node's id in the registry (default: random).
+    #[arg(long, env = "NODE_ID")]
+    node_id: Option<String>,
+    /// Streams this node takes at most.
+    #[arg(long, default_value_t = 20, env = "CAPACITY")]
+    capacity: u32,
+    /// Local address WebRTC media is received on.
+    #[arg(long, default_value = "0.0.0.0", env = "MEDIA_IP")]
+    media_ip: std::net::IpAddr,
+    /// Public IP announced in ICE candidates (NAT 1:1).
+    #[arg(long, env = "PUBLIC_IP")]
+    public_ip: Option<String>,
+    /// Seconds without media after which ingest stops by itself.
+    #[arg(long, default_value_t = 60, env = "IDLE_TIMEOUT")]
+    idle_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let sdk = match &args.endpoint {
+        Some(e) => mediastreams_storage::aws::local_config(e),
+        None => mediastreams_storage::aws::load_config().await,
+    };
+    let table = Arc::new(DynamoTable::from_config(&sdk, args.table.clone()));
+    let media = Arc::new(S3Store::from_config(&sdk, args.bucket.clone(), args.endpoint.is_some()));
+    let node = IngestNode::new(
+        StreamRepo::new(table.clone()),
+        media,
+        NodeConfig {
+            media_ip: args.media_ip,
+            public_ips: args.public_ip.into_iter().collect(),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            ..Default::default()
+        },
+    );
+    let id = args.node_id.clone().unwrap_or_else(|| {
+        mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into())
+    });
+    let registry = NodeRegistry::new(table, time::Duration::seconds(30));
+    let beat = {
+        let node = node.clone();
+        let registry = registry.clone();
+        let (id, base, capacity) = (id.clone(), args.whip_base_url.clone(), args.capacity);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let record = NodeRecord {
+                    id: id.clone(),
+                    whip_base_url: base.clone(),
+                    capacity,
+                    active_streams: node.active_streams().await as u32,
+                    heartbeat_at: time::OffsetDateTime::now_utc(),
+                };
+                if let Err(e) = registry.heartbeat(&record).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        })
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(mediastreams_ingest_node::whip::endpoint::router(node));
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+    tracing::info!(node = %id, listen = %args.listen, "ingest node up");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    beat.abort();
+    registry.deregister(&id).await?;
+    Ok(())
+}
