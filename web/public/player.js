@@ -19,7 +19,17 @@ function badge(mode) {
 }
 
 const player = dashjs.MediaPlayer().create();
-player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+player.updateSettings({
+  debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
+  streaming: {
+    // A live fragment is written once the next one has closed (its tfrf
+    // needs it), so stay a few fragments behind the live edge, and keep
+    // asking for a fragment that is not there yet instead of giving up.
+    delay: { liveDelayFragmentCount: 4 },
+    retryAttempts: { MediaSegment: 20 },
+    retryIntervals: { MediaSegment: 500 },
+  },
+});
 player.on(dashjs.MediaPlayer.events.ERROR, (e) => {
   view.errors.push(JSON.stringify(e.error ?? e));
   $('message').textContent = `Player error: ${e.error?.message ?? 'see the console'}`;

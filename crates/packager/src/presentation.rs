@@ -346,9 +346,19 @@ impl Presentation {
                 return Err(PackagerError::NonMonotonic { track: "video", time: s.time, last: end as i64 });
             }
         }
-        let t = s.time as u64;
+        let mut s = s;
+        let mut t = s.time as u64;
         if self.video.samples.is_empty() {
-            // A fragment starts at its first sample.
+            // A fragment starts at its first sample; one that starts less
+            // than a frame after the previous fragment ended (a new
+            // publisher session) is moved back onto it, keeping the
+            // timeline contiguous.
+            if let Some(end) = self.video.end() {
+                if t > end && t - end <= u64::from(self.last_video_duration) {
+                    t = end;
+                    s.time = end as i64;
+                }
+            }
             self.video.frag_start = Some(t);
         } else {
             let elapsed = t.saturating_sub(self.video.frag_start.unwrap_or(t));

@@ -53,7 +53,7 @@ impl NodeRegistry {
     /// version, so two writers never interleave).
     pub async fn heartbeat(&self, node: &NodeRecord) -> Result<(), RepoError> {
         let body = serde_json::to_string(node).map_err(TableError::backend)?;
-        for _ in 0..8 {
+        for _ in 0..32 {
             let current = self.table.get(&key(&node.id)).await?;
             let (version, pre) = match &current {
                 Some(r) => (r.version + 1, Precondition::Version(r.version)),
