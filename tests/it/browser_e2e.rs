@@ -57,7 +57,7 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
     let duration = vod.iter().filter_map(|s| s["duration"].as_f64()).filter(|d| d.is_finite()).fold(0.0, f64::max);
     let published = r["publishedSeconds"].as_f64().unwrap();
     let expected = published - live_after;
-    assert!((duration - expected).abs() <= 2.5, "recording is {duration} s, published {expected} s (within one fragment)");
+    assert!((duration - expected).abs() <= 2.0, "recording is {duration} s, published {expected} s (within one fragment)");
     // Played from the start to the end.
     let after_seek: Vec<f64> = vod
         .iter()
@@ -66,5 +66,6 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
         .collect();
     let furthest = after_seek.iter().cloned().fold(0.0, f64::max);
     assert!(!after_seek.is_empty() && furthest >= duration - 1.5, "played {furthest} of {duration} s from the start: {r}");
-    eprintln!("browser e2e: Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s");
+    let recoveries = live.last().and_then(|s| s["recoveries"].as_u64()).unwrap_or(0);
+    eprintln!("browser e2e: {recoveries} live stall recoveries, Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s");
 }

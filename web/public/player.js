@@ -9,7 +9,7 @@ import { api } from './api.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const name = params.get('name');
-const view = { mode: null, switched: false, errors: [], url: null };
+const view = { mode: null, switched: false, errors: [], url: null, recoveries: 0 };
 window.playerView = view; // for the browser tests
 
 function badge(mode) {
@@ -35,6 +35,29 @@ player.on(dashjs.MediaPlayer.events.ERROR, (e) => {
   $('message').textContent = `Player error: ${e.error?.message ?? 'see the console'}`;
 });
 window.dashPlayer = player;
+
+/// Fragments a live Smooth manifest lists per stream type.
+async function listedFragments(url) {
+  const xml = new DOMParser().parseFromString(await (await fetch(url, { cache: 'no-store' })).text(), 'application/xml');
+  const counts = {};
+  for (const si of xml.querySelectorAll('StreamIndex')) counts[si.getAttribute('Type')] = si.querySelectorAll('c').length;
+  return counts;
+}
+
+/// dash.js never re-reads a live Smooth manifest: it must list a few
+/// fragments of every track before the player starts, or a track that had
+/// none yet never starts.
+async function whenPlayable(url, live) {
+  if (!live) return;
+  for (;;) {
+    try {
+      const c = await listedFragments(url);
+      if ((c.video ?? 0) >= 3 && (c.audio ?? 0) >= 3) return;
+    } catch { /* not written yet */ }
+    $('message').textContent = 'Starting…';
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
 
 async function stream() {
   return api('GET', `/streams/${encodeURIComponent(name)}`);
@@ -78,13 +101,18 @@ async function start() {
     badge('waiting');
     $('message').textContent = `The stream is ${s.state}; waiting for it to go live…`;
   } else {
-    badge(s.state === 'OnDemand' ? 'ondemand' : 'live');
+    const live = s.state !== 'OnDemand';
+    if (output.format === 'smooth') await whenPlayable(output.url, live);
+    $('message').textContent = '';
+    badge(live ? 'live' : 'ondemand');
     player.initialize($('video'), output.url, true);
   }
   setInterval(async () => {
     let now;
     try { now = await stream(); } catch { return; }
     if (view.mode === 'waiting' && (now.state === 'Live' || now.state === 'OnDemand')) {
+      view.mode = 'starting';
+      if (output.format === 'smooth') await whenPlayable(output.url, now.state === 'Live');
       $('message').textContent = '';
       badge(now.state === 'OnDemand' ? 'ondemand' : 'live');
       player.initialize($('video'), output.url, true);
@@ -97,5 +125,22 @@ async function start() {
     }
   }, 2000);
 }
+
+// A live player that stops advancing (a fragment it asked for too early
+// and gave up on) is reloaded at the live edge: dash.js never re-reads a
+// live Smooth manifest, so reloading is how it learns the current state.
+let lastPosition = -1;
+let stuckFor = 0;
+setInterval(() => {
+  const v = $('video');
+  if (view.mode !== 'live' || v.paused || !view.url) { stuckFor = 0; return; }
+  stuckFor = v.currentTime === lastPosition ? stuckFor + 1 : 0;
+  lastPosition = v.currentTime;
+  if (stuckFor >= 4) {
+    stuckFor = 0;
+    view.recoveries += 1;
+    player.attachSource(view.url);
+  }
+}, 1000);
 
 start().catch((e) => { $('message').textContent = e.message; });

@@ -53,6 +53,13 @@ try {
   // Watch live.
   await sleep(8000);
   const player = await context.newPage();
+  report.failedRequests = [];
+  report.requests = [];
+  player.on('response', (res) => {
+    const u = res.url();
+    if (u.includes('/media/')) report.requests.push(`${((Date.now() - published) / 1000).toFixed(1)} ${res.status()} ${u.replace(/^.*smooth\.ism\//, '')}`);
+    if (res.status() >= 400) report.failedRequests.push(`${res.status()} ${u}`);
+  });
   player.on('console', (m) => { if (m.type() === 'error') report.console.push(`player: ${m.text()}`); });
   player.on('pageerror', (e) => report.errors.push(`player: ${e.message}`));
   await player.goto(`${origin}/player.html?name=${name}`);
@@ -69,7 +76,7 @@ try {
       colours = seen.size;
     } catch (e) { /* not drawable yet */ }
     return { t: v.currentTime, duration: v.duration, width: v.videoWidth, height: v.videoHeight, paused: v.paused, ended: v.ended,
-      mode: window.playerView.mode, switched: window.playerView.switched, errors: window.playerView.errors.slice(), colours,
+      mode: window.playerView.mode, switched: window.playerView.switched, recoveries: window.playerView.recoveries, errors: window.playerView.errors.slice(), colours,
       stats: document.getElementById('stats')?.textContent };
   });
   report.live = [];

@@ -32,6 +32,13 @@ use crate::manifest::dash::DashClock;
 use crate::manifest::{Chunk, LevelDetail, LevelInfo, ManifestMode, TrackManifest};
 use crate::{TIMESCALE, TrackType};
 
+/// Tracks whose first samples are this close start at the earlier one's
+/// time, as a publisher's first audio and first keyframe arrive apart: a
+/// later video start moves the first frame back (up to 1 s; only its
+/// display time changes), a later audio start moves the audio back (up to
+/// 200 ms, a sync change within what arrival-time alignment gives anyway).
+const START_ALIGNMENT: u64 = 10_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PackagerError {
     #[error("{track} sample at {time} is not after the previous one at {last}")]
@@ -348,6 +355,17 @@ impl Presentation {
         }
         let mut s = s;
         let mut t = s.time as u64;
+        let first_ever = self.video.frag_start.is_none() && self.pending_video.is_none();
+        if first_ever {
+            // Both tracks start together: a player placed at the start of a
+            // recording waits forever for a track that starts later.
+            if let Some(a) = self.audio_anchor {
+                if a < t && t - a <= START_ALIGNMENT {
+                    t = a;
+                    s.time = a as i64;
+                }
+            }
+        }
         if self.video.samples.is_empty() {
             // A fragment starts at its first sample; one that starts less
             // than a frame after the previous fragment ended (a new
@@ -423,6 +441,24 @@ impl Presentation {
         let time = f.time as u64;
         let t = match self.audio_next_time() {
             None => {
+                // Both tracks start together (see push_video).
+                // Video that started later and has written nothing yet (only
+                // its first frame is pending) starts with the audio instead.
+                if self.video.samples.is_empty() && self.video.held.is_none() && self.video.published.is_empty() {
+                    if let Some(p) = self.pending_video.as_mut() {
+                        let v = p.time as u64;
+                        if time < v && v - time <= START_ALIGNMENT {
+                            p.time = time as i64;
+                            self.video.frag_start = Some(time);
+                        }
+                    }
+                }
+                let video_start = self.video.frag_start.or(self.pending_video.as_ref().map(|p| p.time as u64));
+                let time = match video_start {
+                    // Moving all audio earlier shifts A/V sync: only a little.
+                    Some(v) if v < time && time - v <= START_ALIGNMENT / 5 => v,
+                    _ => time,
+                };
                 self.audio_anchor = Some(time);
                 self.audio_frames = 0;
                 self.audio.frag_start = Some(time);

@@ -161,6 +161,7 @@ fn live_then_on_demand_is_continuous_everywhere() {
     let apos = fa.iter().position(|c| c == &la[0]).unwrap();
     assert!(fv[vpos..].starts_with(&lv) && fa[apos..].starts_with(&la), "the on-demand lists extend the live ones");
     assert_eq!(fv[0].t, 0, "the on-demand list starts at the beginning, not the DVR window");
+    assert_eq!(fa[0].t, fv[0].t, "audio (12 ms later) starts with the video: no gap at the start");
     assert!(fv.len() >= 28 && fv.len() <= 31, "60 s in ~2 s fragments: {}", fv.len());
     // Duration covers the whole presentation.
     let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -222,6 +223,32 @@ fn live_then_on_demand_is_continuous_everywhere() {
     }
     let main = std::str::from_utf8(&store[layout::HLS_MULTIVARIANT]).unwrap();
     assert!(main.contains("CODECS=\"avc1.42C00D,mp4a.40.2\"") && main.contains("RESOLUTION=320x240"), "{main}");
+}
+
+#[test]
+fn tracks_start_together_whichever_comes_first() {
+    use mediastreams_packager::{AudioFrame, VideoSample};
+    // Audio first, video 30 ms later (its first frame arrives before any
+    // audio reaches the packager, as AAC encoding lags).
+    let mut p = common::presentation(false, false);
+    p.push_video(VideoSample { time: 946_000, keyframe: true, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap();
+    p.push_audio(AudioFrame { time: 640_000, data: Bytes::from_static(&[1]) }).unwrap();
+    for i in 1..200u64 {
+        let _ = p.push_video(VideoSample { time: 946_000 + (i * 333_333) as i64, keyframe: i % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x41]) });
+        let _ = p.push_audio(AudioFrame { time: 640_000 + (i * 213_333) as i64, data: Bytes::from_static(&[1]) });
+    }
+    p.finish();
+    let (v, a) = p.published();
+    assert_eq!(v[0].start, 640_000);
+    assert_eq!(a[0].start, 640_000);
+    // Video first, audio 100 ms later.
+    let mut p = common::presentation(false, false);
+    p.push_video(VideoSample { time: 500_000, keyframe: true, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap();
+    p.push_video(VideoSample { time: 833_333, keyframe: false, data: Bytes::from_static(&[0, 0, 0, 1, 0x41]) }).unwrap();
+    p.push_audio(AudioFrame { time: 1_500_000, data: Bytes::from_static(&[1]) }).unwrap();
+    p.finish();
+    let (v, a) = p.published();
+    assert_eq!((v[0].start, a[0].start), (500_000, 500_000));
 }
 
 #[test]
