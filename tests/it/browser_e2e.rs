@@ -44,7 +44,7 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
     let advanced = times.last().unwrap() - times.first().unwrap();
     assert!(advanced >= live.len() as f64 * 0.6, "live position advanced {advanced} s over {} s: {times:?}", live.len());
     assert!(live.iter().all(|s| s["errors"] == serde_json::json!([])), "player errors while live: {r}");
-    assert!(live.iter().all(|s| s["mode"] == "live"));
+    assert!(live.iter().all(|s| s["mode"] == "live"), "the player stays live while the stream is: {r}");
     let last = live.last().unwrap();
     assert!(last["width"].as_u64().unwrap() > 0 && last["height"].as_u64().unwrap() > 0, "video has a size: {last}");
     assert!(live.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 4), "a drawn frame is not blank: {r}");
@@ -67,5 +67,6 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
     let furthest = after_seek.iter().cloned().fold(0.0, f64::max);
     assert!(!after_seek.is_empty() && furthest >= duration - 1.5, "played {furthest} of {duration} s from the start: {r}");
     let recoveries = live.last().and_then(|s| s["recoveries"].as_u64()).unwrap_or(0);
-    eprintln!("browser e2e: {recoveries} live stall recoveries, Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s");
+    let player_live_after = r["playerLiveAfter"].as_f64().unwrap_or(f64::NAN);
+    eprintln!("browser e2e: player live {player_live_after:.1} s after opening, {recoveries} live stall recoveries, Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s");
 }

@@ -102,6 +102,7 @@ async function start() {
     $('message').textContent = `The stream is ${s.state}; waiting for it to go live…`;
   } else {
     const live = s.state !== 'OnDemand';
+    badge('starting');
     if (output.format === 'smooth') await whenPlayable(output.url, live);
     $('message').textContent = '';
     badge(live ? 'live' : 'ondemand');

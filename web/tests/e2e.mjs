@@ -79,6 +79,11 @@ try {
       mode: window.playerView.mode, switched: window.playerView.switched, recoveries: window.playerView.recoveries, errors: window.playerView.errors.slice(), colours,
       stats: document.getElementById('stats')?.textContent };
   });
+  // The player starts once the live manifest lists a few fragments of
+  // every track (see player.js); sampling begins when it shows LIVE.
+  const opened = Date.now();
+  await player.waitForFunction(() => window.playerView?.mode === 'live', null, { timeout: 30000 });
+  report.playerLiveAfter = (Date.now() - opened) / 1000;
   report.live = [];
   const remaining = Math.max(seconds * 1000 - (Date.now() - published), 8000);
   const liveStart = Date.now();
