@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, VideoTrackConfig};
-use mediastreams_tests::media::{ClipSample, encode_test_clip, tool};
+use mediastreams_tests::media::{ClipSample, encode_sized_test_clip, encode_test_clip, package_levels, tool};
 
 #[derive(Debug, Default)]
 struct Stream {
@@ -149,4 +149,42 @@ fn ffprobe_reads_dash_and_hls_made_from_real_media() {
     let r = probe(&file);
     assert_eq!(r.stream("audio").packets, audio_frames, "all AAC frames in the concatenated fragments");
     assert!((r.duration - f64::from(SECONDS) - 0.0213).abs() < 0.01, "audio duration {}", r.duration);
+}
+
+#[test]
+fn ffprobe_reads_every_video_level() {
+    const SECONDS: u32 = 6;
+    let dir = mediastreams_tests::scratch();
+    let high = encode_test_clip(dir.path(), SECONDS, 60);
+    let low = encode_sized_test_clip(dir.path(), SECONDS, 60, (160, 120));
+    let config = PresentationConfig {
+        fragment_duration: 20_000_000,
+        dvr_window: 18_000_000_000,
+        smooth: true,
+        dash: true,
+        hls: true,
+        availability_start_unix_ms: 0,
+    };
+    let objects = package_levels(config, &[(&high, 500_000), (&low, 150_000)]);
+    let out = dir.path().join("media");
+    for o in &objects {
+        let path = out.join(&o.key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &o.body).unwrap();
+    }
+    // DASH: one video stream per Representation, each complete.
+    let r = probe(&out.join("dash/manifest.mpd"));
+    let mut videos: Vec<(u32, u32, u64, u64)> =
+        r.streams.iter().filter(|s| s.kind == "video").map(|s| (s.width, s.height, s.packets, s.frames)).collect();
+    videos.sort();
+    // ffprobe lists each stream under its program too.
+    videos.dedup();
+    let frames = u64::from(SECONDS) * 30;
+    assert_eq!(videos, vec![(160, 120, frames, frames), (320, 240, frames, frames)], "{r:?}");
+    // HLS: each level's media playlist is complete on its own.
+    for (b, size) in [(500_000, (320, 240)), (150_000, (160, 120))] {
+        let r = probe(&out.join(format!("hls/video-{b}.m3u8")));
+        let v = r.stream("video");
+        assert_eq!((v.width, v.height, v.packets, v.frames), (size.0, size.1, frames, frames), "level {b}");
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, PublishedObject, VideoTrackConfig};
 use mediastreams_storage::{ObjectKey, ObjectMeta, ObjectStore};
-use mediastreams_tests::media::{ClipSample, TestClip, encode_test_clip};
+use mediastreams_tests::media::{ClipSample, TestClip, encode_sized_test_clip, encode_test_clip, package_levels};
 use serde_json::{Value, json};
 
 use crate::api::harness::Env;
@@ -188,5 +188,56 @@ async fn dash_js_follows_a_live_smooth_stream() {
     let advanced = times.last().unwrap() - times.iter().cloned().find(|t| *t > 0.0).unwrap_or(0.0);
     assert!(advanced >= f64::from(watch) - 12.0, "advanced {advanced} s in {watch} s: {times:?}");
     eprintln!("live: watched {watch} s, position advanced {advanced:.1} s, {} samples, no errors", times.len());
+    assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "frames are drawn");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_js_switches_between_video_levels_of_a_smooth_recording() {
+    const SECONDS: u32 = 8;
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let high = encode_test_clip(dir.path(), SECONDS, 60);
+    let low = encode_sized_test_clip(dir.path(), SECONDS, 60, (160, 120));
+    let s = stream(&env, "levels").await;
+    let pid = s["playbackId"].as_str().unwrap();
+    let config = PresentationConfig {
+        fragment_duration: 20_000_000,
+        dvr_window: 18_000_000_000,
+        smooth: true,
+        dash: true,
+        hls: true,
+        availability_start_unix_ms: unix_ms(),
+    };
+    store_all(&env.media, pid, package_levels(config, &[(&high, 500_000), (&low, 150_000)])).await;
+    let url = s["outputs"][0]["url"].as_str().unwrap().to_owned();
+    let origin = origin(&env);
+    let report = tokio::task::spawn_blocking(move || {
+        let root = mediastreams_tests::workspace_root();
+        let out = Command::new("node")
+            .current_dir(root.join("web"))
+            .arg("tests/play.mjs")
+            .args(["--origin", &origin, "--url", &url, "--mode", "vod", "--seconds", &SECONDS.to_string(), "--switch-levels"])
+            .output()
+            .expect("node is required (scripts/install-test-deps)");
+        assert!(out.status.success(), "play.mjs: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str::<Value>(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(report["errors"], json!([]), "player errors: {report}");
+    let samples = report["samples"].as_array().unwrap();
+    let furthest = samples.iter().filter_map(|s| s["t"].as_f64()).fold(0.0, f64::max);
+    assert!(furthest >= f64::from(SECONDS) - 0.5, "reached {furthest} of {SECONDS} s: {report}");
+    // The picture comes from the 320x240 level, then from the 160x120 one.
+    let sizes: Vec<(u64, u64)> = samples.iter().map(|s| (s["width"].as_u64().unwrap_or(0), s["height"].as_u64().unwrap_or(0))).collect();
+    let first_high = sizes.iter().position(|&s| s == (320, 240));
+    let first_low = sizes.iter().position(|&s| s == (160, 120));
+    assert!(
+        matches!((first_high, first_low), (Some(h), Some(l)) if h < l),
+        "played the high level, then the low one: {sizes:?} {report}"
+    );
+    let bandwidths: Vec<u64> = samples.iter().filter_map(|s| s["bandwidth"].as_u64()).collect();
+    assert!(bandwidths.contains(&500_000) && bandwidths.contains(&150_000), "both levels were selected: {bandwidths:?}");
     assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "frames are drawn");
 }

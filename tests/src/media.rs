@@ -86,10 +86,17 @@ pub fn adts_frames(mut data: &[u8]) -> Vec<&[u8]> {
 /// Encodes `seconds` of 320x240 30 fps H.264 (a keyframe every
 /// `gop_frames`) and 48 kHz stereo AAC-LC into `dir`, and demuxes them.
 pub fn encode_test_clip(dir: &Path, seconds: u32, gop_frames: u32) -> TestClip {
-    let h264 = dir.join("clip.h264");
-    let aac = dir.join("clip.aac");
+    encode_sized_test_clip(dir, seconds, gop_frames, (320, 240))
+}
+
+/// [`encode_test_clip`] at another picture size: clips of several sizes
+/// with the same `gop_frames` are the quality levels of one source, with
+/// keyframes at the same times.
+pub fn encode_sized_test_clip(dir: &Path, seconds: u32, gop_frames: u32, (width, height): (u32, u32)) -> TestClip {
+    let h264 = dir.join(format!("clip-{width}x{height}.h264"));
+    let aac = dir.join(format!("clip-{width}x{height}.aac"));
     let ok = tool("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("testsrc2=size=320x240:rate=30:duration={seconds}")])
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("testsrc2=size={width}x{height}:rate=30:duration={seconds}")])
         .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", &gop_frames.to_string(), "-keyint_min", &gop_frames.to_string()])
         .args(["-sc_threshold", "0", "-bf", "0", "-bsf:v", "h264_mp4toannexb", "-f", "h264"])
         .arg(&h264)
@@ -154,4 +161,39 @@ impl TestClip {
         out.sort_by_key(ClipSample::time);
         out
     }
+}
+
+/// Packages clips of one source as the video levels of one presentation
+/// (the first clip leads and gives the audio), pushing samples in time
+/// order; returns every object in the order written.
+pub fn package_levels(
+    config: mediastreams_packager::PresentationConfig,
+    levels: &[(&TestClip, u32)],
+) -> Vec<mediastreams_packager::PublishedObject> {
+    use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
+    let videos = levels
+        .iter()
+        .map(|(clip, bitrate)| VideoTrackConfig { bitrate: *bitrate, sps: clip.sps.clone(), pps: clip.pps.clone() })
+        .collect();
+    let audio = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+    let mut p = Presentation::with_video_levels(config, videos, audio).expect("a valid presentation");
+    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
+    for (level, (clip, _)) in levels.iter().enumerate() {
+        for s in clip.samples(1, 0) {
+            if level == 0 || matches!(s, ClipSample::Video(_)) {
+                samples.push((s.time(), level, s));
+            }
+        }
+    }
+    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    let mut objects = Vec::new();
+    for (_, level, s) in samples {
+        let out = match s {
+            ClipSample::Video(v) => p.push_video_level(level, v).expect("video sample"),
+            ClipSample::Audio(a) => p.push_audio(a).expect("audio frame"),
+        };
+        objects.extend(out.objects);
+    }
+    objects.extend(p.finish().objects);
+    objects
 }

@@ -3,11 +3,15 @@
 //
 //   node play.mjs --origin http://127.0.0.1:PORT --url MANIFEST_URL \
 //        --mode vod|live --seconds N [--player dashjs|hlsjs] [--screenshot FILE]
+//        [--switch-levels]
 //
 // dash.js plays Smooth Streaming and DASH; hls.js plays HLS.
 //
 // vod:  plays to the end; reports duration and the final position.
 // live: follows the stream for N seconds; reports the positions seen.
+// --switch-levels (dash.js): automatic bitrate switching off, the highest
+//       video level first, the lowest from half of N seconds on; samples
+//       report the level's bandwidth.
 // Exit status 0 when the page ran; the caller judges the numbers.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
@@ -26,6 +30,7 @@ const mode = arg('mode', 'vod');
 const seconds = Number(arg('seconds', '30'));
 const screenshot = arg('screenshot');
 const playerKind = arg('player', 'dashjs');
+const switchLevels = process.argv.includes('--switch-levels');
 const hlsDir = path.join(here, '..', 'node_modules', 'hls.js', 'dist');
 
 export const CHROMIUM_ARGS = [
@@ -59,20 +64,38 @@ try {
   } else {
     await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
     await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
-    await page.evaluate((manifest) => {
+    await page.evaluate(({ manifest, switchLevels }) => {
       window.playerErrors = [];
       const player = dashjs.MediaPlayer().create();
+      window.dashPlayer = player;
       player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+      if (switchLevels) player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
       player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
       player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
       player.initialize(document.getElementById('v'), manifest, true);
       window.isDynamic = () => player.isDynamic();
-    }, url);
+    }, { manifest: url, switchLevels });
   }
   const started = Date.now();
   const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
+  let level = null;
   while (Date.now() - started < limit) {
     await page.waitForTimeout(1000);
+    if (switchLevels) {
+      const want = (Date.now() - started) / 1000 >= seconds / 2 ? 'lowest' : 'highest';
+      if (want !== level) {
+        const chosen = await page.evaluate((want) => {
+          const p = window.dashPlayer;
+          const reps = p.getRepresentationsByType('video');
+          if (!reps || reps.length === 0) return null;
+          const sorted = reps.slice().sort((a, b) => a.bandwidth - b.bandwidth);
+          const r = want === 'lowest' ? sorted[0] : sorted[sorted.length - 1];
+          p.setRepresentationForTypeById('video', r.id, true);
+          return r.bandwidth;
+        }, want);
+        if (chosen !== null) { level = want; result.switches = (result.switches ?? []).concat([{ at: (Date.now() - started) / 1000, to: chosen }]); }
+      }
+    }
     const s = await page.evaluate(() => {
       const v = document.getElementById('v');
       // Is the frame on screen non-blank? Sample it into a tiny canvas.
@@ -90,6 +113,7 @@ try {
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
         width: v.videoWidth, height: v.videoHeight, readyState: v.readyState,
         dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(),
+        bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
       };
     });
     result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });

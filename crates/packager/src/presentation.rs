@@ -19,6 +19,18 @@
 //! therefore published when the next one has closed, and its `tfrf` carries
 //! that fragment's exact time and duration. The cost is one fragment of
 //! extra latency; the live manifest lists only published fragments.
+//!
+//! Quality levels: a video track may have several levels (browser
+//! simulcast: one encoding per level). Smooth Streaming lists one fragment
+//! timeline per track, shared by its levels, so the first level leads: its
+//! keyframes decide the cuts, as above. Every other level follows the
+//! leader's fragments (see [`Follower`]): a sample belongs to the fragment
+//! whose span holds it (within half a frame, as the encodings' clocks are
+//! mapped separately), the first sample of a fragment is placed at the
+//! fragment's start and the last one lasts until its end, so each level's
+//! fragments have exactly the leader's times and durations. A fragment is
+//! listed in the manifests once every level has published it. Keyframe
+//! requests are for every level.
 
 use std::collections::VecDeque;
 
@@ -51,6 +63,12 @@ pub enum PackagerError {
     Aac(#[from] AacError),
     #[error("the presentation is finished")]
     Finished,
+    #[error("a presentation needs at least one video quality level")]
+    NoVideoLevel,
+    #[error("two video quality levels have the same bitrate {0} (it names their objects)")]
+    DuplicateBitrate(u32),
+    #[error("no video quality level {0}")]
+    NoSuchLevel(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,34 +151,74 @@ struct Closed {
     samples: Vec<FragmentSample>,
 }
 
+/// One quality level's output: its description, initialization segment
+/// and fragment sequence numbers.
 #[derive(Debug)]
-struct Track {
+struct LevelOutput {
     kind: TrackType,
-    level: LevelInfo,
+    info: LevelInfo,
     init: TrackKind,
     init_published: bool,
+    sequence: u32,
+}
+
+impl LevelOutput {
+    fn new(kind: TrackType, info: LevelInfo, init: TrackKind) -> Self {
+        LevelOutput { kind, info, init, init_published: false, sequence: 0 }
+    }
+
+    fn init_object(&mut self, out: &mut Vec<PublishedObject>, with_init: bool) {
+        if with_init && !self.init_published {
+            self.init_published = true;
+            out.push(PublishedObject {
+                key: layout::init_key(self.kind, self.info.bitrate),
+                content_type: layout::fragment_content_type(self.kind),
+                cache_control: layout::CACHE_IMMUTABLE,
+                body: write_init_segment(self.kind.track_id(), TIMESCALE as u32, &self.init),
+            });
+        }
+    }
+
+    fn fragment_object(&mut self, chunk: Chunk, samples: &[FragmentSample], lookahead: Option<&[LiveLookahead]>) -> PublishedObject {
+        self.sequence += 1;
+        let body = write_fragment(&FragmentBoxes {
+            sequence_number: self.sequence,
+            track_id: self.kind.track_id(),
+            start: chunk.start,
+            duration: chunk.duration,
+            samples,
+            lookahead,
+        });
+        PublishedObject {
+            key: layout::fragment_key(self.kind, self.info.bitrate, chunk.start),
+            content_type: layout::fragment_content_type(self.kind),
+            cache_control: layout::CACHE_IMMUTABLE,
+            body,
+        }
+    }
+}
+
+/// A track's leading (or only) level: it decides the fragment timeline.
+#[derive(Debug)]
+struct Track {
+    level: LevelOutput,
     frag_start: Option<u64>,
     samples: Vec<FragmentSample>,
     /// Sum of `samples` durations.
     frag_len: u64,
     held: Option<Closed>,
     published: Vec<Chunk>,
-    sequence: u32,
 }
 
 impl Track {
     fn new(kind: TrackType, level: LevelInfo, init: TrackKind) -> Self {
         Track {
-            kind,
-            level,
-            init,
-            init_published: false,
+            level: LevelOutput::new(kind, level, init),
             frag_start: None,
             samples: Vec::new(),
             frag_len: 0,
             held: None,
             published: Vec::new(),
-            sequence: 0,
         }
     }
 
@@ -182,59 +240,153 @@ impl Track {
         Some(Closed { chunk, samples: std::mem::take(&mut self.samples) })
     }
 
-    fn fragment_object(&mut self, f: &Closed, lookahead: Option<&[LiveLookahead]>) -> PublishedObject {
-        self.sequence += 1;
-        let body = write_fragment(&FragmentBoxes {
-            sequence_number: self.sequence,
-            track_id: self.kind.track_id(),
-            start: f.chunk.start,
-            duration: f.chunk.duration,
-            samples: &f.samples,
-            lookahead,
-        });
-        PublishedObject {
-            key: layout::fragment_key(self.kind, self.level.bitrate, f.chunk.start),
-            content_type: layout::fragment_content_type(self.kind),
-            cache_control: layout::CACHE_IMMUTABLE,
-            body,
-        }
-    }
-
     /// A fragment closed: publish the held one (announcing this one in its
     /// `tfrf`) and hold this one.
-    fn on_closed(&mut self, closed: Closed, out: &mut Vec<PublishedObject>, with_init: bool) -> bool {
-        if with_init && !self.init_published {
-            self.init_published = true;
-            out.push(PublishedObject {
-                key: layout::init_key(self.kind, self.level.bitrate),
-                content_type: layout::fragment_content_type(self.kind),
-                cache_control: layout::CACHE_IMMUTABLE,
-                body: write_init_segment(self.kind.track_id(), TIMESCALE as u32, &self.init),
-            });
+    fn on_closed(&mut self, closed: Closed, out: &mut Vec<PublishedObject>, with_init: bool) {
+        self.level.init_object(out, with_init);
+        if let Some(held) = self.held.take() {
+            let next = [LiveLookahead { time: closed.chunk.start, duration: closed.chunk.duration }];
+            out.push(self.level.fragment_object(held.chunk, &held.samples, Some(&next)));
+            self.published.push(held.chunk);
         }
-        let published = match self.held.take() {
-            Some(held) => {
-                let next = [LiveLookahead { time: closed.chunk.start, duration: closed.chunk.duration }];
-                out.push(self.fragment_object(&held, Some(&next)));
-                self.published.push(held.chunk);
-                true
-            }
-            None => false,
-        };
         self.held = Some(closed);
-        published
     }
 
     /// Publishes the held fragment as the last one (no `tfrf`).
     fn flush_held(&mut self, out: &mut Vec<PublishedObject>) {
         if let Some(held) = self.held.take() {
-            out.push(self.fragment_object(&held, None));
+            out.push(self.level.fragment_object(held.chunk, &held.samples, None));
             self.published.push(held.chunk);
         }
     }
+}
 
-    fn manifest(&self) -> TrackManifest {
-        TrackManifest { track: self.kind, levels: vec![self.level.clone()], chunks: self.published.clone() }
+/// A sample of a following level, not yet placed in a fragment.
+#[derive(Debug)]
+struct PendingSample {
+    time: u64,
+    keyframe: bool,
+    data: Bytes,
+}
+
+/// How many of the leader's fragments a following level may fall behind
+/// before they are built with what it has (a level the publisher paused
+/// must not hold back the others, nor pile up memory).
+const MAX_FOLLOWER_LAG: usize = 3;
+
+/// A video level other than the first: it is cut at the leader's fragment
+/// times (see the module documentation).
+#[derive(Debug)]
+struct Follower {
+    level: LevelOutput,
+    pending: VecDeque<PendingSample>,
+    last_time: Option<u64>,
+    /// The leader's closed fragments this level has yet to fill.
+    to_build: VecDeque<Chunk>,
+    /// Built fragments waiting for the next one's times (their `tfrf`);
+    /// no samples: the level had none in that span and writes nothing.
+    built: VecDeque<(Chunk, Vec<FragmentSample>)>,
+    /// How many of the leader's fragments this level has published (or
+    /// skipped, having no samples in them).
+    published: usize,
+    keyframe_needed: bool,
+}
+
+impl Follower {
+    fn new(level: LevelOutput) -> Self {
+        Follower {
+            level,
+            pending: VecDeque::new(),
+            last_time: None,
+            to_build: VecDeque::new(),
+            built: VecDeque::new(),
+            published: 0,
+            keyframe_needed: false,
+        }
+    }
+
+    fn push(&mut self, s: VideoSample) -> Result<(), PackagerError> {
+        if s.time < 0 {
+            return Err(PackagerError::NegativeTime { track: "video", time: s.time });
+        }
+        let time = s.time as u64;
+        if let Some(last) = self.last_time
+            && time <= last
+        {
+            return Err(PackagerError::NonMonotonic { track: "video", time: s.time, last: last as i64 });
+        }
+        self.last_time = Some(time);
+        self.pending.push_back(PendingSample { time, keyframe: s.keyframe, data: s.data });
+        Ok(())
+    }
+
+    /// Drops samples that no fragment can take any more: those before
+    /// `floor` (the start of the earliest fragment still to come).
+    fn drop_before(&mut self, floor: u64, tolerance: u64) {
+        let floor = self.to_build.front().map_or(floor, |c| c.start).saturating_sub(tolerance);
+        while self.pending.front().is_some_and(|p| p.time < floor) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Builds the fragments whose samples have all arrived (a later sample
+    /// came), or all of them when `force`.
+    fn build(&mut self, tolerance: u64, force: bool) {
+        while let Some(&chunk) = self.to_build.front() {
+            let edge = chunk.end().saturating_sub(tolerance);
+            let complete = self.pending.back().is_some_and(|p| p.time >= edge);
+            if !(force || complete || self.to_build.len() > MAX_FOLLOWER_LAG) {
+                break;
+            }
+            self.to_build.pop_front();
+            let from = chunk.start.saturating_sub(tolerance);
+            while self.pending.front().is_some_and(|p| p.time < from) {
+                self.pending.pop_front();
+            }
+            // Decode times: the first at the fragment's start, each later
+            // one at its own time (kept increasing), the last one lasting
+            // until the fragment's end.
+            let mut placed: Vec<(u64, PendingSample)> = Vec::new();
+            while self.pending.front().is_some_and(|p| p.time < edge) {
+                let Some(p) = self.pending.pop_front() else { break };
+                let at = match placed.last() {
+                    None => chunk.start,
+                    Some((prev, _)) => p.time.max(prev + 1),
+                };
+                if at >= chunk.end() {
+                    break;
+                }
+                placed.push((at, p));
+            }
+            let mut samples = Vec::with_capacity(placed.len());
+            for (i, (at, p)) in placed.iter().enumerate() {
+                let next = placed.get(i + 1).map_or(chunk.end(), |(n, _)| *n);
+                let duration = u32::try_from(next - at).unwrap_or(u32::MAX);
+                samples.push(FragmentSample { duration, keyframe: p.keyframe, composition_offset: 0, data: p.data.clone() });
+            }
+            if samples.first().is_some_and(|s| !s.keyframe) {
+                self.keyframe_needed = true;
+            }
+            self.built.push_back((chunk, samples));
+        }
+    }
+
+    /// Publishes built fragments whose successor is known (`finished`: all
+    /// of them, the last without `tfrf`).
+    fn publish(&mut self, out: &mut Vec<PublishedObject>, with_init: bool, finished: bool) {
+        while let Some((chunk, samples)) = self.built.pop_front() {
+            let next = self.built.front().map(|(c, _)| *c).or_else(|| self.to_build.front().copied());
+            if next.is_none() && !finished {
+                self.built.push_front((chunk, samples));
+                break;
+            }
+            if !samples.is_empty() {
+                self.level.init_object(out, with_init);
+                let lookahead = next.map(|n| [LiveLookahead { time: n.start, duration: n.duration }]);
+                out.push(self.level.fragment_object(chunk, &samples, lookahead.as_ref().map(|l| &l[..])));
+            }
+            self.published += 1;
+        }
     }
 }
 
@@ -242,7 +394,11 @@ impl Track {
 pub struct Presentation {
     config: PresentationConfig,
     video: Track,
+    /// Video levels after the first.
+    followers: Vec<Follower>,
     audio: Track,
+    /// What the manifests last written list: (video, audio) fragments.
+    listed: (usize, usize),
     pending_video: Option<VideoSample>,
     last_video_duration: u32,
     /// When a keyframe was last requested in the current fragment.
@@ -256,21 +412,48 @@ pub struct Presentation {
 }
 
 impl Presentation {
+    /// A presentation with one video quality level.
     pub fn new(config: PresentationConfig, video: VideoTrackConfig, audio: AudioTrackConfig) -> Result<Self, PackagerError> {
-        let sps = parse_sps(&video.sps)?;
-        let avcc = avc_decoder_configuration(&video.sps, &video.pps)?;
+        Self::with_video_levels(config, vec![video], audio)
+    }
+
+    /// A presentation whose video has several quality levels (level 0
+    /// first: it decides the fragment times), each pushed with
+    /// [`Presentation::push_video_level`].
+    pub fn with_video_levels(config: PresentationConfig, videos: Vec<VideoTrackConfig>, audio: AudioTrackConfig) -> Result<Self, PackagerError> {
+        let mut levels = Vec::with_capacity(videos.len());
+        for (i, video) in videos.iter().enumerate() {
+            if videos[..i].iter().any(|v| v.bitrate == video.bitrate) {
+                return Err(PackagerError::DuplicateBitrate(video.bitrate));
+            }
+            let sps = parse_sps(&video.sps)?;
+            let avcc = avc_decoder_configuration(&video.sps, &video.pps)?;
+            levels.push(LevelOutput::new(
+                TrackType::Video,
+                LevelInfo {
+                    bitrate: video.bitrate,
+                    codecs: sps.codec_string(),
+                    codec_private_data: codec_private_data(&video.sps, &video.pps),
+                    detail: LevelDetail::Video { width: sps.width, height: sps.height },
+                },
+                TrackKind::Video { width: sps.width as u16, height: sps.height as u16, avcc },
+            ));
+        }
+        let mut levels = levels.into_iter();
+        let Some(leader) = levels.next() else {
+            return Err(PackagerError::NoVideoLevel);
+        };
+        let followers = levels.map(Follower::new).collect();
         let aac = AudioConfig::aac_lc(audio.sample_rate, audio.channels)?;
         let asc = aac.audio_specific_config()?;
-        let video_track = Track::new(
-            TrackType::Video,
-            LevelInfo {
-                bitrate: video.bitrate,
-                codecs: sps.codec_string(),
-                codec_private_data: codec_private_data(&video.sps, &video.pps),
-                detail: LevelDetail::Video { width: sps.width, height: sps.height },
-            },
-            TrackKind::Video { width: sps.width as u16, height: sps.height as u16, avcc },
-        );
+        let video_track = Track {
+            level: leader,
+            frag_start: None,
+            samples: Vec::new(),
+            frag_len: 0,
+            held: None,
+            published: Vec::new(),
+        };
         let audio_track = Track::new(
             TrackType::Audio,
             LevelInfo {
@@ -289,7 +472,9 @@ impl Presentation {
         Ok(Presentation {
             config,
             video: video_track,
+            followers,
             audio: audio_track,
+            listed: (0, 0),
             pending_video: None,
             last_video_duration: (TIMESCALE / 30) as u32,
             keyframe_requested: None,
@@ -319,6 +504,50 @@ impl Presentation {
     /// Fragments published so far, per track (video, audio).
     pub fn published(&self) -> (&[Chunk], &[Chunk]) {
         (&self.video.published, &self.audio.published)
+    }
+
+    /// The number of video quality levels.
+    pub fn video_levels(&self) -> usize {
+        1 + self.followers.len()
+    }
+
+    /// A sample of video quality level `level` (0: the first, which
+    /// [`Presentation::push_video`] takes).
+    pub fn push_video_level(&mut self, level: usize, s: VideoSample) -> Result<PushOutput, PackagerError> {
+        if level == 0 {
+            return self.push_video(s);
+        }
+        if self.finished {
+            return Err(PackagerError::Finished);
+        }
+        let tolerance = self.follower_tolerance();
+        let floor = self.video.frag_start;
+        let max_fragment = self.config.max_fragment();
+        let with_init = self.with_init();
+        let f = self.followers.get_mut(level - 1).ok_or(PackagerError::NoSuchLevel(level))?;
+        f.push(s)?;
+        match floor {
+            Some(floor) => f.drop_before(floor, tolerance),
+            // The leader has not started: keep a bounded span.
+            None => {
+                let newest = f.last_time.unwrap_or(0);
+                while f.pending.front().is_some_and(|p| p.time + max_fragment < newest) {
+                    f.pending.pop_front();
+                }
+            }
+        }
+        let mut out = PushOutput::default();
+        f.build(tolerance, false);
+        f.publish(&mut out.objects, with_init, false);
+        out.keyframe_needed = std::mem::take(&mut f.keyframe_needed);
+        self.update_manifests(&mut out.objects);
+        Ok(out)
+    }
+
+    /// A following level's sample this close to a fragment boundary
+    /// belongs to the fragment after it: half a frame.
+    fn follower_tolerance(&self) -> u64 {
+        u64::from(self.last_video_duration / 2)
     }
 
     pub fn push_video(&mut self, s: VideoSample) -> Result<PushOutput, PackagerError> {
@@ -415,9 +644,30 @@ impl Presentation {
             self.video.frag_start = Some(at);
             self.keyframe_requested = None;
             self.audio_cuts.push_back(at);
-            if self.video.on_closed(closed, out, with_init) {
-                self.write_manifests(ManifestMode::Live { dvr_window: self.config.dvr_window }, out);
+            let tolerance = self.follower_tolerance();
+            for f in &mut self.followers {
+                f.to_build.push_back(closed.chunk);
+                f.build(tolerance, false);
             }
+            self.video.on_closed(closed, out, with_init);
+            for f in &mut self.followers {
+                f.publish(out, with_init, false);
+            }
+            self.update_manifests(out);
+        }
+    }
+
+    /// Fragments every video level has published.
+    fn video_listed(&self) -> usize {
+        self.followers.iter().map(|f| f.published).fold(self.video.published.len(), usize::min)
+    }
+
+    /// Rewrites the live manifests when they would list more.
+    fn update_manifests(&mut self, out: &mut Vec<PublishedObject>) {
+        let now = (self.video_listed(), self.audio.published.len());
+        if now != self.listed {
+            self.listed = now;
+            self.write_manifests(ManifestMode::Live { dvr_window: self.config.dvr_window }, out);
         }
     }
 
@@ -499,9 +749,8 @@ impl Presentation {
     fn cut_audio(&mut self, out: &mut Vec<PublishedObject>) {
         let with_init = self.with_init();
         if let Some(closed) = self.audio.close() {
-            if self.audio.on_closed(closed, out, with_init) {
-                self.write_manifests(ManifestMode::Live { dvr_window: self.config.dvr_window }, out);
-            }
+            self.audio.on_closed(closed, out, with_init);
+            self.update_manifests(out);
         }
     }
 
@@ -522,6 +771,15 @@ impl Presentation {
         }
         self.audio_cuts.clear();
         self.cut_audio(&mut out.objects);
+        // No more samples of this session: following levels build what
+        // they have.
+        let tolerance = self.follower_tolerance();
+        let with_init = self.with_init();
+        for f in &mut self.followers {
+            f.build(tolerance, true);
+            f.publish(&mut out.objects, with_init, false);
+        }
+        self.update_manifests(&mut out.objects);
         out
     }
 
@@ -532,6 +790,11 @@ impl Presentation {
         if !self.finished {
             self.video.flush_held(&mut out);
             self.audio.flush_held(&mut out);
+            let with_init = self.with_init();
+            for f in &mut self.followers {
+                f.build(self.last_video_duration as u64 / 2, true);
+                f.publish(&mut out, with_init, true);
+            }
             self.write_manifests(ManifestMode::Final, &mut out);
             self.finished = true;
         }
@@ -539,7 +802,16 @@ impl Presentation {
     }
 
     fn write_manifests(&self, mode: ManifestMode, out: &mut Vec<PublishedObject>) {
-        let tracks = [self.video.manifest(), self.audio.manifest()];
+        let mut levels = vec![self.video.level.info.clone()];
+        levels.extend(self.followers.iter().map(|f| f.level.info.clone()));
+        let video_chunks = match mode {
+            ManifestMode::Live { .. } => &self.video.published[..self.video_listed()],
+            ManifestMode::Final => &self.video.published[..],
+        };
+        let tracks = [
+            TrackManifest { track: TrackType::Video, levels, chunks: video_chunks.to_vec() },
+            TrackManifest { track: TrackType::Audio, levels: vec![self.audio.level.info.clone()], chunks: self.audio.published.clone() },
+        ];
         let cache = match mode {
             ManifestMode::Live { .. } => layout::CACHE_LIVE_MANIFEST,
             ManifestMode::Final => layout::CACHE_FINAL_MANIFEST,

@@ -4,13 +4,15 @@
 mod common;
 
 use bytes::Bytes;
-use mediastreams_packager::{AudioFrame, VideoSample};
+use mediastreams_packager::{AudioFrame, PackagerError, VideoSample};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Step {
     Video { delta: i64, keyframe: bool, size: usize },
     Audio { jitter: i64 },
+    /// A sample of the second video level.
+    Video2 { delta: i64, keyframe: bool },
     EndSession { gap: i64 },
 }
 
@@ -18,6 +20,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         8 => (-400_000i64..3_000_000, any::<bool>(), 0usize..64).prop_map(|(delta, keyframe, size)| Step::Video { delta, keyframe, size }),
         8 => (-400_000i64..800_000).prop_map(|jitter| Step::Audio { jitter }),
+        6 => (-400_000i64..3_000_000, any::<bool>()).prop_map(|(delta, keyframe)| Step::Video2 { delta, keyframe }),
         1 => (0i64..50_000_000).prop_map(|gap| Step::EndSession { gap }),
     ]
 }
@@ -25,29 +28,43 @@ fn step() -> impl Strategy<Value = Step> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
     #[test]
-    fn timelines_stay_consistent(steps in proptest::collection::vec(step(), 1..600), dash in any::<bool>(), hls in any::<bool>()) {
-        let mut p = common::presentation(dash, hls);
+    fn timelines_stay_consistent(steps in proptest::collection::vec(step(), 1..600), dash in any::<bool>(), hls in any::<bool>(), levels in any::<bool>()) {
+        let mut p = if levels { common::two_level_presentation() } else { common::presentation(dash, hls) };
+        let mut vt2: i64 = 0;
+        let mut all = Vec::new();
         let mut vt: i64 = 0;
         let mut at: i64 = 0;
         for s in steps {
             match s {
                 Step::Video { delta, keyframe, size } => {
                     vt += delta;
-                    let _ = p.push_video(VideoSample { time: vt, keyframe, data: Bytes::from(vec![7u8; size]) });
+                    if let Ok(o) = p.push_video(VideoSample { time: vt, keyframe, data: Bytes::from(vec![7u8; size]) }) {
+                        all.extend(o.objects);
+                    }
                 }
                 Step::Audio { jitter } => {
                     at += 213_333;
-                    let _ = p.push_audio(AudioFrame { time: at + jitter, data: Bytes::from_static(&[1, 2]) });
+                    if let Ok(o) = p.push_audio(AudioFrame { time: at + jitter, data: Bytes::from_static(&[1, 2]) }) {
+                        all.extend(o.objects);
+                    }
+                }
+                Step::Video2 { delta, keyframe } => {
+                    vt2 += delta;
+                    match p.push_video_level(1, VideoSample { time: vt2, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x41]) }) {
+                        Ok(o) => all.extend(o.objects),
+                        Err(e) => prop_assert!(!levels || matches!(e, PackagerError::NonMonotonic { .. } | PackagerError::NegativeTime { .. }), "{e}"),
+                    }
                 }
                 Step::EndSession { gap } => {
-                    let _ = p.end_session();
+                    all.extend(p.end_session().objects);
                     let resume = p.end_time() as i64 + gap;
                     vt = vt.max(resume);
                     at = at.max(resume);
                 }
             }
         }
-        let out = p.finish();
+        all.extend(p.finish().objects);
+        let out = mediastreams_packager::Outputs { objects: all };
         prop_assert!(p.finish().objects.is_empty(), "finishing twice writes nothing");
         let (video, audio) = p.published();
         for w in video.windows(2) {
@@ -65,5 +82,17 @@ proptest! {
         unique.sort_unstable();
         unique.dedup();
         prop_assert_eq!(unique.len(), keys.len());
+        // The second level writes only fragments of the leader's timeline,
+        // each filling its span exactly.
+        for o in out.objects.iter().filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments")) {
+            let t: u64 = o.key.rsplit('=').next().unwrap().trim_end_matches(')').parse().unwrap();
+            let c = video.iter().find(|c| c.start == t);
+            prop_assert!(c.is_some(), "{} is on the leader's timeline", o.key);
+            let body = &o.body;
+            let at = body.windows(4).position(|w| w == b"trun").unwrap();
+            let n = u32::from_be_bytes(body[at + 8..at + 12].try_into().unwrap()) as usize;
+            let total: u64 = (0..n).map(|i| u64::from(u32::from_be_bytes(body[at + 16 + 12 * i..at + 20 + 12 * i].try_into().unwrap()))).sum();
+            prop_assert_eq!(total, c.unwrap().duration, "{} fills its span", o.key);
+        }
     }
 }

@@ -299,3 +299,134 @@ fn reconnect_continues_the_timeline() {
     let count = objects.iter().filter(|o| o.key.contains("Fragments")).count();
     assert_eq!(keys.len(), count, "no fragment written twice");
 }
+
+#[test]
+fn video_levels_share_one_timeline() {
+    use mediastreams_packager::TrackType::{Audio, Video};
+    const LEVELS: [u32; 2] = [1_000_000, 300_000];
+    let mut p = common::two_level_presentation();
+    assert_eq!(p.video_levels(), 2);
+    // The second encoding's clock is 5 ms late and its packets arrive
+    // 120 ms after the first's.
+    let run = common::run_two_levels(&mut p, 30, 50_000, 1_200_000);
+    assert!(run.keyframe_requests >= 12);
+    let mut store: BTreeMap<String, Bytes> = BTreeMap::new();
+    let mut live_manifests = 0;
+    let mut final_xml = None;
+    for o in &run.objects {
+        if o.key == layout::SMOOTH_MANIFEST {
+            let xml = std::str::from_utf8(&o.body).unwrap();
+            let (v, a, live, doc) = smooth_chunks(xml);
+            let video = doc.descendants().find(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some("video")).unwrap();
+            let bitrates: Vec<u32> = video
+                .children()
+                .filter(|n| n.has_tag_name("QualityLevel"))
+                .map(|q| q.attribute("Bitrate").unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(bitrates, LEVELS);
+            assert_eq!(video.attribute("QualityLevels"), Some("2"));
+            // Listed only once every level has written it.
+            for c in &v {
+                for b in LEVELS {
+                    assert!(store.contains_key(&layout::fragment_key(Video, b, c.t)), "listed before level {b} wrote {c:?}");
+                }
+            }
+            for c in &a {
+                assert!(store.contains_key(&layout::fragment_key(Audio, 128_000, c.t)));
+            }
+            if live {
+                live_manifests += 1;
+            } else {
+                final_xml = Some(xml.to_owned());
+            }
+        }
+        assert!(!store.contains_key(&o.key) || !o.key.contains("Fragments"), "written twice: {}", o.key);
+        store.insert(o.key.clone(), o.body.clone());
+    }
+    assert!(live_manifests >= 20);
+    let xml = final_xml.expect("a final manifest");
+    let (fv, _, _, _) = smooth_chunks(&xml);
+    contiguous(&fv);
+    assert!(fv.len() >= 14 && fv.len() <= 16, "30 s in ~2 s fragments: {}", fv.len());
+    for b in LEVELS {
+        let mut samples = 0;
+        for (i, c) in fv.iter().enumerate() {
+            let body = &store[&layout::fragment_key(Video, b, c.t)];
+            let f = parse_fragment(body);
+            assert_eq!((f.tfdt, f.tfxd), (c.t, (c.t, c.d)), "level {b} fragment {i}");
+            assert_eq!(f.durations.iter().map(|&d| u64::from(d)).sum::<u64>(), c.d, "level {b} fragment {i} fills its span");
+            assert!(f.durations.iter().all(|&d| d > 0));
+            match fv.get(i + 1) {
+                Some(next) => assert_eq!(f.tfrf, Some(vec![(next.t, next.d)])),
+                None => assert_eq!(f.tfrf, None),
+            }
+            // Every fragment of every level starts with a keyframe (the
+            // encodings' keyframes come together): each can start playback
+            // or a level switch. The keyframe flag is the sample's NAL type.
+            let mut buf: &[u8] = body;
+            let _moof = Any::decode(&mut buf).unwrap();
+            let mdat = match Any::decode(&mut buf).unwrap() {
+                Any::Mdat(m) => m,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(mdat.data[4], 0x65, "level {b} fragment {i} starts with an IDR");
+            assert_eq!(usize::from(mdat.data[6]), LEVELS.iter().position(|&l| l == b).unwrap(), "level {b} carries its own samples");
+            samples += f.sample_count;
+        }
+        assert_eq!(samples, 30 * 30, "level {b}: every frame in exactly one fragment");
+        assert!(store.contains_key(&layout::init_key(Video, b)), "level {b} has an initialization segment");
+        assert!(store.contains_key(&format!("hls/video-{b}.m3u8")));
+    }
+    let mpd = std::str::from_utf8(&store[layout::DASH_MANIFEST]).unwrap();
+    assert_eq!(mpd.matches("<Representation id=\"video-").count(), 2, "{mpd}");
+    let main = std::str::from_utf8(&store[layout::HLS_MULTIVARIANT]).unwrap();
+    assert_eq!(main.matches("#EXT-X-STREAM-INF").count(), 2, "{main}");
+}
+
+#[test]
+fn a_paused_level_does_not_hold_the_others_back() {
+    use mediastreams_packager::{TrackType::Video, VideoSample};
+    let mut p = common::two_level_presentation();
+    let mut objects = Vec::new();
+    // The second level sends 3 s, then nothing (the browser paused it).
+    for v in 0..(20 * 30u64) {
+        let time = (v * 10_000_000 / 30) as i64;
+        let keyframe = v % 60 == 0;
+        objects.extend(p.push_video(VideoSample { time, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap().objects);
+        if v < 90 {
+            objects.extend(p.push_video_level(1, VideoSample { time, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap().objects);
+        }
+    }
+    let live_lists: Vec<usize> = objects
+        .iter()
+        .filter(|o| o.key == layout::SMOOTH_MANIFEST)
+        .map(|o| smooth_chunks(std::str::from_utf8(&o.body).unwrap()).0.len())
+        .collect();
+    assert!(*live_lists.last().unwrap() >= 5, "the live list grows while a level is paused: {live_lists:?}");
+    objects.extend(p.finish().objects);
+    let (v, _) = p.published();
+    assert_eq!(v.len(), 10);
+    let second: Vec<&str> = objects.iter().filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments")).map(|o| o.key.as_str()).collect();
+    assert_eq!(second.len(), 2, "the paused level wrote the fragments it had samples for: {second:?}");
+    assert_eq!(
+        p.push_video_level(2, VideoSample { time: 0, keyframe: true, data: Bytes::new() }),
+        Err(mediastreams_packager::PackagerError::Finished)
+    );
+}
+
+#[test]
+fn levels_are_checked() {
+    use mediastreams_packager::{AudioTrackConfig, PackagerError, Presentation, VideoSample, VideoTrackConfig};
+    let video = VideoTrackConfig { bitrate: 1, sps: common::sps(), pps: Bytes::from_static(common::PPS) };
+    let audio = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+    assert_eq!(Presentation::with_video_levels(common::config(false, false), vec![], audio).unwrap_err(), PackagerError::NoVideoLevel);
+    assert_eq!(
+        Presentation::with_video_levels(common::config(false, false), vec![video.clone(), video.clone()], audio).unwrap_err(),
+        PackagerError::DuplicateBitrate(1)
+    );
+    let mut p = Presentation::new(common::config(false, false), video, audio).unwrap();
+    assert_eq!(
+        p.push_video_level(1, VideoSample { time: 0, keyframe: true, data: Bytes::new() }),
+        Err(PackagerError::NoSuchLevel(1))
+    );
+}
