@@ -2,6 +2,8 @@
 //! and writes Smooth Streaming fragments and manifests to object storage.
 //!
 //! * [`whip`]: the HTTP endpoint and the offer checks;
+//! * [`ice`]: every session's media on one UDP port, and the candidates
+//!   the answers announce;
 //! * [`session`]: one publisher's WebRTC session (the `webrtc` crate) and
 //!   its RTP readers (depacketizing in `mediastreams-rtp`);
 //! * [`node`]: the stream tasks that own the recorders and watch the
@@ -10,6 +12,7 @@
 //! * [`recorder`], [`uploader`]: packaging, state transitions, writing.
 #![forbid(unsafe_code)]
 
+pub mod ice;
 pub mod media;
 pub mod node;
 pub mod recorder;

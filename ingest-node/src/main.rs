@@ -41,6 +41,9 @@ struct Args {
     /// Local address WebRTC media is received on.
     #[arg(long, default_value = "0.0.0.0", env = "MEDIA_IP")]
     media_ip: std::net::IpAddr,
+    /// The one UDP port all sessions' media arrives on.
+    #[arg(long, default_value_t = 8189, env = "MEDIA_PORT")]
+    media_port: u16,
     /// Public IP announced in ICE candidates (NAT 1:1).
     #[arg(long, env = "PUBLIC_IP")]
     public_ip: Option<String>,
@@ -70,11 +73,14 @@ async fn main() -> anyhow::Result<()> {
         media,
         NodeConfig {
             media_ip: args.media_ip,
+            media_port: args.media_port,
             public_ips: args.public_ip.into_iter().collect(),
             idle_timeout: Duration::from_secs(args.idle_timeout),
             ..Default::default()
         },
     );
+    let media = node.bind_media().await.with_context(|| format!("bind the media port {}:{}", args.media_ip, args.media_port))?;
+    tracing::info!(%media, "media socket bound");
     let id = args.node_id.clone().unwrap_or_else(|| {
         mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into())
     });

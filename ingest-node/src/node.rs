@@ -27,9 +27,11 @@ use crate::recorder::Recorder;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// The local address WebRTC media is received on (one socket per
-    /// session; the webrtc crate has no UDP mux yet).
+    /// The local address WebRTC media is received on.
     pub media_ip: IpAddr,
+    /// The one UDP port every session's media arrives on (0: any free
+    /// port, chosen when the node binds it).
+    pub media_port: u16,
     /// Public addresses to announce instead (NAT 1:1, cloud hosts).
     pub public_ips: Vec<String>,
     /// No media for this long ends ingest (the recording becomes on demand).
@@ -44,6 +46,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             media_ip: IpAddr::from([127, 0, 0, 1]),
+            media_port: 0,
             public_ips: Vec::new(),
             idle_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
@@ -96,6 +99,9 @@ pub struct IngestNode {
     pub(crate) config: NodeConfig,
     pub(crate) streams: Mutex<HashMap<String, StreamEntry>>,
     pub(crate) next_session: std::sync::atomic::AtomicU64,
+    /// The media socket, bound by [`IngestNode::bind_media`] or the first
+    /// session.
+    mux: tokio::sync::OnceCell<Arc<crate::ice::udp_mux::UdpMux>>,
 }
 
 impl IngestNode {
@@ -106,7 +112,28 @@ impl IngestNode {
             config,
             streams: Mutex::new(HashMap::new()),
             next_session: std::sync::atomic::AtomicU64::new(1),
+            mux: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Binds the media socket (`media_ip:media_port`) if it is not bound
+    /// yet, and returns its address. Binaries call it at start, so that a
+    /// port in use is an error then rather than at the first publisher.
+    pub async fn bind_media(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.media_mux().await?.local_addr()
+    }
+
+    pub(crate) async fn media_mux(&self) -> std::io::Result<Arc<crate::ice::udp_mux::UdpMux>> {
+        let addr = std::net::SocketAddr::new(self.config.media_ip, self.config.media_port);
+        self.mux
+            .get_or_try_init(|| crate::ice::udp_mux::UdpMux::bind(addr))
+            .await
+            .cloned()
+    }
+
+    /// The media socket's counters, once it is bound.
+    pub fn media_stats(&self) -> Option<crate::ice::udp_mux::MuxStats> {
+        self.mux.get().map(|m| m.stats())
     }
 
     pub fn repo(&self) -> &StreamRepo {

@@ -22,6 +22,8 @@ use webrtc::peer_connection::{
     SettingEngineBuilder, register_default_interceptors,
 };
 
+use crate::ice::candidates::announce;
+use crate::ice::udp_mux::MuxRuntime;
 use crate::node::{IngestNode, StreamInput};
 
 /// How long a missing packet is waited for (a NACK round trip).
@@ -36,6 +38,10 @@ const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum SessionError {
     #[error("WebRTC: {0}")]
     WebRtc(#[from] webrtc::error::Error),
+    #[error("the media socket: {0}")]
+    MediaSocket(#[from] std::io::Error),
+    #[error("no randomness for ICE credentials")]
+    Random,
     #[error("the session has no local description")]
     NoAnswer,
 }
@@ -222,11 +228,27 @@ fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
     Ok(me)
 }
 
+/// A session's ICE ufrag (16 hex digits: unique among the node's sessions,
+/// it routes their STUN on the shared port) and password (32 hex digits;
+/// RFC 8839 asks for at least 128 bits).
+fn ice_credentials() -> Result<(String, String), SessionError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 24];
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| SessionError::Random)?;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Ok((hex(&bytes[..8]), hex(&bytes[8..])))
+}
+
 /// Answers `offer` for stream `name`; media goes to the stream task.
 pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, input: mpsc::Sender<StreamInput>, keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>) -> Result<(SessionHandle, String), SessionError> {
     let mut me = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?;
-    let mut settings = SettingEngineBuilder::new();
+    let mux = node.media_mux().await?;
+    let media_port = mux.local_addr()?.port();
+    let (ufrag, pwd) = ice_credentials()?;
+    let runtime: Arc<dyn webrtc::runtime::Runtime> = Arc::new(MuxRuntime::new(mux, ufrag.clone()));
+    // The session's ufrag routes its STUN to it on the shared port.
+    let mut settings = SettingEngineBuilder::new().with_ice_credentials(ufrag, pwd);
     if node.config.media_ip.is_loopback() {
         settings = settings.with_include_loopback_candidate(true);
     }
@@ -239,6 +261,7 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
         .with_handler(events as Arc<dyn PeerConnectionEventHandler>)
+        .with_runtime(runtime)
         .with_udp_addrs(vec![format!("{}:0", node.config.media_ip)])
         .build()
         .await?;
@@ -249,10 +272,7 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
         pc.set_local_description(answer).await?;
         let _ = tokio::time::timeout(GATHERING_TIMEOUT, gathered_rx.recv()).await;
         let sdp = pc.local_description().await.map(|d| d.sdp).ok_or(SessionError::NoAnswer)?;
-        Ok(match node.config.public_ips.first() {
-            Some(public) => crate::whip::candidates::announce_public_ip(&sdp, &node.config.media_ip.to_string(), public),
-            None => sdp,
-        })
+        Ok(announce(&sdp, media_port, node.config.public_ips.first().map(String::as_str)))
     }
     .await;
     match result {

@@ -15,4 +15,4 @@ mod media;
 mod server;
 mod web;
 
-pub use server::{Backends, LocalConfig, StorageChoice, build_router, open_backends, serve};
+pub use server::{Backends, LocalConfig, StorageChoice, build_router, build_service, open_backends, serve};

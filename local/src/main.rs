@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use mediastreams_local::{LocalConfig, StorageChoice, build_router, open_backends, serve};
+use mediastreams_local::{LocalConfig, StorageChoice, build_service, open_backends, serve};
 
 /// The media stream service on one port: API, media, ingest and pages.
 #[derive(Parser, Debug)]
@@ -26,6 +26,9 @@ struct Args {
     /// Local address WebRTC media is received on.
     #[arg(long, default_value = "127.0.0.1", env = "MEDIASTREAMS_MEDIA_IP")]
     media_ip: std::net::IpAddr,
+    /// The one UDP port all publishers' media arrives on (0: any free port).
+    #[arg(long, default_value_t = 8189, env = "MEDIASTREAMS_MEDIA_PORT")]
+    media_port: u16,
     /// Public IP to announce in ICE candidates (NAT 1:1); repeatable.
     #[arg(long = "public-ip", env = "MEDIASTREAMS_PUBLIC_IPS", value_delimiter = ',')]
     public_ips: Vec<String>,
@@ -85,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         storage: storage.clone(),
         ingest: mediastreams_ingest_node::NodeConfig {
             media_ip: args.media_ip,
+            media_port: args.media_port,
             public_ips: args.public_ips.clone(),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
             ..Default::default()
@@ -96,10 +100,15 @@ async fn main() -> anyhow::Result<()> {
     let backends = open_backends(&storage)
         .await
         .context("opening storage")?;
-    let router = build_router(&backends, &config);
+    let (router, node) = build_service(&backends, &config);
+    let media = node
+        .bind_media()
+        .await
+        .with_context(|| format!("cannot bind the media port {}:{} (--media-port)", args.media_ip, args.media_port))?;
     tracing::info!(
         url = %config.public_url,
         storage = ?storage,
+        %media,
         api_key = config.api_key.is_some(),
         "mediastreams-local listening"
     );

@@ -83,6 +83,12 @@ pub async fn open_backends(storage: &StorageChoice) -> anyhow::Result<Backends> 
 /// The router of the whole local service: the API, the media store, and
 /// the WHIP endpoint of an in-process ingest node.
 pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
+    build_service(backends, config).0
+}
+
+/// [`build_router`], and the in-process ingest node (whose media socket
+/// the binary binds at start).
+pub fn build_service(backends: &Backends, config: &LocalConfig) -> (Router, Arc<mediastreams_ingest_node::IngestNode>) {
     let base = config.public_url.trim_end_matches('/');
     let api = Api::new(
         StreamRepo::new(backends.table.clone()),
@@ -98,11 +104,11 @@ pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
         backends.media.clone(),
         config.ingest.clone(),
     );
-    let whip = mediastreams_ingest_node::whip::endpoint::router(node);
+    let whip = mediastreams_ingest_node::whip::endpoint::router(node.clone());
     let media = Router::new()
         .route("/media/{*key}", get(crate::media::get_object))
         .with_state(backends.media.clone());
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/streams", axum::routing::any(api_handler))
         .route("/streams/{*rest}", axum::routing::any(api_handler))
@@ -120,7 +126,8 @@ pub fn build_router(backends: &Backends, config: &LocalConfig) -> Router {
             Problem::not_found("no resource here")
                 .into_response()
                 .map(Body::from)
-        })
+        });
+    (router, node)
 }
 
 /// Hands a request to the API handlers, reading at most the body limit.

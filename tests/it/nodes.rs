@@ -127,7 +127,7 @@ async fn the_ingest_node_binary_registers_and_serves_whip() {
     let _ = table;
     let mut child = std::process::Command::new(mediastreams_tests::workspace_binary("ingest-node"))
         .args(["--listen", &addr.to_string(), "--table", &table_name, "--bucket", &bucket, "--endpoint", &endpoint])
-        .args(["--whip-base-url", &format!("http://{addr}"), "--node-id", "node-1", "--media-ip", "127.0.0.1"])
+        .args(["--whip-base-url", &format!("http://{addr}"), "--node-id", "node-1", "--media-ip", "127.0.0.1", "--media-port", "0"])
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start ingest-node");

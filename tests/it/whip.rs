@@ -217,13 +217,66 @@ fn media() -> tempfile::TempDir {
 
 /// Posts a publisher's offer; returns the session URL once connected.
 async fn connect(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> String {
+    connect_with_answer(http, whip, token, p).await.0
+}
+
+/// [`connect`], also returning the answer.
+async fn connect_with_answer(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> (String, String) {
     let r = http.post(whip).bearer_auth(token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let answer = r.text().await.unwrap();
-    p.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
+    p.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), p.connected.recv()).await.expect("ICE/DTLS connects").unwrap();
-    format!("{}{}", whip.split("/whip/").next().unwrap(), location)
+    (format!("{}{}", whip.split("/whip/").next().unwrap(), location), answer)
+}
+
+/// The (address, port) of an answer's UDP host candidates.
+fn udp_host_candidates(sdp: &str) -> Vec<(String, u16)> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 8 && f[2].eq_ignore_ascii_case("udp") && f[7] == "host")
+        .map(|f| (f[4].to_owned(), f[5].parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishers_share_the_nodes_one_media_port() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let http = reqwest::Client::new();
+    let mut sessions = Vec::new();
+    for name in ["mux-a", "mux-b"] {
+        let created = env.call("PUT", &format!("/streams/{name}"), None).await.json();
+        let started = env.call("POST", &format!("/streams/{name}/start-ingest"), None).await.json();
+        let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+        let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+        let mut p = publisher().await;
+        let (_, answer) = connect_with_answer(&http, &whip, &token, &mut p).await;
+        sessions.push((name, created["playbackId"].as_str().unwrap().to_owned(), p, answer));
+    }
+    let ports: Vec<Vec<(String, u16)>> = sessions.iter().map(|s| udp_host_candidates(&s.3)).collect();
+    assert!(!ports[0].is_empty(), "the answer has a host candidate: {}", sessions[0].3);
+    assert!(ports[0].iter().all(|(ip, port)| ip == "127.0.0.1" && *port != 0), "{ports:?}");
+    assert_eq!(ports[0], ports[1], "both sessions are reached on the same address and port");
+    // Both publish at once through the one port.
+    let sends: Vec<_> = sessions
+        .iter()
+        .map(|s| tokio::spawn(send_media(s.2.video.clone(), s.2.audio.clone(), dir.path().to_owned(), 5)))
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    for (name, pid, p, _) in &sessions {
+        assert_eq!(env.call("GET", &format!("/streams/{name}"), None).await.json()["state"], "Live", "{name}");
+        assert_eq!(env.call("POST", &format!("/streams/{name}/stop-ingest"), None).await.status, 202);
+        wait_for_state(&env, name, "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+        let _ = p.pc.close().await;
+        let chunks = video_chunks(&manifest(&env, pid).await.unwrap());
+        let total = chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0);
+        assert!(total >= 30_000_000, "{name} recorded {total} of 5 s");
+    }
 }
 
 async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {

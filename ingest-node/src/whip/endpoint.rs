@@ -138,6 +138,10 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     let id = node.next_session.fetch_add(1, Ordering::Relaxed);
     let (handle, answer) = match crate::session::start(&node, id, offer, input, keyframe_tx).await {
         Ok(x) => x,
+        Err(e @ (crate::session::SessionError::MediaSocket(_) | crate::session::SessionError::Random)) => {
+            tracing::error!(stream = %name, error = %e, "cannot take a session");
+            return problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-unavailable", format!("the ingest node cannot take a session now: {e}")));
+        }
         Err(e) => {
             tracing::warn!(stream = %name, error = %e, "negotiation failed");
             return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "negotiation-failed", format!("the offer could not be answered: {e}")));

@@ -1,5 +1,4 @@
 //! The WHIP endpoint (RFC 9725).
 
-pub mod candidates;
 pub mod endpoint;
 pub mod offer;

@@ -75,7 +75,7 @@ fn the_binary_serves_the_api_on_its_data_dir() {
     let exe = mediastreams_tests::workspace_binary("mediastreams-local");
     let dir = mediastreams_tests::scratch();
     let mut child = Command::new(exe)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--listen", "127.0.0.1:0", "--media-port", "0", "--data-dir"])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
