@@ -44,6 +44,11 @@ struct Args {
     /// The one UDP port all sessions' media arrives on.
     #[arg(long, default_value_t = 8189, env = "MEDIA_PORT")]
     media_port: u16,
+    /// A STUN server (`host:port`) to learn the public IP from at start,
+    /// when `--public-ip` is not given (hosts behind a 1:1 NAT, such as
+    /// Fargate tasks with public IPs).
+    #[arg(long, env = "STUN_SERVER")]
+    stun_server: Option<String>,
     /// Public IP announced in ICE candidates (NAT 1:1).
     #[arg(long, env = "PUBLIC_IP")]
     public_ip: Option<String>,
@@ -81,6 +86,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let media = node.bind_media().await.with_context(|| format!("bind the media port {}:{}", args.media_ip, args.media_port))?;
     tracing::info!(%media, "media socket bound");
+    if let (None, Some(stun)) = (&args.public_ip, &args.stun_server) {
+        let public = node.discover_public_ip(stun).await.with_context(|| format!("learn the public IP from {stun}"))?;
+        tracing::info!(%public, stun = %stun, "public address");
+    }
     let id = args.node_id.clone().unwrap_or_else(|| {
         mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into())
     });

@@ -102,6 +102,8 @@ pub struct IngestNode {
     /// The media socket, bound by [`IngestNode::bind_media`] or the first
     /// session.
     mux: tokio::sync::OnceCell<Arc<crate::ice::udp_mux::UdpMux>>,
+    /// The public IP found with [`IngestNode::discover_public_ip`].
+    discovered_ip: std::sync::OnceLock<String>,
 }
 
 impl IngestNode {
@@ -113,7 +115,29 @@ impl IngestNode {
             streams: Mutex::new(HashMap::new()),
             next_session: std::sync::atomic::AtomicU64::new(1),
             mux: tokio::sync::OnceCell::new(),
+            discovered_ip: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Asks a STUN server (`host:port`) which address the media socket is
+    /// seen at, and announces that IP in answers from now on (unless
+    /// `public_ips` are configured, which win). For hosts behind a 1:1 NAT
+    /// that do not know their public IP (cloud tasks).
+    pub async fn discover_public_ip(&self, stun_server: &str) -> std::io::Result<std::net::SocketAddr> {
+        let mux = self.media_mux().await?;
+        let local = mux.local_addr()?;
+        let server = tokio::net::lookup_host(stun_server)
+            .await?
+            .find(|a| a.is_ipv4() == local.is_ipv4())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{stun_server} has no address of the media socket's family")))?;
+        let public = mux.public_address(server).await?;
+        let _ = self.discovered_ip.set(public.ip().to_string());
+        Ok(public)
+    }
+
+    /// The IP answers announce instead of the media socket's, if any.
+    pub fn public_ip(&self) -> Option<&str> {
+        self.config.public_ips.first().map(String::as_str).or_else(|| self.discovered_ip.get().map(String::as_str))
     }
 
     /// Binds the media socket (`media_ip:media_port`) if it is not bound

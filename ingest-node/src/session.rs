@@ -272,7 +272,7 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
         pc.set_local_description(answer).await?;
         let _ = tokio::time::timeout(GATHERING_TIMEOUT, gathered_rx.recv()).await;
         let sdp = pc.local_description().await.map(|d| d.sdp).ok_or(SessionError::NoAnswer)?;
-        Ok(announce(&sdp, media_port, node.config.public_ips.first().map(String::as_str)))
+        Ok(announce(&sdp, media_port, node.public_ip()))
     }
     .await;
     match result {

@@ -10,4 +10,5 @@ mod player;
 mod recorder;
 mod whip;
 mod store_conformance;
+mod stun;
 mod table_conformance;

@@ -385,7 +385,7 @@ fn video_levels_share_one_timeline() {
 
 #[test]
 fn a_paused_level_does_not_hold_the_others_back() {
-    use mediastreams_packager::{TrackType::Video, VideoSample};
+    use mediastreams_packager::VideoSample;
     let mut p = common::two_level_presentation();
     let mut objects = Vec::new();
     // The second level sends 3 s, then nothing (the browser paused it).

@@ -52,6 +52,8 @@ pub struct MuxStats {
 /// The node's one media socket.
 pub struct UdpMux {
     socket: Arc<tokio::net::UdpSocket>,
+    /// Our own STUN Binding requests waiting for their response.
+    pending: Mutex<HashMap<stun::TransactionId, tokio::sync::oneshot::Sender<Option<SocketAddr>>>>,
     by_ufrag: Mutex<HashMap<String, Weak<Route>>>,
     by_addr: Mutex<HashMap<SocketAddr, Weak<Route>>>,
     routed: AtomicU64,
@@ -75,6 +77,7 @@ impl UdpMux {
         let socket = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
         let mux = Arc::new(UdpMux {
             socket: socket.clone(),
+            pending: Mutex::new(HashMap::new()),
             by_ufrag: Mutex::new(HashMap::new()),
             by_addr: Mutex::new(HashMap::new()),
             routed: AtomicU64::new(0),
@@ -112,7 +115,38 @@ impl UdpMux {
         }
     }
 
+    /// The address this socket is seen at from `server` (a STUN server):
+    /// the public address behind a 1:1 NAT. Three tries, 0.5, 1 and 2 s.
+    pub async fn public_address(&self, server: SocketAddr) -> io::Result<SocketAddr> {
+        use ring::rand::SecureRandom;
+        for attempt in 0..3u32 {
+            let mut transaction: stun::TransactionId = [0; 12];
+            ring::rand::SystemRandom::new()
+                .fill(&mut transaction)
+                .map_err(|_| io::Error::other("no randomness for a STUN transaction"))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            locked(&self.pending).insert(transaction, tx);
+            self.socket.send_to(&stun::binding_request(&transaction), server).await?;
+            let answer = tokio::time::timeout(Duration::from_millis(500 << attempt), rx).await;
+            locked(&self.pending).remove(&transaction);
+            match answer {
+                Ok(Ok(Some(addr))) => return Ok(addr),
+                Ok(Ok(None)) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the STUN server {server} answered without an address")));
+                }
+                _ => {}
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer from the STUN server {server}")))
+    }
+
     fn route(&self, datagram: &[u8], from: SocketAddr) {
+        if let Some(transaction) = stun::binding_success_transaction(datagram) {
+            if let Some(waiting) = locked(&self.pending).remove(&transaction) {
+                let _ = waiting.send(stun::mapped_address(datagram));
+                return;
+            }
+        }
         let mut target = locked(&self.by_addr).get(&from).and_then(Weak::upgrade);
         if target.is_none() {
             if let Some(ufrag) = stun::local_ufrag(datagram) {
