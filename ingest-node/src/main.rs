@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         NodeConfig {
             media_ip: args.media_ip,
             media_port: args.media_port,
-            public_ips: args.public_ip.into_iter().collect(),
+            public_ips: args.public_ip.iter().cloned().collect(),
             idle_timeout: Duration::from_secs(args.idle_timeout),
             ..Default::default()
         },
