@@ -16,6 +16,7 @@ pub mod ice;
 pub mod media;
 pub mod node;
 pub mod recorder;
+pub mod sender_reports;
 pub mod session;
 pub mod uploader;
 pub mod whip;

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mediastreams_model::StreamState;
+use mediastreams_model::{AvSync, StreamState};
 use mediastreams_packager::{AudioFrame, VideoSample};
-use mediastreams_rtp::clock::TrackClock;
+use mediastreams_rtp::clock::{SenderClock, TrackClock, extend_near, slew, synced_anchor};
 use mediastreams_rtp::codec::h264::AccessUnit;
 use mediastreams_storage::{ObjectStore, StreamRepo};
 use tokio::sync::{Mutex, mpsc};
@@ -64,6 +64,8 @@ pub enum StreamInput {
     /// A reader's cumulative reception counters.
     Reception { video: bool, received: u64, lost: u64 },
     SessionEnded { session: u64 },
+    /// An RTCP sender report of the session's video or audio track.
+    SenderReport { video: bool, ntp: u64, rtp: u32, session: u64 },
 }
 
 /// How often ingest statistics are written to the stream record.
@@ -80,6 +82,7 @@ struct StatsWindow {
     received: [u64; 2],
     lost: [u64; 2],
     last_media_at: Option<time::OffsetDateTime>,
+    av_sync: Option<AvSync>,
 }
 
 /// Capacity of a stream task's input queue (about 10 s of media).
@@ -202,16 +205,52 @@ impl IngestNode {
 
 /// Per-session timing: RTP clocks anchored at each track's first packet,
 /// the tracks offset by their arrival, the session placed at `origin` on
-/// the presentation timeline.
+/// the presentation timeline. Once both tracks have sent an RTCP sender
+/// report, the video clock is slewed (1 ms per frame) to where the reports
+/// put it relative to the audio: lip sync by the sender's capture clock.
 struct SessionClock {
     session: u64,
     origin: i64,
     first_arrival: Instant,
     video: Option<TrackClock>,
     audio: Option<(TrackClock, u64)>,
+    /// The latest extended RTP timestamp of each track (video, audio).
+    last_rtp: [Option<u64>; 2],
+    /// The latest sender report of each track (video, audio).
+    reports: [Option<SenderClock>; 2],
+    /// The video clock follows the sender reports.
+    synced: bool,
 }
 
+/// Largest step of the video clock toward sync, per frame (1 ms).
+const SYNC_STEP: i64 = 10_000;
+/// Sender reports that would move video by more than this (1 s) are not
+/// believed: arrival-based alignment is never that far off.
+const MAX_SYNC_CORRECTION: i64 = 10_000_000;
+
 impl SessionClock {
+    fn new(session: u64, origin: i64, first_arrival: Instant) -> Self {
+        SessionClock { session, origin, first_arrival, video: None, audio: None, last_rtp: [None; 2], reports: [None; 2], synced: false }
+    }
+
+    /// The video clock, moved a step toward where the sender reports put it.
+    fn sync_video(&mut self, stream: &str) -> Option<TrackClock> {
+        let mut vc = self.video?;
+        if let (Some((ac, _)), Some(video_report), Some(audio_report)) = (self.audio, self.reports[0], self.reports[1]) {
+            let target = synced_anchor(&ac, audio_report, &vc, video_report);
+            let correction = target - vc.anchor_time;
+            if correction.abs() <= MAX_SYNC_CORRECTION {
+                if !self.synced {
+                    self.synced = true;
+                    tracing::info!(stream, session = self.session, correction_ms = correction / 10_000, "audio and video in sync by sender reports");
+                }
+                vc.anchor_time = slew(vc.anchor_time, target, SYNC_STEP);
+                self.video = Some(vc);
+            }
+        }
+        Some(vc)
+    }
+
     fn offset(&self, arrival: Instant) -> i64 {
         self.origin + (arrival.saturating_duration_since(self.first_arrival).as_nanos() / 100) as i64
     }
@@ -240,12 +279,15 @@ async fn stream_task(
                 match input {
                     StreamInput::Video { unit, rtp_ext, arrival, session } => {
                         last_media = Instant::now();
-                        let c = clock.get_or_insert_with(|| SessionClock { session, origin, first_arrival: arrival, video: None, audio: None });
+                        let c = clock.get_or_insert_with(|| SessionClock::new(session, origin, arrival));
                         if c.session != session {
-                            *c = SessionClock { session, origin, first_arrival: arrival, video: None, audio: None };
+                            *c = SessionClock::new(session, origin, arrival);
                         }
                         let anchor = c.offset(arrival);
-                        let vc = *c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp_ext, anchor_time: anchor });
+                        c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp_ext, anchor_time: anchor });
+                        c.last_rtp[0] = Some(rtp_ext);
+                        let Some(vc) = c.sync_video(&name) else { continue };
+                        window.av_sync = Some(if c.synced { AvSync::SenderReports } else { AvSync::Arrival });
                         if unit.keyframe {
                             tracing::debug!(stream = %name, rtp_ext, "keyframe");
                         }
@@ -274,12 +316,13 @@ async fn stream_task(
                         last_media = Instant::now();
                         window.audio_bytes += opus.len() as u64;
                         window.last_media_at = Some(time::OffsetDateTime::now_utc());
-                        let c = clock.get_or_insert_with(|| SessionClock { session, origin, first_arrival: arrival, video: None, audio: None });
+                        let c = clock.get_or_insert_with(|| SessionClock::new(session, origin, arrival));
                         if c.session != session {
-                            *c = SessionClock { session, origin, first_arrival: arrival, video: None, audio: None };
+                            *c = SessionClock::new(session, origin, arrival);
                         }
                         let anchor = c.offset(arrival);
                         let (ac, produced) = c.audio.get_or_insert((TrackClock { clock_rate: 48_000, anchor_rtp: rtp_ext, anchor_time: anchor }, 0)).to_owned();
+                        c.last_rtp[1] = Some(rtp_ext);
                         let frames = match transcoder.push_opus(&opus) {
                             Ok(f) => f,
                             Err(e) => { tracing::debug!(stream = %name, error = %e, "opus packet dropped"); Vec::new() }
@@ -301,6 +344,14 @@ async fn stream_task(
                         let i = usize::from(!video);
                         window.received[i] = received;
                         window.lost[i] = lost;
+                    }
+                    StreamInput::SenderReport { video, ntp, rtp, session } => {
+                        if let Some(c) = clock.as_mut().filter(|c| c.session == session) {
+                            let i = usize::from(!video);
+                            if let Some(reference) = c.last_rtp[i] {
+                                c.reports[i] = Some(SenderClock { ntp, rtp: extend_near(rtp, reference) });
+                            }
+                        }
                     }
                     StreamInput::AudioLost { samples } => {
                         let _ = transcoder.push_silence(samples);
@@ -332,6 +383,7 @@ async fn stream_task(
                     packets_lost: window.lost.iter().sum(),
                     packets_received: window.received.iter().sum(),
                     last_media_at: window.last_media_at,
+                    av_sync: window.av_sync,
                 };
                 window = StatsWindow { width: window.width, height: window.height, received: window.received, lost: window.lost, last_media_at: window.last_media_at, ..Default::default() };
                 window_start = Instant::now();

@@ -135,7 +135,14 @@ async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
         tokio::select! {
             event = track.poll() => {
                 let Some(event) = event else { break };
-                let TrackRemoteEvent::OnRtpPacket(p) = event else { continue };
+                let p = match event {
+                    TrackRemoteEvent::OnRtpPacket(p) => p,
+                    TrackRemoteEvent::OnRtcpPacket(packets) => {
+                        forward_sender_reports(&track, &packets, &input, true, session).await;
+                        continue;
+                    }
+                    _ => continue,
+                };
                 reorder.push(packet(&p), start.elapsed());
                 if reported.elapsed() >= Duration::from_secs(2) {
                     reported = Instant::now();
@@ -166,13 +173,36 @@ async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
     tracing::debug!(session, dropped, stats = ?reorder.stats(), depacketizer = ?depacketizer.stats(), "video track ended");
 }
 
+/// Sends the stream task the sender reports of `track`'s SSRC.
+async fn forward_sender_reports(
+    track: &Arc<dyn TrackRemote>,
+    packets: &[Box<dyn rtc::rtcp::Packet>],
+    input: &mpsc::Sender<StreamInput>,
+    video: bool,
+    session: u64,
+) {
+    let Some(ssrc) = track.ssrcs().await.first().copied() else { return };
+    for p in packets {
+        if let Some((ntp, rtp)) = crate::sender_reports::clock_of(p.as_ref(), ssrc) {
+            let _ = input.try_send(StreamInput::SenderReport { video, ntp, rtp, session });
+        }
+    }
+}
+
 async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, session: u64) {
     let start = Instant::now();
     let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
     let mut timestamps = TimestampExtender::new();
     let mut reported = Instant::now();
     while let Some(event) = track.poll().await {
-        let TrackRemoteEvent::OnRtpPacket(p) = event else { continue };
+        let p = match event {
+            TrackRemoteEvent::OnRtpPacket(p) => p,
+            TrackRemoteEvent::OnRtcpPacket(packets) => {
+                forward_sender_reports(&track, &packets, &input, false, session).await;
+                continue;
+            }
+            _ => continue,
+        };
         reorder.push(packet(&p), start.elapsed());
         if reported.elapsed() >= Duration::from_secs(2) {
             reported = Instant::now();
@@ -242,7 +272,8 @@ fn ice_credentials() -> Result<(String, String), SessionError> {
 /// Answers `offer` for stream `name`; media goes to the stream task.
 pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, input: mpsc::Sender<StreamInput>, keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>) -> Result<(SessionHandle, String), SessionError> {
     let mut me = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)?
+        .with(rtc::interceptor::Slot::from(crate::sender_reports::SLOT), crate::sender_reports::SenderReportTap::default());
     let mux = node.media_mux().await?;
     let media_port = mux.local_addr()?.port();
     let (ufrag, pwd) = ice_credentials()?;

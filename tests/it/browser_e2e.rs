@@ -49,6 +49,7 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
     assert!(last["width"].as_u64().unwrap() > 0 && last["height"].as_u64().unwrap() > 0, "video has a size: {last}");
     assert!(live.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 4), "a drawn frame is not blank: {r}");
 
+    assert_eq!(r["ingestStats"]["avSync"], "senderReports", "Chromium's sender reports align its audio and video: {}", r["ingestStats"]);
     let on_demand_after = r["onDemandAfter"].as_f64().unwrap_or_else(|| panic!("never OnDemand: {r}"));
     assert!(on_demand_after <= 15.0, "OnDemand {on_demand_after} s after stop");
     let vod = r["ondemand"].as_array().unwrap();

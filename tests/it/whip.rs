@@ -410,6 +410,7 @@ async fn publish_and_record(env: Env) {
     assert!(stats["audioBitrateBps"].as_u64().unwrap() > 10_000, "{stats}");
     assert!(stats["packetsReceived"].as_u64().unwrap() > 100, "{stats}");
     assert!(stats["lastMediaAt"].is_string());
+    assert_eq!(stats["avSync"], "senderReports", "the publisher's sender reports align audio and video: {stats}");
     let live = manifest(&env, &pid).await.expect("a live manifest");
     assert!(live.contains("IsLive=\"TRUE\""));
     let live_chunks = video_chunks(&live);

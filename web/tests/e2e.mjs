@@ -92,6 +92,7 @@ try {
     report.live.push(await sample());
   }
   report.studioStats = await studio.textContent('#stats');
+  report.ingestStats = (await api(`/streams/${name}`)).stats ?? null;
   await studio.screenshot({ path: path.join(artifacts, 'studio.png') });
   await player.screenshot({ path: path.join(artifacts, 'player-live.png') });
   report.publishedSeconds = (Date.now() - published) / 1000;

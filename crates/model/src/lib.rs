@@ -16,6 +16,6 @@ pub use output::{Output, OutputFormat, OutputSpec};
 pub use secret::{IngestToken, PlaybackId, TokenHash};
 pub use state::{StreamState, Transition, TransitionError};
 pub use stream::{
-    CreateStreamRequest, IngestSession, IngestStats, LiveInfo, Settings, SettingsError, Stream,
+    AvSync, CreateStreamRequest, IngestSession, IngestStats, LiveInfo, Settings, SettingsError, Stream,
     StreamView,
 };

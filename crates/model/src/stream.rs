@@ -154,6 +154,19 @@ pub struct IngestStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_media_at: Option<OffsetDateTime>,
+    /// How the current publisher's audio and video are aligned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av_sync: Option<AvSync>,
+}
+
+/// How a publisher's audio and video are aligned on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AvSync {
+    /// By the tracks' RTCP sender reports (the sender's capture clock).
+    SenderReports,
+    /// By the arrival of each track's first packet (no sender reports yet).
+    Arrival,
 }
 
 /// A media stream as stored.

@@ -65,6 +65,40 @@ impl TrackClock {
     }
 }
 
+/// Extends a 32-bit RTP timestamp (a sender report's) to the 64-bit value
+/// nearest `reference`, an extended timestamp of the same track.
+pub fn extend_near(rtp: u32, reference: u64) -> u64 {
+    let base = reference & !0xffff_ffff;
+    [base.wrapping_sub(1 << 32), base, base.wrapping_add(1 << 32)]
+        .into_iter()
+        .map(|b| b | u64::from(rtp))
+        .filter(|c| c.abs_diff(reference) <= 1 << 31)
+        .min_by_key(|c| c.abs_diff(reference))
+        .unwrap_or(base | u64::from(rtp))
+}
+
+/// A track's anchor on the sender's wallclock, in timeline units: the
+/// sender report maps its RTP clock to NTP (RFC 3550 6.4.1).
+fn anchor_wallclock(clock: &TrackClock, report: SenderClock) -> i128 {
+    let since_report = i128::from(clock.anchor_rtp) - i128::from(report.rtp);
+    ntp_to_timeline(report.ntp) + since_report * i128::from(TIMESCALE) / i128::from(clock.clock_rate.max(1))
+}
+
+/// Where `video`'s anchor belongs on the timeline for lip sync with
+/// `audio`, whose anchor stays: the two anchors differ by what their
+/// sender reports say separates them on the sender's wallclock.
+pub fn synced_anchor(audio: &TrackClock, audio_report: SenderClock, video: &TrackClock, video_report: SenderClock) -> i64 {
+    let offset = anchor_wallclock(video, video_report) - anchor_wallclock(audio, audio_report);
+    (i128::from(audio.anchor_time) + offset).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// `current` moved toward `target` by at most `max_step`: corrections are
+/// spread over many frames, so times never go backwards and durations
+/// change by no more than a step.
+pub fn slew(current: i64, target: i64, max_step: i64) -> i64 {
+    current + (target - current).clamp(-max_step.abs(), max_step.abs())
+}
+
 /// Anchors all tracks of a publisher session so that the earliest track
 /// starts at `origin` and the others keep their offsets to it.
 pub fn anchor_tracks(origin: i64, tracks: &[TrackStart]) -> Vec<TrackClock> {
@@ -107,6 +141,41 @@ mod tests {
         // 48 kHz audio: 20 ms packets land on exact 200000-unit steps.
         let a = TrackClock { clock_rate: 48_000, anchor_rtp: 5, anchor_time: 7 };
         assert_eq!(a.to_timeline(5 + 960 * 1_000_000), 7 + 200_000 * 1_000_000);
+    }
+
+    #[test]
+    fn report_timestamps_extend_near_the_track() {
+        assert_eq!(extend_near(5, 10), 5);
+        assert_eq!(extend_near(0xffff_fff0, (1 << 32) + 5), 0xffff_fff0, "just before a wrap");
+        assert_eq!(extend_near(3, (1 << 32) - 2), (1 << 32) + 3, "just after a wrap");
+        assert_eq!(extend_near(7, 3 << 32), (3 << 32) + 7);
+        assert_eq!(extend_near(0xffff_ffff, 0), 0xffff_ffff, "no timestamp below zero");
+    }
+
+    #[test]
+    fn video_is_placed_by_the_sender_reports() {
+        // Both tracks anchored by arrival at 1.000 s; the reports say video's
+        // first frame was captured 80 ms after audio's first packet.
+        let audio = TrackClock { clock_rate: 48_000, anchor_rtp: 48_000, anchor_time: 10_000_000 };
+        let video = TrackClock { clock_rate: 90_000, anchor_rtp: 900_000, anchor_time: 10_000_000 };
+        let ntp = 3_900_000_000u64 << 32;
+        // Audio's report: RTP 96000 (1 s after its anchor) at ntp + 2 s.
+        let audio_report = SenderClock { ntp: ntp + (2 << 32), rtp: 96_000 };
+        // Video's report: RTP 990000 (1 s after its anchor) at ntp + 2.08 s.
+        let video_report = SenderClock { ntp: ntp + (2 << 32) + ((8u64 << 32) / 100), rtp: 990_000 };
+        let target = synced_anchor(&audio, audio_report, &video, video_report);
+        assert!((target - 10_800_000).abs() <= 1, "{target}");
+        // Reached in steps of 1 ms.
+        let mut t = video.anchor_time;
+        let mut steps = 0;
+        while t != target {
+            let next = slew(t, target, 10_000);
+            assert!((next - t).abs() <= 10_000);
+            t = next;
+            steps += 1;
+        }
+        assert_eq!(steps, 80);
+        assert_eq!(slew(5, -100, 10), -5);
     }
 
     #[test]
