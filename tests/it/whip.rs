@@ -440,3 +440,123 @@ async fn publish_and_record(env: Env) {
     let _ = p.pc.close().await;
 }
 
+
+/// What the lossy relay did.
+#[derive(Debug, Default)]
+struct RelayCounters {
+    rtp: std::sync::atomic::AtomicU64,
+    dropped: std::sync::atomic::AtomicU64,
+    reordered: std::sync::atomic::AtomicU64,
+}
+
+/// A UDP relay between a publisher and the node that drops every
+/// `drop_every`-th RTP packet and swaps every `swap_every`-th with the one
+/// after it (a deterministic loss and reordering pattern). STUN, DTLS and
+/// RTCP pass untouched. The publisher is pointed at the relay by rewriting
+/// the answer's candidates.
+async fn lossy_relay(node: std::net::SocketAddr, drop_every: u64, swap_every: u64) -> (std::net::SocketAddr, Arc<RelayCounters>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(node).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let counters = Arc::new(RelayCounters::default());
+    let publisher: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+    {
+        let (front, back, counters, publisher) = (front.clone(), back.clone(), counters.clone(), publisher.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let mut held: Option<Vec<u8>> = None;
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *publisher.lock().unwrap() = Some(from);
+                let d = &buf[..n];
+                // RFC 7983: 128..=191 is RTP or RTCP; RTCP packet types 192..=223.
+                let rtp = n > 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]);
+                if !rtp {
+                    let _ = back.send(d).await;
+                    continue;
+                }
+                let k = counters.rtp.fetch_add(1, Relaxed) + 1;
+                if k % drop_every == 0 {
+                    counters.dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+                if k % swap_every == 0 && held.is_none() {
+                    counters.reordered.fetch_add(1, Relaxed);
+                    held = Some(d.to_vec());
+                    continue;
+                }
+                let _ = back.send(d).await;
+                if let Some(h) = held.take() {
+                    let _ = back.send(&h).await;
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok(n) = back.recv(&mut buf).await {
+            let to = *publisher.lock().unwrap();
+            if let Some(to) = to {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    (addr, counters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let created = env
+        .call("PUT", "/streams/lossy", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+        .await
+        .json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/lossy/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let answer = r.text().await.unwrap();
+    let (ip, port) = udp_host_candidates(&answer).first().cloned().expect("a host candidate");
+    // 1 RTP packet in 25 lost, 1 in 10 arriving after its successor.
+    let (relay, counters) = lossy_relay(format!("{ip}:{port}").parse().unwrap(), 25, 10).await;
+    let answer = answer.replace(&format!(" {ip} {port} typ host"), &format!(" {} {} typ host", relay.ip(), relay.port()));
+    p.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), p.connected.recv()).await.expect("ICE/DTLS connects through the relay").unwrap();
+    send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 10).await;
+    assert_eq!(env.call("POST", "/streams/lossy/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "lossy", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let _ = p.pc.close().await;
+    let (rtp, dropped, reordered) = (counters.rtp.load(Relaxed), counters.dropped.load(Relaxed), counters.reordered.load(Relaxed));
+    assert!(rtp > 500 && dropped >= rtp / 30 && reordered >= rtp / 15, "the relay dropped {dropped} and reordered {reordered} of {rtp} RTP packets");
+
+    // The recording is continuous.
+    let chunks = video_chunks(&manifest(&env, &pid).await.unwrap());
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
+    assert!(total >= 80_000_000, "recorded {total} of 10 s");
+    // And playable: ffmpeg decodes it, over HTTP as players read it.
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0"])
+        .arg(&dash_url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let fields: Vec<u64> = line.split(',').filter_map(|f| f.trim().parse().ok()).collect();
+    let frames = *fields.last().unwrap_or(&0);
+    assert_eq!(&fields[..2], &[320, 240], "{line}");
+    let expected = total * 30 / 10_000_000;
+    assert!(frames * 10 >= expected * 9, "{frames} of about {expected} frames decode: {line}");
+    let stats = env.call("GET", "/streams/lossy", None).await.json()["stats"].clone();
+    eprintln!("lossy relay: dropped {dropped}, reordered {reordered} of {rtp} RTP packets; recorded {:.1} s, {frames} frames decode; node stats {stats}", total as f64 / 1e7);
+}
