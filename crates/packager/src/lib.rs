@@ -13,6 +13,7 @@ pub mod codec;
 pub mod layout;
 pub mod manifest;
 mod presentation;
+pub mod recovery;
 
 pub use layout::PublishedObject;
 pub use presentation::{

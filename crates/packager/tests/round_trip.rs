@@ -430,3 +430,68 @@ fn levels_are_checked() {
         Err(PackagerError::NoSuchLevel(1))
     );
 }
+
+#[test]
+fn a_presentation_whose_packager_died_is_finished_from_storage() {
+    use mediastreams_packager::TrackType;
+    use mediastreams_packager::recovery::{Formats, StoredTrack, final_manifests, fragment_times, parse_fragment_key, parse_live_manifest};
+    // Two video levels, a 30 s DVR window, 40 s published, then the node
+    // dies: no finish().
+    let mut p = common::two_level_presentation();
+    let mut store: BTreeMap<String, Bytes> = BTreeMap::new();
+    let run = {
+        let mut objects = Vec::new();
+        for v in 0..(40 * 30u64) {
+            let time = (v * 10_000_000 / 30) as i64;
+            let keyframe = v % 60 == 0;
+            for level in 0..2 {
+                let data = Bytes::from_static(&[0, 0, 0, 1, 0x65]);
+                objects.extend(p.push_video_level(level, mediastreams_packager::VideoSample { time, keyframe, data }).unwrap().objects);
+            }
+        }
+        for a in 0..(40 * 48_000 / 1024u64) {
+            let time = (a * 1024 * 10_000_000 / 48_000) as i64;
+            objects.extend(p.push_audio(mediastreams_packager::AudioFrame { time, data: Bytes::from_static(&[1, 2]) }).unwrap().objects);
+        }
+        objects
+    };
+    for o in run {
+        store.insert(o.key, o.body);
+    }
+    let (video_published, audio_published) = p.published();
+    let live = parse_live_manifest(std::str::from_utf8(&store[layout::SMOOTH_MANIFEST]).unwrap()).unwrap();
+    assert_eq!(live.video.iter().map(|l| l.bitrate).collect::<Vec<_>>(), [1_000_000, 300_000]);
+    assert!(live.video_chunks.len() < video_published.len(), "some fragments are outside the live window");
+    let mut tracks = [StoredTrack::default(), StoredTrack::default()];
+    let mut last: [Option<(u64, String)>; 2] = [None, None];
+    for key in store.keys() {
+        if let Some((track, bitrate, t)) = parse_fragment_key(key) {
+            let i = usize::from(track == TrackType::Audio);
+            let first_level = if track == TrackType::Video { 1_000_000 } else { 128_000 };
+            if bitrate == first_level {
+                tracks[i].starts.push(t);
+                if last[i].as_ref().is_none_or(|(lt, _)| t > *lt) {
+                    last[i] = Some((t, key.clone()));
+                }
+            }
+        }
+    }
+    for i in 0..2 {
+        let (_, key) = last[i].clone().unwrap();
+        tracks[i].last_duration = fragment_times(&store[&key]).map(|(_, d)| d);
+    }
+    let objects = final_manifests(&live, &tracks[0], &tracks[1], Formats { smooth: true, dash: true, hls: true }, 20_000_000);
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["smooth.ism/Manifest", "dash/manifest.mpd", "hls/main.m3u8", "hls/audio-128000.m3u8", "hls/video-1000000.m3u8", "hls/video-300000.m3u8"]);
+    let (v, a, is_live, _) = smooth_chunks(std::str::from_utf8(&objects[0].body).unwrap());
+    assert!(!is_live);
+    let as_c = |cs: &[mediastreams_packager::manifest::Chunk]| cs.iter().map(|c| C { t: c.start, d: c.duration }).collect::<Vec<_>>();
+    assert_eq!(v, as_c(video_published), "every published video fragment, with its exact times");
+    assert_eq!(a, as_c(audio_published));
+    // Every listed fragment exists for every level.
+    for c in &v {
+        for b in [1_000_000, 300_000] {
+            assert!(store.contains_key(&layout::fragment_key(TrackType::Video, b, c.t)));
+        }
+    }
+}
