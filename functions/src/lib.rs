@@ -10,6 +10,7 @@
 mod api;
 pub mod config;
 pub mod lambda;
+pub mod reaper;
 mod problem;
 mod routes;
 

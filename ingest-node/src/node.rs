@@ -405,23 +405,38 @@ async fn stream_task(
             _ = poll.tick() => {
                 let state = node.repo.get(&name).await?.map(|s| s.stream.state);
                 let idle = last_media.elapsed() >= node.config.idle_timeout;
-                if state == Some(StreamState::Stopping) || state.is_none() || idle {
-                    if idle {
+                match state {
+                    // Stop-ingest; or the reaper took this node for dead and
+                    // finalized the stream from storage: the node's own final
+                    // objects are more complete, write them.
+                    Some(StreamState::Stopping | StreamState::OnDemand) => break,
+                    Some(StreamState::Ready | StreamState::Live) if !idle => {}
+                    Some(StreamState::Ready | StreamState::Live) => {
                         tracing::info!(stream = %name, "no media for the idle timeout; stopping ingest");
+                        break;
                     }
-                    break;
+                    // Deleted (or being deleted): nothing more to write.
+                    None | Some(StreamState::Deleting | StreamState::Created) => {
+                        tracing::info!(stream = %name, ?state, "the stream is gone; abandoning the recording");
+                        close_session(&node, &name).await;
+                        return Ok(());
+                    }
                 }
             }
         }
     }
     // End the publisher's session and finalize the recording.
-    if let Some(entry) = node.streams.lock().await.get_mut(&name) {
+    close_session(&node, &name).await;
+    recorder.finish().await?;
+    Ok(())
+}
+
+async fn close_session(node: &IngestNode, name: &str) {
+    if let Some(entry) = node.streams.lock().await.get_mut(name) {
         if let Some(s) = entry.session.take() {
             s.close().await;
         }
     }
-    recorder.finish().await?;
-    Ok(())
 }
 
 async fn request_keyframe(tx: &Arc<Mutex<Option<mpsc::Sender<()>>>>) {

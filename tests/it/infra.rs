@@ -1,5 +1,6 @@
 //! The SAM template and the workspace agree: one function per operation,
-//! each built from the binary of that operation and routed like it.
+//! each built from the binary of that operation and routed like it, plus
+//! the scheduled functions, each built from its binary.
 
 use std::collections::BTreeSet;
 
@@ -29,6 +30,7 @@ fn every_operation_is_one_function_built_from_its_binary() {
     let t = template();
     let resources = t["Resources"].as_mapping().unwrap();
     let mut seen = BTreeSet::new();
+    let mut scheduled = BTreeSet::new();
     for (name, r) in resources {
         if r["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
@@ -37,6 +39,11 @@ fn every_operation_is_one_function_built_from_its_binary() {
         assert_eq!(r["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name}");
         let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
         assert_eq!(r["Properties"]["CodeUri"].as_str(), Some("../functions"), "{name}");
+        if let Some(schedule) = r["Properties"]["Events"]["EveryMinute"]["Properties"]["Schedule"].as_str() {
+            assert_eq!((binary, schedule), (SCHEDULED, "rate(1 minute)"), "{name}");
+            scheduled.insert(binary.to_owned());
+            continue;
+        }
         let event = &r["Properties"]["Events"]["Http"]["Properties"];
         let method = event["Method"].as_str().unwrap();
         let path = event["Path"].as_str().unwrap().replace("{name}", "example");
@@ -47,8 +54,14 @@ fn every_operation_is_one_function_built_from_its_binary() {
     }
     let operations: BTreeSet<String> = Operation::ALL.iter().map(|o| o.binary().to_owned()).collect();
     assert_eq!(seen, operations, "one function per operation");
-    assert_eq!(binaries_in_cargo_toml(), operations, "one binary per operation");
+    assert_eq!(scheduled, BTreeSet::from([SCHEDULED.to_owned()]), "the reaper is deployed");
+    let mut binaries = operations;
+    binaries.insert(SCHEDULED.to_owned());
+    assert_eq!(binaries_in_cargo_toml(), binaries, "one binary per function");
 }
+
+/// The scheduled function that finalizes dead nodes' streams.
+const SCHEDULED: &str = "reap-streams";
 
 #[test]
 fn the_table_matches_what_the_code_expects() {

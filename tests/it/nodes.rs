@@ -150,3 +150,129 @@ async fn the_ingest_node_binary_registers_and_serves_whip() {
     assert_eq!(health.unwrap(), 200);
     assert_eq!(whip.unwrap(), 401, "the WHIP endpoint answers (no token)");
 }
+
+/// A node dies while recording: its heartbeat stops, and the reaper
+/// finalizes its stream as on demand from what the store holds; a stream
+/// on a healthy node is left alone.
+async fn a_dead_nodes_stream_becomes_on_demand(table: Arc<dyn Table>, media: Arc<dyn mediastreams_storage::ObjectStore>, media_root: Option<std::path::PathBuf>) {
+    use mediastreams_model::Transition;
+    use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, VideoTrackConfig};
+    use mediastreams_storage::{ObjectKey, ObjectMeta, StreamRepo};
+    use mediastreams_tests::media::{ClipSample, encode_test_clip};
+
+    let repo = StreamRepo::new(table.clone());
+    let registry = NodeRegistry::new(table.clone(), Duration::seconds(30));
+    let api = mediastreams_functions::Api::new(
+        repo.clone(),
+        media.clone(),
+        mediastreams_functions::ApiConfig { media_base_url: "https://media.example".into(), ingest_base_url: String::new(), api_key: None },
+    )
+    .with_node_registry(registry.clone());
+    let now = OffsetDateTime::now_utc();
+    let orphan = mediastreams_tests::unique("orphan");
+    let kept = mediastreams_tests::unique("kept");
+    // The doomed node is the least loaded: it gets the first stream.
+    registry.heartbeat(&node("doomed", 0, 10, now)).await.unwrap();
+    registry.heartbeat(&node("alive", 5, 10, now)).await.unwrap();
+    let req = |method: &str, path: String, body: &str| {
+        http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(bytes::Bytes::from(body.to_owned())).unwrap()
+    };
+    let outputs = r#"{"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}]}"#;
+    assert_eq!(api.handle(req("PUT", format!("/streams/{orphan}"), outputs)).await.status(), 201);
+    assert_eq!(api.handle(req("POST", format!("/streams/{orphan}/start-ingest"), "")).await.status(), 200);
+    registry.heartbeat(&node("doomed", 9, 10, now)).await.unwrap();
+    assert_eq!(api.handle(req("PUT", format!("/streams/{kept}"), outputs)).await.status(), 201);
+    assert_eq!(api.handle(req("POST", format!("/streams/{kept}/start-ingest"), "")).await.status(), 200);
+    for name in [&orphan, &kept] {
+        repo.transition(name, Transition::MediaArrived, now, None).await.unwrap();
+    }
+    let s = repo.get(&orphan).await.unwrap().unwrap().stream;
+    assert_eq!(s.ingest.as_ref().unwrap().node_id.as_deref(), Some("doomed"));
+    assert_eq!(repo.get(&kept).await.unwrap().unwrap().stream.ingest.unwrap().node_id.as_deref(), Some("alive"));
+
+    // The doomed node recorded 12 s of real media, then died: its
+    // packager never finished.
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 4, 60);
+    let mut p = Presentation::new(
+        PresentationConfig { fragment_duration: 20_000_000, dvr_window: 60_000_000, smooth: true, dash: true, hls: true, availability_start_unix_ms: 0 },
+        VideoTrackConfig { bitrate: 1_500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
+        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+    )
+    .unwrap();
+    let pid = s.playback_id.to_string();
+    for sample in clip.samples(3, 0) {
+        let out = match sample {
+            ClipSample::Video(v) => p.push_video(v).unwrap(),
+            ClipSample::Audio(a) => p.push_audio(a).unwrap(),
+        };
+        for o in out.objects {
+            let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
+            media.put(&key, o.body, &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
+        }
+    }
+    let (video, audio) = (p.published().0.to_vec(), p.published().1.to_vec());
+    assert!(video.len() >= 4, "{video:?}");
+    // Its heartbeat stops; the other node keeps beating.
+    let later = now + Duration::seconds(45);
+    registry.heartbeat(&node("alive", 5, 10, later)).await.unwrap();
+
+    let report = mediastreams_functions::reaper::reap(&repo, &registry, &media, later).await.unwrap();
+    assert_eq!(report.finalized, vec![orphan.clone()], "{report:?}");
+    let s = repo.get(&orphan).await.unwrap().unwrap().stream;
+    assert_eq!(s.state, mediastreams_model::StreamState::OnDemand);
+    assert!(s.live.as_ref().and_then(|l| l.ended_at).is_some(), "the recording has an end");
+    assert_eq!(repo.get(&kept).await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::Live, "a healthy node's stream is left alone");
+
+    // The final manifests list every fragment the node wrote, exactly.
+    let get = |k: &str| {
+        let media = media.clone();
+        let key = ObjectKey::parse(&format!("{pid}/{k}")).unwrap();
+        async move { String::from_utf8(media.get(&key).await.unwrap().expect("the object exists").body.to_vec()).unwrap() }
+    };
+    let smooth = get("smooth.ism/Manifest").await;
+    assert!(!smooth.contains("IsLive") && smooth.contains("Duration=\""), "{smooth}");
+    let doc = roxmltree::Document::parse(&smooth).unwrap();
+    let listed = |kind: &str| -> Vec<(u64, u64)> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some(kind))
+            .flat_map(|si| si.children().filter(|c| c.has_tag_name("c")).collect::<Vec<_>>())
+            .map(|c| (c.attribute("t").unwrap().parse().unwrap(), c.attribute("d").unwrap().parse().unwrap()))
+            .collect()
+    };
+    assert_eq!(listed("video"), video.iter().map(|c| (c.start, c.duration)).collect::<Vec<_>>());
+    assert_eq!(listed("audio"), audio.iter().map(|c| (c.start, c.duration)).collect::<Vec<_>>());
+    assert!(get("dash/manifest.mpd").await.contains("type=\"static\""));
+    assert!(get("hls/video-1500000.m3u8").await.ends_with("#EXT-X-ENDLIST\n"));
+    if let Some(root) = media_root {
+        // ffprobe reads the recovered DASH presentation: every fragment's frames.
+        let mpd = root.join("objects").join(&pid).join("dash/manifest.mpd");
+        let out = mediastreams_tests::media::tool("ffprobe")
+            .args(["-v", "error", "-allowed_extensions", "ALL", "-extension_picky", "0", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(&mpd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // One line per listing of the stream (under its program too).
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let frames: u64 = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or_else(|| panic!("{text}"));
+        let expected = video.iter().map(|c| c.duration).sum::<u64>() * 30 / 10_000_000;
+        assert_eq!(frames, expected, "every published frame decodes");
+    }
+    // A second pass finds nothing to do.
+    let again = mediastreams_functions::reaper::reap(&repo, &registry, &media, later).await.unwrap();
+    assert!(again.finalized.is_empty() && again.skipped.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn embedded_dead_node_failover() {
+    let dir = mediastreams_tests::scratch();
+    let media = mediastreams_tests::local_store(&dir);
+    a_dead_nodes_stream_becomes_on_demand(mediastreams_tests::embedded_table(&dir), media, Some(dir.path().join("media"))).await;
+}
+
+#[tokio::test]
+async fn dynamodb_and_s3_dead_node_failover() {
+    a_dead_nodes_stream_becomes_on_demand(mediastreams_tests::dynamo_table().await, mediastreams_tests::s3_store().await, None).await;
+}

@@ -45,6 +45,11 @@ pub struct NodeRegistry {
 
 impl NodeRegistry {
     /// `ttl`: a node whose last heartbeat is older is considered dead.
+    /// How old a heartbeat may be for its node to count as healthy.
+    pub fn ttl(&self) -> time::Duration {
+        self.ttl
+    }
+
     pub fn new(table: Arc<dyn Table>, ttl: time::Duration) -> Self {
         NodeRegistry { table, ttl }
     }
