@@ -52,6 +52,11 @@ struct Args {
     /// Public IP announced in ICE candidates (NAT 1:1).
     #[arg(long, env = "PUBLIC_IP")]
     public_ip: Option<String>,
+    /// Where the other nodes reach this node's WHIP endpoint directly (it
+    /// is handed requests for its streams that the load balancer sent to
+    /// them). `auto`: `http://{this host's private IP}:{listen port}`.
+    #[arg(long, env = "INTERNAL_URL")]
+    internal_url: Option<String>,
     /// Seconds without media after which ingest stops by itself.
     #[arg(long, default_value_t = 60, env = "IDLE_TIMEOUT")]
     idle_timeout: u64,
@@ -94,10 +99,15 @@ async fn main() -> anyhow::Result<()> {
         mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into())
     });
     let registry = NodeRegistry::new(table, time::Duration::seconds(30));
+    let internal_url = match args.internal_url.as_deref() {
+        Some("auto") => Some(format!("http://{}:{}", private_ip().context("find this host's private IP for --internal-url auto")?, args.listen.port())),
+        other => other.map(str::to_owned),
+    };
+    node.join_fleet(id.clone(), registry.clone());
     let beat = {
         let node = node.clone();
         let registry = registry.clone();
-        let (id, base, capacity) = (id.clone(), args.whip_base_url.clone(), args.capacity);
+        let (id, base, capacity, internal_url) = (id.clone(), args.whip_base_url.clone(), args.capacity, internal_url.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
@@ -108,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
                     capacity,
                     active_streams: node.active_streams().await as u32,
                     heartbeat_at: time::OffsetDateTime::now_utc(),
+                    internal_url: internal_url.clone(),
                 };
                 if let Err(e) = registry.heartbeat(&record).await {
                     tracing::warn!(error = %e, "heartbeat failed");
@@ -128,4 +139,13 @@ async fn main() -> anyhow::Result<()> {
     beat.abort();
     registry.deregister(&id).await?;
     Ok(())
+}
+
+/// The address this host sends from towards the outside (its private IP
+/// in a VPC): the local end of a UDP socket "connected" to a public
+/// address (no packet is sent).
+fn private_ip() -> std::io::Result<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket.connect("192.0.2.1:9")?;
+    Ok(socket.local_addr()?.ip())
 }

@@ -107,6 +107,8 @@ pub struct IngestNode {
     mux: tokio::sync::OnceCell<Arc<crate::ice::udp_mux::UdpMux>>,
     /// The public IP found with [`IngestNode::discover_public_ip`].
     discovered_ip: std::sync::OnceLock<String>,
+    /// This node's place in a fleet, if it is in one.
+    fleet: std::sync::OnceLock<crate::whip::fleet::Fleet>,
 }
 
 impl IngestNode {
@@ -119,7 +121,19 @@ impl IngestNode {
             next_session: std::sync::atomic::AtomicU64::new(1),
             mux: tokio::sync::OnceCell::new(),
             discovered_ip: std::sync::OnceLock::new(),
+            fleet: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes this node `node_id` of the fleet in `registry`: WHIP requests
+    /// for streams assigned to other nodes are handed to them
+    /// ([`crate::whip::fleet`]). Only the first call counts.
+    pub fn join_fleet(&self, node_id: String, registry: mediastreams_storage::NodeRegistry) {
+        let _ = self.fleet.set(crate::whip::fleet::Fleet::new(node_id, registry));
+    }
+
+    pub(crate) fn fleet(&self) -> Option<&crate::whip::fleet::Fleet> {
+        self.fleet.get()
     }
 
     /// Asks a STUN server (`host:port`) which address the media socket is

@@ -7,7 +7,7 @@ use mediastreams_storage::{NodeRecord, NodeRegistry, Table};
 use time::{Duration, OffsetDateTime};
 
 fn node(id: &str, active: u32, capacity: u32, at: OffsetDateTime) -> NodeRecord {
-    NodeRecord { id: id.into(), whip_base_url: format!("https://{id}.example"), capacity, active_streams: active, heartbeat_at: at }
+    NodeRecord { id: id.into(), whip_base_url: format!("https://{id}.example"), capacity, active_streams: active, heartbeat_at: at, internal_url: None }
 }
 
 async fn assignment_prefers_healthy_nodes_with_room(table: Arc<dyn Table>) {

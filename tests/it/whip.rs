@@ -560,3 +560,100 @@ async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
     let stats = env.call("GET", "/streams/lossy", None).await.json()["stats"].clone();
     eprintln!("lossy relay: dropped {dropped}, reordered {reordered} of {rtp} RTP packets; recorded {:.1} s, {frames} frames decode; node stats {stats}", total as f64 / 1e7);
 }
+
+/// Serves a node's WHIP endpoint on a loopback port; returns its base URL.
+async fn serve_node(node: Arc<mediastreams_ingest_node::IngestNode>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, mediastreams_ingest_node::whip::endpoint::router(node)).await;
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_hands_a_publisher_to_the_node_the_stream_is_assigned_to() {
+    use mediastreams_ingest_node::{IngestNode, NodeConfig};
+    use mediastreams_storage::{NodeRecord, NodeRegistry, StreamRepo};
+    let dir = media();
+    let data = mediastreams_tests::scratch();
+    let table = mediastreams_tests::embedded_table(&data);
+    let store = mediastreams_tests::local_store(&data);
+    let registry = NodeRegistry::new(table.clone(), time::Duration::seconds(30));
+    let repo = StreamRepo::new(table.clone());
+    // Two nodes behind one "load balancer" (its URL is node a's): every
+    // WHIP request reaches node a.
+    let a = IngestNode::new(repo.clone(), store.clone(), NodeConfig::default());
+    let b = IngestNode::new(repo.clone(), store.clone(), NodeConfig::default());
+    a.join_fleet("a".into(), registry.clone());
+    b.join_fleet("b".into(), registry.clone());
+    let (a_url, b_url) = (serve_node(a.clone()).await, serve_node(b.clone()).await);
+    let b_media = b.bind_media().await.unwrap();
+    let a_media = a.bind_media().await.unwrap();
+    let beat = |id: &str, load: u32, internal: &str, at: time::OffsetDateTime| NodeRecord {
+        id: id.into(),
+        whip_base_url: a_url.clone(),
+        capacity: 10,
+        active_streams: load,
+        heartbeat_at: at,
+        internal_url: Some(internal.to_owned()),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    registry.heartbeat(&beat("a", 5, &a_url, now)).await.unwrap();
+    registry.heartbeat(&beat("b", 0, &b_url, now)).await.unwrap();
+    let api = mediastreams_functions::Api::new(
+        repo.clone(),
+        store.clone(),
+        mediastreams_functions::ApiConfig { media_base_url: "https://media.example".into(), ingest_base_url: String::new(), api_key: None },
+    )
+    .with_node_registry(registry.clone());
+    let call = |method: &str, path: &str| {
+        let req = http::Request::builder().method(method).uri(path).body(bytes::Bytes::new()).unwrap();
+        let api = api.clone();
+        async move {
+            let res = api.handle(req).await;
+            let status = res.status().as_u16();
+            let body = res.into_body();
+            (status, if body.is_empty() { serde_json::Value::Null } else { serde_json::from_slice::<serde_json::Value>(&body).unwrap() })
+        }
+    };
+    assert_eq!(call("PUT", "/streams/fleet").await.0, 201);
+    let (status, started) = call("POST", "/streams/fleet/start-ingest").await;
+    assert_eq!(status, 200);
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    assert!(whip.starts_with(&a_url), "the publisher is sent to the load balancer: {whip}");
+    assert_eq!(repo.get("fleet").await.unwrap().unwrap().stream.ingest.unwrap().node_id.as_deref(), Some("b"));
+
+    // Node a hands the offer to node b: the answer names b's media port.
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    let (session, answer) = connect_with_answer(&http, &whip, &token, &mut p).await;
+    let ports: Vec<u16> = udp_host_candidates(&answer).into_iter().map(|(_, port)| port).collect();
+    assert!(!ports.is_empty() && ports.iter().all(|&port| port == b_media.port()), "answered by node b ({b_media}), not a ({a_media}): {ports:?}");
+    send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 4).await;
+    assert_eq!(repo.get("fleet").await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::Live);
+    assert_eq!((a.active_streams().await, b.active_streams().await), (0, 1), "node b records the stream");
+    // The session URL also reaches b through a.
+    assert!(session.starts_with(&a_url), "{session}");
+    let r = http.delete(&session).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let _ = p.pc.close().await;
+    // Stop: b finalizes.
+    assert_eq!(call("POST", "/streams/fleet/stop-ingest").await.0, 202);
+    let began = Instant::now();
+    while repo.get("fleet").await.unwrap().unwrap().stream.state != mediastreams_model::StreamState::OnDemand {
+        assert!(began.elapsed() < Duration::from_secs(10), "OnDemand after stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A node whose heartbeat stopped cannot be handed anything: a clear 503.
+    assert_eq!(call("PUT", "/streams/fleet2").await.0, 201);
+    let (_, started) = call("POST", "/streams/fleet2/start-ingest").await;
+    assert_eq!(repo.get("fleet2").await.unwrap().unwrap().stream.ingest.unwrap().node_id.as_deref(), Some("b"));
+    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    registry.heartbeat(&beat("b", 0, &b_url, now - time::Duration::seconds(60))).await.unwrap();
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "node-unavailable", "{problem}");
+}

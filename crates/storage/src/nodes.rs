@@ -29,6 +29,11 @@ pub struct NodeRecord {
     pub active_streams: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub heartbeat_at: OffsetDateTime,
+    /// Where other nodes reach this node's WHIP endpoint directly (inside
+    /// the VPC), to hand it requests for its streams that the load balancer
+    /// sent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_url: Option<String>,
 }
 
 impl NodeRecord {
@@ -45,13 +50,13 @@ pub struct NodeRegistry {
 
 impl NodeRegistry {
     /// `ttl`: a node whose last heartbeat is older is considered dead.
+    pub fn new(table: Arc<dyn Table>, ttl: time::Duration) -> Self {
+        NodeRegistry { table, ttl }
+    }
+
     /// How old a heartbeat may be for its node to count as healthy.
     pub fn ttl(&self) -> time::Duration {
         self.ttl
-    }
-
-    pub fn new(table: Arc<dyn Table>, ttl: time::Duration) -> Self {
-        NodeRegistry { table, ttl }
     }
 
     /// Writes a node's heartbeat (a conditional write on the record's

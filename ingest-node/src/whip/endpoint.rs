@@ -11,12 +11,14 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::post;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use mediastreams_functions::Problem;
 
+use super::fleet::Owner;
 use super::offer::{MAX_OFFER_BYTES, check_offer};
 use crate::node::{IngestNode, StreamInput};
 
@@ -97,12 +99,45 @@ async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<media
     }
 }
 
+/// Hands the request to the node the stream is assigned to, when that is
+/// another node of the fleet ([`super::fleet`]).
+async fn hand_over(node: &IngestNode, stream: &mediastreams_model::Stream, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Option<Response> {
+    let fleet = node.fleet()?;
+    let assigned = stream.ingest.as_ref().and_then(|i| i.node_id.as_deref());
+    let name = stream.name.as_str();
+    match fleet.owner(assigned, headers).await {
+        Owner::Here => None,
+        Owner::Node(url) => Some(match fleet.forward(&url, method, uri, headers, body).await {
+            Ok(mut r) => {
+                cors(r.headers_mut());
+                r
+            }
+            Err(e) => {
+                tracing::warn!(stream = %name, owner = %url, error = %e, "handing a WHIP request to its node failed");
+                problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-unavailable", format!("the ingest node of stream \"{name}\" did not answer; try again")))
+            }
+        }),
+        Owner::Unavailable(id) => Some(problem(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node-unavailable",
+            format!("stream \"{name}\" is assigned to ingest node {id}, which is not available; stop and start ingest to be assigned another"),
+        ))),
+    }
+}
+
 async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let stream = match authorize(&node, &name, &parts.headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let body = match Limited::new(body, MAX_OFFER_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
+    };
+    if let Some(r) = hand_over(&node, &stream, parts.method.clone(), &parts.uri, &parts.headers, body.clone()).await {
+        return r;
+    }
     if !stream.state.accepts_publisher() {
         return problem(Problem::conflict("invalid-state", format!("stream \"{name}\" is {}; start ingest first", stream.state)));
     }
@@ -110,10 +145,6 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     if ct.split(';').next().map(str::trim) != Some("application/sdp") {
         return problem(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "a WHIP offer is application/sdp"));
     }
-    let body = match Limited::new(body, MAX_OFFER_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
-    };
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return problem(Problem::bad_request("invalid-offer", "the offer is not UTF-8 text"));
     };
@@ -173,8 +204,12 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     r
 }
 
-async fn end(State(node): State<Arc<IngestNode>>, Path((name, session)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&node, &name, &headers).await {
+async fn end(State(node): State<Arc<IngestNode>>, Path((name, session)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let stream = match authorize(&node, &name, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(r) = hand_over(&node, &stream, method, &uri, &headers, Bytes::new()).await {
         return r;
     }
     let id: Option<u64> = session.parse().ok();
