@@ -234,7 +234,13 @@ struct SessionClock {
     reports: [Option<SenderClock>; 2],
     /// The video clock follows the sender reports.
     synced: bool,
+    /// The last video sample's time.
+    last_video_time: Option<i64>,
 }
+
+/// A track whose RTP time strays this far (2 s) from its arrival time has
+/// jumped (a restarted encoder, a looping file): it is re-anchored.
+const MAX_CLOCK_JUMP: i64 = 20_000_000;
 
 /// Largest step of the video clock toward sync, per frame (1 ms).
 const SYNC_STEP: i64 = 10_000;
@@ -244,7 +250,21 @@ const MAX_SYNC_CORRECTION: i64 = 10_000_000;
 
 impl SessionClock {
     fn new(session: u64, origin: i64, first_arrival: Instant) -> Self {
-        SessionClock { session, origin, first_arrival, video: None, audio: None, last_rtp: [None; 2], reports: [None; 2], synced: false }
+        SessionClock { session, origin, first_arrival, video: None, audio: None, last_rtp: [None; 2], reports: [None; 2], synced: false, last_video_time: None }
+    }
+
+    /// Re-anchors the video clock when `rtp` maps far from `arrival_time`
+    /// (the publisher's RTP clock jumped), after the last frame.
+    fn follow_video_jump(&mut self, stream: &str, rtp: u64, arrival_time: i64) {
+        let Some(vc) = self.video else { return };
+        let jump = vc.to_timeline(rtp) - arrival_time;
+        if jump.abs() > MAX_CLOCK_JUMP {
+            let after_last = self.last_video_time.map_or(arrival_time, |l| l + 1);
+            self.video = Some(TrackClock { clock_rate: vc.clock_rate, anchor_rtp: rtp, anchor_time: arrival_time.max(after_last) });
+            // The old report maps the old clock.
+            self.reports[0] = None;
+            tracing::warn!(stream, session = self.session, jump_ms = jump / 10_000, "the publisher's video RTP clock jumped; re-anchored at arrival");
+        }
     }
 
     /// The video clock, moved a step toward where the sender reports put it.
@@ -299,6 +319,7 @@ async fn stream_task(
                         }
                         let anchor = c.offset(arrival);
                         c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp_ext, anchor_time: anchor });
+                        c.follow_video_jump(&name, rtp_ext, anchor);
                         c.last_rtp[0] = Some(rtp_ext);
                         let Some(vc) = c.sync_video(&name) else { continue };
                         window.av_sync = Some(if c.synced { AvSync::SenderReports } else { AvSync::Arrival });
@@ -318,7 +339,9 @@ async fn stream_task(
                         window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
                         window.last_media_at = Some(time::OffsetDateTime::now_utc());
                         if let Some(p) = p { pps = Some(p.clone()); }
-                        let sample = VideoSample { time: vc.to_timeline(rtp_ext).max(0), keyframe: unit.keyframe, data: unit.to_avcc() };
+                        let time = vc.to_timeline(rtp_ext).max(0);
+                        c.last_video_time = Some(time);
+                        let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
                         match recorder.push_video(sample, sps.as_ref(), pps.as_ref()).await {
                             Ok(true) => request_keyframe(&keyframe_tx).await,
                             Ok(false) => {}

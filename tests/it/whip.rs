@@ -657,3 +657,67 @@ async fn a_node_hands_a_publisher_to_the_node_the_stream_is_assigned_to() {
     let problem: serde_json::Value = r.json().await.unwrap();
     assert_eq!(problem["code"], "node-unavailable", "{problem}");
 }
+
+/// A third-party WebRTC stack publishes: aiortc (Python, PyPI) sends a
+/// looping file as H.264 + Opus through `tests/whip-client/aiortc_whip.py`.
+/// Its video RTP clock jumps back each time the file loops, which the
+/// node follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_third_party_publisher_aiortc_goes_live_then_on_demand() {
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = dir.path().join("clip.mp4");
+    let ok = mediastreams_tests::media::tool("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=4", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4"])
+        .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let created = env
+        .call("PUT", "/streams/aiortc", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+        .await
+        .json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/aiortc/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let root = mediastreams_tests::workspace_root();
+    let python = root.join(".tools/venv/bin/python");
+    let script = root.join("tests/whip-client/aiortc_whip.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(script)
+            .args(["--url", &whip, "--token", &token, "--seconds", "10", "--media"])
+            .arg(&clip)
+            .output()
+            .unwrap_or_else(|e| panic!("{} (scripts/install-test-deps installs aiortc): {e}", python.display()))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "aiortc_whip.py: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["post"], 201, "{report}");
+    assert!(report["states"].as_array().unwrap().iter().any(|s| s == "connected"), "{report}");
+    assert_eq!(report["delete"], 200, "{report}");
+    assert_eq!(env.call("GET", "/streams/aiortc", None).await.json()["state"], "Live");
+    assert_eq!(env.call("POST", "/streams/aiortc/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "aiortc", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let chunks = video_chunks(&manifest(&env, &pid).await.unwrap());
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous across the publisher's clock jumps: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
+    assert!(total >= 80_000_000, "recorded {total} of 10 s: {chunks:?}");
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&dash_url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let frames: u64 = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0);
+    assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames decode in {total}: {text}");
+    eprintln!("aiortc: {report}; recorded {:.1} s, {frames} frames decode", total as f64 / 1e7);
+}
