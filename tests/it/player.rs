@@ -49,7 +49,7 @@ async fn store_all(media: &Arc<dyn ObjectStore>, pid: &str, objects: Vec<Publish
 }
 
 /// Runs web/tests/play.mjs and returns its report.
-fn play(origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str) -> Value {
+pub(crate) fn play(origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str) -> Value {
     play_with("dashjs", origin, url, mode, seconds, screenshot)
 }
 

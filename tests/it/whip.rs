@@ -721,3 +721,53 @@ async fn a_third_party_publisher_aiortc_goes_live_then_on_demand() {
     assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames decode in {total}: {text}");
     eprintln!("aiortc: {report}; recorded {:.1} s, {frames} frames decode", total as f64 / 1e7);
 }
+
+/// The publisher's picture size changes mid-stream (a browser adapting to
+/// its bandwidth sends a new SPS): the recording keeps every frame, and
+/// dash.js plays the Smooth recording through the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resolution_change_mid_stream_plays_through() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    // 4 s at 320x240, then 4 s at 160x120 (an IDR with its new SPS first).
+    let _small = mediastreams_tests::media::encode_sized_test_clip(dir.path(), 4, 60, (160, 120));
+    let mut both = std::fs::read(dir.path().join("clip.h264")).unwrap();
+    both.extend(std::fs::read(dir.path().join("clip-160x120.h264")).unwrap());
+    std::fs::write(dir.path().join("clip.h264"), both).unwrap();
+    let created = env
+        .call("PUT", "/streams/resize", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+        .await
+        .json();
+    let smooth_url = created["outputs"][0]["url"].as_str().unwrap().to_owned();
+    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/resize/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 8).await;
+    assert_eq!(env.call("POST", "/streams/resize/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "resize", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let _ = p.pc.close().await;
+    // ffmpeg decodes every frame, at both sizes.
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=width", "-of", "csv=p=0"])
+        .arg(&dash_url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let widths: Vec<u32> = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    let (large, small) = (widths.iter().filter(|&&w| w == 320).count(), widths.iter().filter(|&&w| w == 160).count());
+    assert!(large >= 100 && small >= 100, "frames at 320 and 160 wide: {large} and {small} of {}", widths.len());
+    // dash.js plays the recording through the change.
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let report = tokio::task::spawn_blocking(move || crate::player::play(&origin, &smooth_url, "vod", 8, "player-resolution-change.png")).await.unwrap();
+    assert_eq!(report["errors"], json!([]), "{report}");
+    let samples = report["samples"].as_array().unwrap();
+    let furthest = samples.iter().filter_map(|s| s["t"].as_f64()).fold(0.0, f64::max);
+    assert!(furthest >= 7.0, "played to {furthest}: {report}");
+    let seen: Vec<u64> = samples.iter().filter_map(|s| s["width"].as_u64()).collect();
+    assert!(seen.contains(&320) && seen.contains(&160), "the picture changed size while playing: {seen:?}");
+    eprintln!("resolution change: {large} frames at 320x240, {small} at 160x120; dash.js played to {furthest:.1} s, sizes seen {seen:?}");
+}
