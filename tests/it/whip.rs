@@ -771,3 +771,59 @@ async fn a_resolution_change_mid_stream_plays_through() {
     assert!(seen.contains(&320) && seen.contains(&160), "the picture changed size while playing: {seen:?}");
     eprintln!("resolution change: {large} frames at 320x240, {small} at 160x120; dash.js played to {furthest:.1} s, sizes seen {seen:?}");
 }
+
+/// GStreamer publishes: webrtcbin (Debian's GStreamer 1.22, libnice) sends
+/// H.264 from x264enc and Opus through `tests/whip-client/gst_whip.py`.
+/// libnice gathers no loopback candidates, so the node listens on every
+/// interface (media IP 0.0.0.0) and both meet on the machine's own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gstreamer_publisher_goes_live_then_on_demand() {
+    let ingest = mediastreams_ingest_node::NodeConfig { media_ip: std::net::IpAddr::from([0, 0, 0, 0]), ..Default::default() };
+    let env = Env::local_embedded_with(None, ingest).await;
+    let created = env
+        .call("PUT", "/streams/gst", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+        .await
+        .json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/gst/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let script = mediastreams_tests::workspace_root().join("tests/whip-client/gst_whip.py");
+    let out = tokio::task::spawn_blocking(move || {
+        // Debian's Python: GStreamer's introspection data is installed for it.
+        std::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--url", &whip, "--token", &token, "--seconds", "8"])
+            .output()
+            .expect("Debian's python3 with python3-gst-1.0 (scripts/install-test-deps installs it)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "gst_whip.py: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["post"], 201, "{report}");
+    assert!(report["states"].as_array().unwrap().iter().any(|s| s == "connected"), "{report}");
+    assert_eq!(report["delete"], 200, "{report}");
+    let stats = env.call("GET", "/streams/gst", None).await.json();
+    assert_eq!(stats["state"], "Live", "{stats}");
+    assert_eq!((stats["stats"]["width"].as_u64(), stats["stats"]["height"].as_u64()), (Some(320), Some(240)), "{stats}");
+    assert_eq!(env.call("POST", "/streams/gst/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "gst", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let chunks = video_chunks(&manifest(&env, &pid).await.unwrap());
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
+    assert!(total >= 60_000_000, "recorded {total} of 8 s: {chunks:?}");
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&dash_url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let frames: u64 = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0);
+    assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames decode in {total}: {text}");
+    eprintln!("gstreamer: {report}; recorded {:.1} s, {frames} frames decode", total as f64 / 1e7);
+}

@@ -175,9 +175,14 @@ impl Env {
     }
 
     pub async fn local_embedded(api_key: Option<&str>) -> Env {
+        Self::local_embedded_with(api_key, mediastreams_ingest_node::NodeConfig::default()).await
+    }
+
+    /// [`Env::local_embedded`] with the in-process ingest node's configuration.
+    pub async fn local_embedded_with(api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
         let dir = mediastreams_tests::scratch();
         let storage = StorageChoice::Embedded { data_dir: dir.path().to_owned() };
-        Self::local(storage, Some(dir), api_key).await
+        Self::local(storage, Some(dir), api_key, ingest).await
     }
 
     pub async fn local_aws() -> Env {
@@ -188,10 +193,10 @@ impl Env {
             s3_endpoint: Some(endpoint),
             bucket: mediastreams_tests::unique("media"),
         };
-        Self::local(storage, None, None).await
+        Self::local(storage, None, None, mediastreams_ingest_node::NodeConfig::default()).await
     }
 
-    async fn local(storage: StorageChoice, dir: Option<tempfile::TempDir>, api_key: Option<&str>) -> Env {
+    async fn local(storage: StorageChoice, dir: Option<tempfile::TempDir>, api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
         // Logs of the server under test, with RUST_LOG.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -201,7 +206,7 @@ impl Env {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = LocalConfig {
             storage: storage.clone(),
-            ingest: mediastreams_ingest_node::NodeConfig::default(),
+            ingest,
             public_url: base.clone(),
             api_key: api_key.map(str::to_owned),
             web_dir: Some(mediastreams_tests::workspace_root().join("web/public")),
