@@ -241,3 +241,29 @@ async fn dash_js_switches_between_video_levels_of_a_smooth_recording() {
     assert!(bandwidths.contains(&500_000) && bandwidths.contains(&150_000), "both levels were selected: {bandwidths:?}");
     assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "frames are drawn");
 }
+
+/// Ingest stops while a live player follows the stream: the last fragments
+/// (which the previous fragments' `tfrf` announced) are written with an
+/// empty `tfrf`, and the live player reads them without an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_player_reads_the_last_fragments_of_a_stopped_stream_without_error() {
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 4, 60);
+    let s = stream(&env, "ending").await;
+    let pid = s["playbackId"].as_str().unwrap().to_owned();
+    let url = s["outputs"][0]["url"].as_str().unwrap().to_owned();
+    let media = env.media.clone();
+    let publisher = tokio::spawn(async move {
+        let mut p = publish_live(media.clone(), pid.clone(), clip, 16).await;
+        store_all(&media, &pid, p.finish().objects).await;
+    });
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let origin = origin(&env);
+    // Follows past the end: the player reaches the last fragments.
+    let report = tokio::task::spawn_blocking(move || play(&origin, &url, "live", 20, "player-smooth-live-end.png")).await.unwrap();
+    publisher.await.unwrap();
+    assert_eq!(report["errors"], json!([]), "no player error at the end of the live stream: {report}");
+    let furthest = report["samples"].as_array().unwrap().iter().filter_map(|s| s["t"].as_f64()).fold(0.0, f64::max);
+    assert!(furthest >= 10.0, "the live player played on to {furthest} s: {report}");
+}

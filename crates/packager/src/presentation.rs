@@ -51,6 +51,13 @@ use crate::{TIMESCALE, TrackType};
 /// 200 ms, a sync change within what arrival-time alignment gives anyway).
 const START_ALIGNMENT: u64 = 10_000_000;
 
+/// The `tfrf` of the last fragments, written when ingest stops: it
+/// announces nothing. A live player that the previous fragment's `tfrf`
+/// sent to the last one fetches it before it learns that the stream is on
+/// demand, and dash.js rejects a live fragment without `tfrf` ("Missing
+/// tfrf in live media segment"); on-demand players ignore the box.
+const LAST_LOOKAHEAD: &[LiveLookahead] = &[];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PackagerError {
     #[error("{track} sample at {time} is not after the previous one at {last}")]
@@ -252,10 +259,11 @@ impl Track {
         self.held = Some(closed);
     }
 
-    /// Publishes the held fragment as the last one (no `tfrf`).
+    /// Publishes the held fragment as the last one, with an empty `tfrf`
+    /// (see [`LAST_LOOKAHEAD`]).
     fn flush_held(&mut self, out: &mut Vec<PublishedObject>) {
         if let Some(held) = self.held.take() {
-            out.push(self.level.fragment_object(held.chunk, &held.samples, None));
+            out.push(self.level.fragment_object(held.chunk, &held.samples, Some(LAST_LOOKAHEAD)));
             self.published.push(held.chunk);
         }
     }
@@ -383,7 +391,7 @@ impl Follower {
             if !samples.is_empty() {
                 self.level.init_object(out, with_init);
                 let lookahead = next.map(|n| [LiveLookahead { time: n.start, duration: n.duration }]);
-                out.push(self.level.fragment_object(chunk, &samples, lookahead.as_ref().map(|l| &l[..])));
+                out.push(self.level.fragment_object(chunk, &samples, Some(lookahead.as_ref().map_or(LAST_LOOKAHEAD, |l| &l[..]))));
             }
             self.published += 1;
         }
