@@ -290,6 +290,42 @@ async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) ->
     None
 }
 
+/// Stops ingest, waits for OnDemand and checks the recording: a continuous
+/// video timeline at least `min` long (100 ns units), whose DASH view
+/// ffmpeg decodes over HTTP, as players read it, at 320x240 with at least
+/// `tenths`/10 of the frames its duration holds at 30 fps. Returns the
+/// recorded duration and the decoded frames.
+async fn stop_and_check_recording(env: &Env, name: &str, pid: &str, dash_url: &str, min: u64, tenths: u64) -> (u64, u64) {
+    assert_eq!(env.call("POST", &format!("/streams/{name}/stop-ingest"), None).await.status, 202);
+    wait_for_state(env, name, "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let chunks = video_chunks(&manifest(env, pid).await.unwrap());
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "{name}: continuous: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0);
+    assert!(total >= min, "{name}: recorded {total}, expected at least {min}: {chunks:?}");
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
+        .arg(dash_url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name}: ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // One line per listing of the stream (under its program too).
+    let (size, frames) = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            (f.len() == 3).then(|| ((f[0], f[1]), f[2]))
+        })
+        .max_by_key(|(_, n)| *n)
+        .unwrap_or_else(|| panic!("{name}: ffprobe said {text}"));
+    assert_eq!(size, (320, 240), "{name}: {text}");
+    let expected = total * 30 / 10_000_000;
+    assert!(frames * 10 >= expected * tenths, "{name}: {frames} of about {expected} frames decode: {text}");
+    (total, frames)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_publisher_that_reconnects_continues_the_presentation() {
     let env = Env::local_embedded(None).await;
@@ -531,32 +567,11 @@ async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
     p.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), p.connected.recv()).await.expect("ICE/DTLS connects through the relay").unwrap();
     send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 10).await;
-    assert_eq!(env.call("POST", "/streams/lossy/stop-ingest", None).await.status, 202);
-    wait_for_state(&env, "lossy", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    // A continuous, playable recording of 10 s.
+    let (total, frames) = stop_and_check_recording(&env, "lossy", &pid, &dash_url, 80_000_000, 9).await;
     let _ = p.pc.close().await;
     let (rtp, dropped, reordered) = (counters.rtp.load(Relaxed), counters.dropped.load(Relaxed), counters.reordered.load(Relaxed));
     assert!(rtp > 500 && dropped >= rtp / 30 && reordered >= rtp / 15, "the relay dropped {dropped} and reordered {reordered} of {rtp} RTP packets");
-
-    // The recording is continuous.
-    let chunks = video_chunks(&manifest(&env, &pid).await.unwrap());
-    for w in chunks.windows(2) {
-        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
-    }
-    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
-    assert!(total >= 80_000_000, "recorded {total} of 10 s");
-    // And playable: ffmpeg decodes it, over HTTP as players read it.
-    let out = mediastreams_tests::media::tool("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0"])
-        .arg(&dash_url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let fields: Vec<u64> = line.split(',').filter_map(|f| f.trim().parse().ok()).collect();
-    let frames = *fields.last().unwrap_or(&0);
-    assert_eq!(&fields[..2], &[320, 240], "{line}");
-    let expected = total * 30 / 10_000_000;
-    assert!(frames * 10 >= expected * 9, "{frames} of about {expected} frames decode: {line}");
     let stats = env.call("GET", "/streams/lossy", None).await.json()["stats"].clone();
     eprintln!("lossy relay: dropped {dropped}, reordered {reordered} of {rtp} RTP packets; recorded {:.1} s, {frames} frames decode; node stats {stats}", total as f64 / 1e7);
 }
@@ -703,22 +718,8 @@ async fn a_third_party_publisher_aiortc_goes_live_then_on_demand() {
     assert!(report["states"].as_array().unwrap().iter().any(|s| s == "connected"), "{report}");
     assert_eq!(report["delete"], 200, "{report}");
     assert_eq!(env.call("GET", "/streams/aiortc", None).await.json()["state"], "Live");
-    assert_eq!(env.call("POST", "/streams/aiortc/stop-ingest", None).await.status, 202);
-    wait_for_state(&env, "aiortc", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
-    let chunks = video_chunks(&manifest(&env, &pid).await.unwrap());
-    for w in chunks.windows(2) {
-        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous across the publisher's clock jumps: {chunks:?}");
-    }
-    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
-    assert!(total >= 80_000_000, "recorded {total} of 10 s: {chunks:?}");
-    let out = mediastreams_tests::media::tool("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(&dash_url)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let frames: u64 = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0);
-    assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames decode in {total}: {text}");
+    // Continuous across the publisher's clock jumps.
+    let (total, frames) = stop_and_check_recording(&env, "aiortc", &pid, &dash_url, 80_000_000, 8).await;
     eprintln!("aiortc: {report}; recorded {:.1} s, {frames} frames decode", total as f64 / 1e7);
 }
 
@@ -811,21 +812,6 @@ async fn a_gstreamer_publisher_goes_live_then_on_demand() {
     let stats = env.call("GET", "/streams/gst", None).await.json();
     assert_eq!(stats["state"], "Live", "{stats}");
     assert_eq!((stats["stats"]["width"].as_u64(), stats["stats"]["height"].as_u64()), (Some(320), Some(240)), "{stats}");
-    assert_eq!(env.call("POST", "/streams/gst/stop-ingest", None).await.status, 202);
-    wait_for_state(&env, "gst", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
-    let chunks = video_chunks(&manifest(&env, &pid).await.unwrap());
-    for w in chunks.windows(2) {
-        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
-    }
-    let total = chunks.last().map(|(t, d)| t + d).unwrap() - chunks[0].0;
-    assert!(total >= 60_000_000, "recorded {total} of 8 s: {chunks:?}");
-    let out = mediastreams_tests::media::tool("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(&dash_url)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let frames: u64 = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0);
-    assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames decode in {total}: {text}");
+    let (total, frames) = stop_and_check_recording(&env, "gst", &pid, &dash_url, 60_000_000, 8).await;
     eprintln!("gstreamer: {report}; recorded {:.1} s, {frames} frames decode", total as f64 / 1e7);
 }

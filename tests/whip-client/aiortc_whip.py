@@ -12,24 +12,11 @@ connection got.
 import argparse
 import asyncio
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
-
-
-def http(method, url, token, body=None, content_type=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    if content_type:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=15) as res:
-            return res.status, dict(res.headers), res.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
+from whip_http import http
 
 
 async def main():

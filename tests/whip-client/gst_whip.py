@@ -14,9 +14,7 @@ states seen.
 import argparse
 import json
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import gi
 
@@ -24,6 +22,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
+from whip_http import http  # noqa: E402
 
 PIPELINE = """
 webrtcbin name=whip bundle-policy=max-bundle
@@ -34,18 +33,6 @@ videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framer
 audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! opusenc
   ! rtpopuspay ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! whip.
 """
-
-
-def http(method, url, token, body=None, content_type=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    if content_type:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=15) as res:
-            return res.status, dict(res.headers), res.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
 
 
 def main():
