@@ -815,3 +815,54 @@ async fn a_gstreamer_publisher_goes_live_then_on_demand() {
     let (total, frames) = stop_and_check_recording(&env, "gst", &pid, &dash_url, 60_000_000, 8).await;
     eprintln!("gstreamer: {report}; recorded {:.1} s, {frames} frames decode", total as f64 / 1e7);
 }
+
+/// Sessions leave nothing behind (webrtc#906 was a per-connection leak in
+/// the crate): after publishers connect and leave one after another, the
+/// node's media socket routes to no session and remembers no address,
+/// which holds only once each connection and its socket are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_are_released_when_publishers_leave() {
+    use mediastreams_ingest_node::{IngestNode, NodeConfig};
+    use mediastreams_storage::StreamRepo;
+    let dir = media();
+    let data = mediastreams_tests::scratch();
+    let table = mediastreams_tests::embedded_table(&data);
+    let store = mediastreams_tests::local_store(&data);
+    let repo = StreamRepo::new(table.clone());
+    let node = IngestNode::new(repo.clone(), store.clone(), NodeConfig::default());
+    let url = serve_node(node.clone()).await;
+    let api = mediastreams_functions::Api::new(
+        repo.clone(),
+        store.clone(),
+        mediastreams_functions::ApiConfig { media_base_url: "https://media.example".into(), ingest_base_url: url.clone(), api_key: None },
+    );
+    let call = |method: &str, path: String| {
+        let req = http::Request::builder().method(method).uri(path).body(bytes::Bytes::new()).unwrap();
+        let api = api.clone();
+        async move { serde_json::from_slice::<serde_json::Value>(&api.handle(req).await.into_body()).unwrap_or_default() }
+    };
+    let http = reqwest::Client::new();
+    const SESSIONS: usize = 5;
+    for i in 0..SESSIONS {
+        let name = format!("leak{i}");
+        call("PUT", format!("/streams/{name}")).await;
+        let started = call("POST", format!("/streams/{name}/start-ingest")).await;
+        let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+        let mut p = publisher().await;
+        let session = connect(&http, &whip, &token, &mut p).await;
+        send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 1).await;
+        assert_eq!(node.media_stats().unwrap().sessions, 1, "one session at a time");
+        assert_eq!(http.delete(&session).bearer_auth(&token).send().await.unwrap().status(), 200);
+        let _ = p.pc.close().await;
+    }
+    let began = Instant::now();
+    loop {
+        let stats = node.media_stats().unwrap();
+        if stats.sessions == 0 && stats.remote_addresses == 0 {
+            eprintln!("{SESSIONS} sessions released: {stats:?}");
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(10), "sessions still held after their publishers left: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
