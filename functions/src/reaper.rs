@@ -130,11 +130,10 @@ async fn write_final_manifests(store: &Arc<dyn ObjectStore>, stream: &Stream) ->
         }
     }
     for (track, last) in tracks.iter_mut().zip(last) {
-        if let Some((_, key)) = last {
-            if let Some(o) = store.get(&ObjectKey::parse(&key)?).await? {
+        if let Some((_, key)) = last
+            && let Some(o) = store.get(&ObjectKey::parse(&key)?).await? {
                 track.last_duration = fragment_times(&o.body).map(|(_, d)| d);
             }
-        }
     }
     let formats = Formats {
         smooth: stream.settings.outputs.iter().any(|o| o.format == OutputFormat::Smooth),

@@ -65,9 +65,9 @@ fn opus_packets(pcm: &[Vec<f32>; 2]) -> Vec<Vec<u8>> {
         frame.set_rate(RATE as u32);
         let bytes = frame.data_mut(0);
         for i in 0..960 {
-            for ch in 0..2 {
+            for (ch, plane) in pcm.iter().enumerate() {
                 let at = (i * 2 + ch) * 4;
-                bytes[at..at + 4].copy_from_slice(&pcm[ch][start + i].to_le_bytes());
+                bytes[at..at + 4].copy_from_slice(&plane[start + i].to_le_bytes());
             }
         }
         frame.set_pts(Some((k * 960) as i64));
@@ -139,8 +139,8 @@ fn snr(source: &[f32], decoded: &[f32]) -> (f64, usize) {
         })
         .unwrap_or(0);
     let (mut signal, mut error) = (0.0f64, 0.0f64);
-    for i in from..to {
-        let s = f64::from(source[i]);
+    for (i, &s) in source.iter().enumerate().take(to).skip(from) {
+        let s = f64::from(s);
         let d = f64::from(decoded.get(i + lag).copied().unwrap_or(0.0));
         signal += s * s;
         error += (s - d) * (s - d);

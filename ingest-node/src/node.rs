@@ -189,11 +189,10 @@ impl IngestNode {
     /// The stream task's input, starting the task when the stream has none.
     pub(crate) async fn stream_input(self: &Arc<Self>, name: &str) -> Result<(mpsc::Sender<StreamInput>, Arc<Mutex<Option<mpsc::Sender<()>>>>), crate::recorder::RecorderError> {
         let mut streams = self.streams.lock().await;
-        if let Some(e) = streams.get(name) {
-            if !e.input.is_closed() {
+        if let Some(e) = streams.get(name)
+            && !e.input.is_closed() {
                 return Ok((e.input.clone(), e.keyframe_tx.clone()));
             }
-        }
         let recorder = Recorder::open(self.repo.clone(), self.store.clone(), name, self.config.video_bitrate).await?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let keyframe_tx = Arc::new(Mutex::new(None));
@@ -207,11 +206,10 @@ impl IngestNode {
                 tracing::error!(stream = %name, error = %e, "stream task failed");
             }
             let mut streams = node.streams.lock().await;
-            if let Some(entry) = streams.remove(&name) {
-                if let Some(s) = entry.session {
+            if let Some(entry) = streams.remove(&name)
+                && let Some(s) = entry.session {
                     s.close().await;
                 }
-            }
         });
         Ok((tx, keyframe_tx))
     }
@@ -328,11 +326,10 @@ async fn stream_task(
                         }
                         let (s, p) = unit.parameter_sets();
                         if let Some(s) = s {
-                            if sps.as_ref() != Some(s) {
-                                if let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s) {
+                            if sps.as_ref() != Some(s)
+                                && let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s) {
                                     (window.width, window.height) = (info.width, info.height);
                                 }
-                            }
                             sps = Some(s.clone());
                         }
                         window.frames += 1;
@@ -395,11 +392,10 @@ async fn stream_task(
                     }
                     StreamInput::SessionEnded { session } => {
                         // The publisher is gone: another may connect.
-                        if let Some(e) = node.streams.lock().await.get_mut(&name) {
-                            if e.session.as_ref().is_some_and(|s| s.id == session) {
+                        if let Some(e) = node.streams.lock().await.get_mut(&name)
+                            && e.session.as_ref().is_some_and(|s| s.id == session) {
                                 e.session = None;
                             }
-                        }
                         if clock.as_ref().is_some_and(|c| c.session == session) {
                             origin = recorder.end_session().await? as i64;
                             clock = None;
@@ -469,11 +465,10 @@ async fn stream_task(
 }
 
 async fn close_session(node: &IngestNode, name: &str) {
-    if let Some(entry) = node.streams.lock().await.get_mut(name) {
-        if let Some(s) = entry.session.take() {
+    if let Some(entry) = node.streams.lock().await.get_mut(name)
+        && let Some(s) = entry.session.take() {
             s.close().await;
         }
-    }
 }
 
 async fn request_keyframe(tx: &Arc<Mutex<Option<mpsc::Sender<()>>>>) {

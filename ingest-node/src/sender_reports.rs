@@ -28,11 +28,10 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            if packets.iter().any(|p| p.as_any().is::<SenderReport>()) {
+        if let Packet::Rtcp(packets) = &msg.message.packet
+            && packets.iter().any(|p| p.as_any().is::<SenderReport>()) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
-        }
         self.read.push_back(msg);
         Ok(())
     }

@@ -236,7 +236,6 @@ fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
                     rtcp_feedback: vec![],
                 },
                 payload_type: pt,
-                ..Default::default()
             },
             RtpCodecKind::Video,
         )?;
@@ -251,7 +250,6 @@ fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
                 rtcp_feedback: vec![],
             },
             payload_type: 111,
-            ..Default::default()
         },
         RtpCodecKind::Audio,
     )?;

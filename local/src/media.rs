@@ -34,11 +34,10 @@ pub(crate) async fn get_object(
             if let Ok(v) = HeaderValue::from_str(&o.meta.content_type) {
                 h.insert(header::CONTENT_TYPE, v);
             }
-            if let Some(cc) = o.meta.cache_control.as_deref() {
-                if let Ok(v) = HeaderValue::from_str(cc) {
+            if let Some(cc) = o.meta.cache_control.as_deref()
+                && let Ok(v) = HeaderValue::from_str(cc) {
                     h.insert(header::CACHE_CONTROL, v);
                 }
-            }
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             cors(&mut r);
             r

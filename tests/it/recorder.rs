@@ -52,12 +52,11 @@ async fn record_live_then_on_demand(env: Env) {
     // for it to catch up by polling briefly.)
     let mut live_manifest = None;
     for _ in 0..50 {
-        if let Some(m) = manifest(&env, &pid).await {
-            if chunks(&m, "video").len() >= 3 {
+        if let Some(m) = manifest(&env, &pid).await
+            && chunks(&m, "video").len() >= 3 {
                 live_manifest = Some(m);
                 break;
             }
-        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let live_manifest = live_manifest.expect("a live manifest with fragments");

@@ -60,12 +60,10 @@ fn codec(kind: RtpCodecKind) -> RTCRtpCodecParameters {
                 rtcp_feedback: vec![],
             },
             payload_type: 102,
-            ..Default::default()
         },
         _ => RTCRtpCodecParameters {
             rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
             payload_type: 111,
-            ..Default::default()
         },
     }
 }

@@ -585,35 +585,32 @@ impl Presentation {
                 self.last_video_duration = delta as u32;
                 self.add_video(p, delta as u32);
             }
-        } else if let Some(end) = self.video.end() {
-            if (s.time as u64) < end {
+        } else if let Some(end) = self.video.end()
+            && (s.time as u64) < end {
                 return Err(PackagerError::NonMonotonic { track: "video", time: s.time, last: end as i64 });
             }
-        }
         let mut s = s;
         let mut t = s.time as u64;
         let first_ever = self.video.frag_start.is_none() && self.pending_video.is_none();
         if first_ever {
             // Both tracks start together: a player placed at the start of a
             // recording waits forever for a track that starts later.
-            if let Some(a) = self.audio_anchor {
-                if a < t && t - a <= START_ALIGNMENT {
+            if let Some(a) = self.audio_anchor
+                && a < t && t - a <= START_ALIGNMENT {
                     t = a;
                     s.time = a as i64;
                 }
-            }
         }
         if self.video.samples.is_empty() {
             // A fragment starts at its first sample; one that starts less
             // than a frame after the previous fragment ended (a new
             // publisher session) is moved back onto it, keeping the
             // timeline contiguous.
-            if let Some(end) = self.video.end() {
-                if t > end && t - end <= u64::from(self.last_video_duration) {
+            if let Some(end) = self.video.end()
+                && t > end && t - end <= u64::from(self.last_video_duration) {
                     t = end;
                     s.time = end as i64;
                 }
-            }
             self.video.frag_start = Some(t);
         } else {
             let elapsed = t.saturating_sub(self.video.frag_start.unwrap_or(t));
@@ -702,15 +699,14 @@ impl Presentation {
                 // Both tracks start together (see push_video).
                 // Video that started later and has written nothing yet (only
                 // its first frame is pending) starts with the audio instead.
-                if self.video.samples.is_empty() && self.video.held.is_none() && self.video.published.is_empty() {
-                    if let Some(p) = self.pending_video.as_mut() {
+                if self.video.samples.is_empty() && self.video.held.is_none() && self.video.published.is_empty()
+                    && let Some(p) = self.pending_video.as_mut() {
                         let v = p.time as u64;
                         if time < v && v - time <= START_ALIGNMENT {
                             p.time = time as i64;
                             self.video.frag_start = Some(time);
                         }
                     }
-                }
                 let video_start = self.video.frag_start.or(self.pending_video.as_ref().map(|p| p.time as u64));
                 let time = match video_start {
                     // Moving all audio earlier shifts A/V sync: only a little.

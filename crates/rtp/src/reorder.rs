@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn a_hole_is_waited_for_then_declared_lost() {
         let mut b = ReorderBuffer::new(64, 100 * MS);
-        b.push(pkt(1), 0 * MS);
+        b.push(pkt(1), Duration::ZERO);
         b.push(pkt(4), 10 * MS);
         assert_eq!(drain(&mut b, 10 * MS), vec![Reordered::Packet(pkt(1))]);
         assert_eq!(b.deadline(), Some(110 * MS));

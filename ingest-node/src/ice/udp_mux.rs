@@ -141,21 +141,19 @@ impl UdpMux {
     }
 
     fn route(&self, datagram: &[u8], from: SocketAddr) {
-        if let Some(transaction) = stun::binding_success_transaction(datagram) {
-            if let Some(waiting) = locked(&self.pending).remove(&transaction) {
+        if let Some(transaction) = stun::binding_success_transaction(datagram)
+            && let Some(waiting) = locked(&self.pending).remove(&transaction) {
                 let _ = waiting.send(stun::mapped_address(datagram));
                 return;
             }
-        }
         let mut target = locked(&self.by_addr).get(&from).and_then(Weak::upgrade);
-        if target.is_none() {
-            if let Some(ufrag) = stun::local_ufrag(datagram) {
+        if target.is_none()
+            && let Some(ufrag) = stun::local_ufrag(datagram) {
                 target = locked(&self.by_ufrag).get(ufrag).and_then(Weak::upgrade);
                 if let Some(t) = &target {
                     locked(&self.by_addr).insert(from, Arc::downgrade(t));
                 }
             }
-        }
         match target {
             Some(t) if t.tx.try_send((datagram.to_vec(), from)).is_ok() => {
                 self.routed.fetch_add(1, Ordering::Relaxed);

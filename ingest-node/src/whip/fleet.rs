@@ -87,11 +87,10 @@ impl Fleet {
                 .any(|h| h == name)
                 || name.as_str().starts_with("access-control-")
                 || name.as_str() == "accept-post";
-            if keep {
-                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+            if keep
+                && let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
                     out.append(n, v);
                 }
-            }
         }
         let body = res.bytes().await?;
         let mut r = Response::new(Body::from(body));

@@ -130,11 +130,10 @@ fn sections(sdp: &str) -> Result<Vec<Section>, OfferError> {
                 });
             }
             "fmtp" => {
-                if let Some((pt, params)) = value.split_once(' ') {
-                    if let Ok(pt) = pt.parse::<u8>() {
+                if let Some((pt, params)) = value.split_once(' ')
+                    && let Ok(pt) = pt.parse::<u8>() {
                         section.fmtp.insert(pt, parse_fmtp(params));
                     }
-                }
             }
             _ => {}
         }

@@ -265,7 +265,7 @@ mod tests {
         for v in [0, 0, 0, 4] { bits += &ue(v); }
         bits += "0"; // vui_parameters_present_flag
         bits += "1"; // rbsp_stop_one_bit
-        while bits.len() % 8 != 0 { bits.push('0'); }
+        while !bits.len().is_multiple_of(8) { bits.push('0'); }
         let mut nal = vec![0x67];
         nal.extend((0..bits.len() / 8).map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap()));
         let info = parse_sps(&nal).unwrap();

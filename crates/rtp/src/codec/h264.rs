@@ -233,11 +233,10 @@ impl H264Depacketizer {
                     }
                     frag.put_slice(data);
                 }
-                if end {
-                    if let Some(f) = self.fragment.take() {
+                if end
+                    && let Some(f) = self.fragment.take() {
                         self.add_nal(f.freeze())?;
                     }
-                }
                 Ok(())
             }
             t => Err(H264Error::UnsupportedNalType(t)),

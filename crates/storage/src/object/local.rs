@@ -102,11 +102,10 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             walk(base, &path, out)?;
-        } else if let Ok(rel) = path.strip_prefix(base) {
-            if let Some(s) = rel.to_str() {
+        } else if let Ok(rel) = path.strip_prefix(base)
+            && let Some(s) = rel.to_str() {
                 out.push(s.to_owned());
             }
-        }
     }
     Ok(())
 }

@@ -115,13 +115,12 @@ impl Table for EmbeddedTable {
                     return Err(TableError::ConditionFailed);
                 }
                 let mut index = txn.open_table(BY_COLLECTION).map_err(TableError::backend)?;
-                if let Some(c) = &current {
-                    if c.collection != record.collection {
+                if let Some(c) = &current
+                    && c.collection != record.collection {
                         index
                             .remove((c.collection.as_str(), record.key.as_str()))
                             .map_err(TableError::backend)?;
                     }
-                }
                 let bytes = serde_json::to_vec(&Stored {
                     collection: record.collection.clone(),
                     version: record.version,
