@@ -664,6 +664,18 @@ async fn a_node_hands_a_publisher_to_the_node_the_stream_is_assigned_to() {
     let (_, started) = call("POST", "/streams/fleet2/start-ingest").await;
     assert_eq!(repo.get("fleet2").await.unwrap().unwrap().stream.ingest.unwrap().node_id.as_deref(), Some("b"));
     let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    // A request marked as handed over that reaches a node other than the
+    // stream's is refused: only the owner terminates a stream's media.
+    let r = http
+        .post(&whip)
+        .bearer_auth(&token)
+        .header("content-type", "application/sdp")
+        .header(mediastreams_ingest_node::whip::fleet::FORWARDED, "elsewhere")
+        .body(p.offer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421, "{:?}", r.text().await);
     registry.heartbeat(&beat("b", 0, &b_url, now - time::Duration::seconds(60))).await.unwrap();
     let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
     assert_eq!(r.status(), 503);

@@ -111,15 +111,25 @@ try {
   const vodStart = Date.now();
   // Play the recording from the start to the end.
   let seeked = false;
+  let lastOnDemandT = null;
   while (Date.now() - vodStart < (seconds + 40) * 1000) {
     await sleep(1000);
     const s = await sample();
     report.ondemand.push(s);
-    if (s.mode === 'ondemand' && s.switched && !seeked && s.duration > 0 && Number.isFinite(s.duration)) {
+    // Seek back once the recording plays in place (position advancing in
+    // on-demand mode), as a viewer would: not while the player is still
+    // loading the on-demand manifest.
+    const playing = s.mode === 'ondemand' && s.switched && ((lastOnDemandT !== null && s.t > lastOnDemandT) || s.ended);
+    if (s.mode === 'ondemand' && s.switched) lastOnDemandT = s.t;
+    if (playing && !seeked && s.duration > 0 && Number.isFinite(s.duration)) {
       await player.evaluate(() => { document.getElementById('video').currentTime = 0; document.getElementById('video').play(); });
       seeked = true;
+      report.seekedAt = s.t;
     }
-    if (seeked && s.ended) break;
+    // Done at the end (dash.js sometimes stops a fraction of a second
+    // before it without firing 'ended': stopped near the end also counts).
+    const near = seeked && s.duration - s.t <= 1 && report.ondemand.length >= 2 && report.ondemand[report.ondemand.length - 2].t === s.t;
+    if (seeked && (s.ended || near)) break;
   }
   await player.screenshot({ path: path.join(artifacts, 'player-ondemand.png') });
 } catch (e) {

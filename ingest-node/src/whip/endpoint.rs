@@ -117,6 +117,11 @@ async fn hand_over(node: &IngestNode, stream: &mediastreams_model::Stream, metho
                 problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-unavailable", format!("the ingest node of stream \"{name}\" did not answer; try again")))
             }
         }),
+        Owner::Misdirected(id) => Some(problem(Problem::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            format!("stream \"{name}\" is assigned to ingest node {id}, not this one"),
+        ))),
         Owner::Unavailable(id) => Some(problem(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "node-unavailable",

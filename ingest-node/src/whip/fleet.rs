@@ -5,7 +5,9 @@
 //! node directly (its `internalUrl` in the registry, inside the VPC) and
 //! returns its answer unchanged: the SDP answer carries the owner's media
 //! address, so the publisher's media goes straight to the owner. A handed
-//! request carries [`FORWARDED`] and is never handed on again.
+//! request carries [`FORWARDED`] and is never handed on again; one that
+//! reaches a node that is not the stream's owner anyway is refused (421),
+//! so only the owner ever terminates a stream's media.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
@@ -36,6 +38,9 @@ pub enum Owner {
     Node(String),
     /// Another node that is not healthy or cannot be reached directly.
     Unavailable(String),
+    /// Handed over already, yet not this node's stream: never answered
+    /// here (two nodes publishing one stream would write over each other).
+    Misdirected(String),
 }
 
 impl Fleet {
@@ -48,8 +53,9 @@ impl Fleet {
     pub async fn owner(&self, assigned: Option<&str>, headers: &HeaderMap) -> Owner {
         let Some(assigned) = assigned.filter(|a| *a != self.node_id) else { return Owner::Here };
         if headers.contains_key(FORWARDED) {
-            // Handed over once already: answer here rather than loop.
-            return Owner::Here;
+            // Handed over once already: no loop, and no second node
+            // terminating the stream.
+            return Owner::Misdirected(assigned.to_owned());
         }
         let now = time::OffsetDateTime::now_utc();
         let record: Option<NodeRecord> = match self.registry.all().await {
