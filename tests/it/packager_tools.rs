@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, VideoTrackConfig};
-use mediastreams_tests::media::{ClipSample, encode_sized_test_clip, encode_test_clip, package_levels, tool};
+use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
+use mediastreams_tests::media::{all_outputs_config, ClipSample, encode_sized_test_clip, encode_test_clip, package_levels, tool};
 
 #[derive(Debug, Default)]
 struct Stream {
@@ -69,14 +69,7 @@ fn ffprobe_reads_dash_and_hls_made_from_real_media() {
     let clip = encode_test_clip(dir.path(), SECONDS, 60);
     assert_eq!(clip.video.len() as u32, SECONDS * 30);
     let mut p = Presentation::new(
-        PresentationConfig {
-            fragment_duration: 20_000_000,
-            dvr_window: 18_000_000_000,
-            smooth: true,
-            dash: true,
-            hls: true,
-            availability_start_unix_ms: 0,
-        },
+        all_outputs_config(0),
         VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
         AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
@@ -157,14 +150,7 @@ fn ffprobe_reads_every_video_level() {
     let dir = mediastreams_tests::scratch();
     let high = encode_test_clip(dir.path(), SECONDS, 60);
     let low = encode_sized_test_clip(dir.path(), SECONDS, 60, (160, 120));
-    let config = PresentationConfig {
-        fragment_duration: 20_000_000,
-        dvr_window: 18_000_000_000,
-        smooth: true,
-        dash: true,
-        hls: true,
-        availability_start_unix_ms: 0,
-    };
+    let config = all_outputs_config(0);
     let objects = package_levels(config, &[(&high, 500_000), (&low, 150_000)]);
     let out = dir.path().join("media");
     for o in &objects {

@@ -8,23 +8,16 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, PublishedObject, VideoTrackConfig};
+use mediastreams_packager::{AudioTrackConfig, Presentation, PublishedObject, VideoTrackConfig};
 use mediastreams_storage::{ObjectKey, ObjectMeta, ObjectStore};
-use mediastreams_tests::media::{ClipSample, TestClip, encode_sized_test_clip, encode_test_clip, package_levels};
+use mediastreams_tests::media::{all_outputs_config, ClipSample, TestClip, encode_sized_test_clip, encode_test_clip, package_levels};
 use serde_json::{Value, json};
 
 use crate::api::harness::Env;
 
 fn presentation(clip: &TestClip) -> Presentation {
     Presentation::new(
-        PresentationConfig {
-            fragment_duration: 20_000_000,
-            dvr_window: 18_000_000_000,
-            smooth: true,
-            dash: true,
-            hls: true,
-            availability_start_unix_ms: unix_ms(),
-        },
+        all_outputs_config(unix_ms()),
         VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
         AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
@@ -200,14 +193,7 @@ async fn dash_js_switches_between_video_levels_of_a_smooth_recording() {
     let low = encode_sized_test_clip(dir.path(), SECONDS, 60, (160, 120));
     let s = stream(&env, "levels").await;
     let pid = s["playbackId"].as_str().unwrap();
-    let config = PresentationConfig {
-        fragment_duration: 20_000_000,
-        dvr_window: 18_000_000_000,
-        smooth: true,
-        dash: true,
-        hls: true,
-        availability_start_unix_ms: unix_ms(),
-    };
+    let config = all_outputs_config(unix_ms());
     store_all(&env.media, pid, package_levels(config, &[(&high, 500_000), (&low, 150_000)])).await;
     let url = s["outputs"][0]["url"].as_str().unwrap().to_owned();
     let origin = origin(&env);

@@ -199,3 +199,16 @@ pub fn package_levels(
     objects.extend(p.finish().objects);
     objects
 }
+
+/// The packaging the tests use: 2 s fragments, a 30 min DVR window, every
+/// output, the timeline's origin at `availability_start_unix_ms`.
+pub fn all_outputs_config(availability_start_unix_ms: i64) -> mediastreams_packager::PresentationConfig {
+    mediastreams_packager::PresentationConfig {
+        fragment_duration: 20_000_000,
+        dvr_window: 18_000_000_000,
+        smooth: true,
+        dash: true,
+        hls: true,
+        availability_start_unix_ms,
+    }
+}
