@@ -60,7 +60,8 @@ impl Default for NodeConfig {
 pub enum StreamInput {
     Video { unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64 },
     Audio { opus: Bytes, rtp_ext: u64, arrival: Instant, session: u64 },
-    AudioLost { samples: usize },
+    /// Audio packets of `session` that never came (20 ms each).
+    AudioLost { samples: usize, session: u64 },
     /// A reader's cumulative reception counters.
     Reception { video: bool, received: u64, lost: u64 },
     SessionEnded { session: u64 },
@@ -355,24 +356,13 @@ async fn stream_task(
                             *c = SessionClock::new(session, origin, arrival);
                         }
                         let anchor = c.offset(arrival);
-                        let (ac, produced) = c.audio.get_or_insert((TrackClock { clock_rate: 48_000, anchor_rtp: rtp_ext, anchor_time: anchor }, 0)).to_owned();
+                        c.audio.get_or_insert((TrackClock { clock_rate: 48_000, anchor_rtp: rtp_ext, anchor_time: anchor }, 0));
                         c.last_rtp[1] = Some(rtp_ext);
                         let frames = match transcoder.push_opus(&opus) {
                             Ok(f) => f,
                             Err(e) => { tracing::debug!(stream = %name, error = %e, "opus packet dropped"); Vec::new() }
                         };
-                        let mut n = produced;
-                        for f in frames {
-                            let time = ac.anchor_time + ac.ticks_to_timeline(n * 1024);
-                            n += 1;
-                            if let Err(e) = recorder.push_audio(AudioFrame { time, data: f }).await {
-                                match e {
-                                    crate::recorder::RecorderError::Packager(e) => tracing::debug!(stream = %name, error = %e, "audio frame dropped"),
-                                    e => return Err(e),
-                                }
-                            }
-                        }
-                        if let Some(a) = c.audio.as_mut() { a.1 = n; }
+                        push_aac(&name, &mut recorder, c, frames).await?;
                     }
                     StreamInput::Reception { video, received, lost } => {
                         let i = usize::from(!video);
@@ -387,8 +377,16 @@ async fn stream_task(
                             }
                         }
                     }
-                    StreamInput::AudioLost { samples } => {
-                        let _ = transcoder.push_silence(samples);
+                    StreamInput::AudioLost { samples, session } => {
+                        // Lost audio is concealed with silence on the
+                        // timeline: the frames count, so later audio keeps
+                        // its place against video.
+                        let Some(c) = clock.as_mut().filter(|c| c.session == session && c.audio.is_some()) else { continue };
+                        let frames = match transcoder.push_silence(samples) {
+                            Ok(f) => f,
+                            Err(e) => { tracing::debug!(stream = %name, error = %e, "silence not encoded"); Vec::new() }
+                        };
+                        push_aac(&name, &mut recorder, c, frames).await?;
                     }
                     StreamInput::SessionEnded { session } => {
                         // The publisher is gone: another may connect.
@@ -461,6 +459,22 @@ async fn stream_task(
     // End the publisher's session and finalize the recording.
     close_session(&node, &name).await;
     recorder.finish().await?;
+    Ok(())
+}
+
+/// Packages AAC frames at the session's audio clock: the audio track's
+/// anchor plus 1024 samples per frame produced so far.
+async fn push_aac(name: &str, recorder: &mut Recorder, c: &mut SessionClock, frames: Vec<Bytes>) -> Result<(), crate::recorder::RecorderError> {
+    let Some((ac, produced)) = c.audio.as_mut() else { return Ok(()) };
+    for f in frames {
+        let time = ac.anchor_time + ac.ticks_to_timeline(*produced * 1024);
+        *produced += 1;
+        match recorder.push_audio(AudioFrame { time, data: f }).await {
+            Ok(()) => {}
+            Err(crate::recorder::RecorderError::Packager(e)) => tracing::debug!(stream = %name, error = %e, "audio frame dropped"),
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mediastreams_model::{StreamState, Transition};
 use mediastreams_packager::{
-    AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, VideoSample,
-    VideoTrackConfig,
+    AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT,
+    VideoSample, VideoTrackConfig,
 };
 use mediastreams_storage::{ObjectStore, RepoError, StreamRepo};
 use time::OffsetDateTime;
@@ -112,8 +112,12 @@ impl Recorder {
             )?;
             self.presentation = Some(p);
             self.went_live().await?;
+            // Audio from shortly before the first decodable picture is
+            // kept: the packager starts both tracks together, moving that
+            // picture back onto it. Older audio would leave the video
+            // starting later than the audio, which players wait for.
             for a in std::mem::take(&mut self.early_audio) {
-                if a.time >= sample.time {
+                if a.time.saturating_add(START_ALIGNMENT as i64) >= sample.time {
                     self.push_audio(a).await?;
                 }
             }

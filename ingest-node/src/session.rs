@@ -216,7 +216,7 @@ async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
                     StreamInput::Audio { opus: p.payload, rtp_ext, arrival: Instant::now(), session }
                 }
                 Reordered::Packet(_) => continue,
-                Reordered::Lost { count } => StreamInput::AudioLost { samples: 960 * count.min(50) as usize },
+                Reordered::Lost { count } => StreamInput::AudioLost { samples: 960 * count.min(50) as usize, session },
             };
             let _ = input.try_send(msg);
         }

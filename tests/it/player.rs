@@ -127,9 +127,18 @@ async fn dash_js_plays_smooth_and_dash_on_demand() {
 /// Publishes `clip` in a loop in real time, writing objects as the
 /// packager produces them, like the ingest node does.
 async fn publish_live(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, seconds: u32) -> Presentation {
+    publish_live_joined_at(media, pid, clip, seconds, None).await
+}
+
+/// [`publish_live`]; with `Some(n)` the Smooth manifest stops being
+/// rewritten once it lists `n` video fragments (the fragments go on), so a
+/// player opened at any later time reads the manifest a viewer who joined
+/// then would have read: dash.js never re-reads a live Smooth manifest.
+async fn publish_live_joined_at(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, seconds: u32, listed: Option<usize>) -> Presentation {
     let mut p = presentation(&clip);
     let loops = seconds.div_ceil((clip.video.len() / 30) as u32);
     let started = Instant::now();
+    let mut frozen = false;
     for sample in clip.samples(loops, 0) {
         let due = Duration::from_nanos(sample.time().max(0) as u64 * 100);
         if due > Duration::from_secs(u64::from(seconds)) {
@@ -138,10 +147,17 @@ async fn publish_live(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, 
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let objects = match sample {
+        let mut objects = match sample {
             ClipSample::Video(v) => p.push_video(v).unwrap().objects,
             ClipSample::Audio(a) => p.push_audio(a).unwrap().objects,
         };
+        if let Some(n) = listed {
+            if frozen {
+                objects.retain(|o| o.key != mediastreams_packager::layout::SMOOTH_MANIFEST);
+            }
+            let wrote_manifest = objects.iter().any(|o| o.key == mediastreams_packager::layout::SMOOTH_MANIFEST);
+            frozen = frozen || (wrote_manifest && p.published().0.len() >= n);
+        }
         store_all(&media, &pid, objects).await;
     }
     p
@@ -182,6 +198,45 @@ async fn dash_js_follows_a_live_smooth_stream() {
     assert!(advanced >= f64::from(watch) - 12.0, "advanced {advanced} s in {watch} s: {times:?}");
     eprintln!("live: watched {watch} s, position advanced {advanced:.1} s, {} samples, no errors", times.len());
     assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "frames are drawn");
+}
+
+/// A stock dash.js (no setting changed) starts a live Smooth stream
+/// whatever the live manifest listed when it joined: one, two or three
+/// fragments, as a viewer opening the stream in its first seconds reads
+/// it. (With a finite `DVRWindowLength`, dash.js 5.2 never requested video
+/// from two or three listed fragments: see `manifest::smooth`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stock_dash_js_starts_a_live_smooth_stream_joined_early() {
+    const WATCH: u32 = 12;
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 4, 60);
+    let origin = origin(&env);
+    for listed in [1usize, 2, 3] {
+        let s = stream(&env, &format!("join-{listed}")).await;
+        let pid = s["playbackId"].as_str().unwrap().to_owned();
+        let url = s["outputs"][0]["url"].as_str().unwrap().to_owned();
+        let publisher = tokio::spawn(publish_live_joined_at(env.media.clone(), pid.clone(), clip.clone(), 2 * listed as u32 + 2 * WATCH + 8, Some(listed)));
+        // Open the player once the frozen manifest exists.
+        let key = ObjectKey::parse(&format!("{pid}/{}", mediastreams_packager::layout::SMOOTH_MANIFEST)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let video_listed = |xml: &str| xml.split("Type=\"audio\"").next().unwrap_or("").matches("<c ").count();
+        while env.media.get(&key).await.unwrap().is_none_or(|m| video_listed(&String::from_utf8_lossy(&m.body)) < listed) {
+            assert!(Instant::now() < deadline, "the live manifest lists {listed} fragments per track");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let o = origin.clone();
+        let report = tokio::task::spawn_blocking(move || play(&o, &url, "live", WATCH, &format!("player-smooth-join-{listed}.png"))).await.unwrap();
+        publisher.abort();
+        assert_eq!(report["errors"], json!([]), "joined at {listed} fragments: player errors: {report}");
+        let samples = report["samples"].as_array().unwrap();
+        let times: Vec<f64> = samples.iter().map(|s| s["t"].as_f64().unwrap_or(0.0)).collect();
+        let first = times.iter().cloned().find(|t| *t > 0.0).unwrap_or(0.0);
+        let advanced = times.last().unwrap_or(&0.0) - first;
+        assert!(advanced >= f64::from(WATCH) / 2.0, "joined at {listed} fragments: advanced {advanced} s in {WATCH} s: {times:?} {report}");
+        assert!(samples.iter().any(|s| s["width"].as_u64() == Some(320) && s["colours"].as_i64().unwrap_or(0) > 8), "joined at {listed} fragments: video is drawn: {report}");
+        eprintln!("stock dash.js joined at {listed} listed fragments: advanced {advanced:.1} s in {WATCH} s");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use mediastreams_packager::{AudioFrame, VideoSample};
 
 /// A clip demuxed into samples.
+#[derive(Clone)]
 pub struct TestClip {
     pub sps: Bytes,
     pub pps: Bytes,

@@ -49,7 +49,7 @@ use crate::{TIMESCALE, TrackType};
 /// later video start moves the first frame back (up to 1 s; only its
 /// display time changes), a later audio start moves the audio back (up to
 /// 200 ms, a sync change within what arrival-time alignment gives anyway).
-const START_ALIGNMENT: u64 = 10_000_000;
+pub const START_ALIGNMENT: u64 = 10_000_000;
 
 /// The `tfrf` of the last fragments, written when ingest stops: it
 /// announces nothing. A live player that the previous fragment's `tfrf`
@@ -57,6 +57,10 @@ const START_ALIGNMENT: u64 = 10_000_000;
 /// demand, and dash.js rejects a live fragment without `tfrf` ("Missing
 /// tfrf in live media segment"); on-demand players ignore the box.
 const LAST_LOOKAHEAD: &[LiveLookahead] = &[];
+
+/// How many video fragments the first live manifest waits for audio: a
+/// publisher whose audio never comes still goes live, without audio.
+const AUDIO_WAIT_FRAGMENTS: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PackagerError {
@@ -667,9 +671,17 @@ impl Presentation {
         self.followers.iter().map(|f| f.published).fold(self.video.published.len(), usize::min)
     }
 
-    /// Rewrites the live manifests when they would list more.
+    /// Rewrites the live manifests when they would list more. The first
+    /// live manifest waits until both tracks have a fragment listed, as a
+    /// track without fragments breaks players (dash.js throws on a
+    /// StreamIndex without `c`, and never re-reads a live Smooth manifest);
+    /// audio that has not come by the third video fragment is left out
+    /// (see [`Presentation::write_manifests`]).
     fn update_manifests(&mut self, out: &mut Vec<PublishedObject>) {
         let now = (self.video_listed(), self.audio.published.len());
+        if now.0 == 0 || (now.1 == 0 && now.0 < AUDIO_WAIT_FRAGMENTS) {
+            return;
+        }
         if now != self.listed {
             self.listed = now;
             self.write_manifests(ManifestMode::Live { dvr_window: self.config.dvr_window }, out);
@@ -812,10 +824,14 @@ impl Presentation {
             ManifestMode::Live { .. } => &self.video.published[..self.video_listed()],
             ManifestMode::Final => &self.video.published[..],
         };
-        let tracks = [
+        // A track with no fragment (no audio came) is not listed at all.
+        let tracks: Vec<TrackManifest> = [
             TrackManifest { track: TrackType::Video, levels, chunks: video_chunks.to_vec() },
             TrackManifest { track: TrackType::Audio, levels: vec![self.audio.level.info.clone()], chunks: self.audio.published.clone() },
-        ];
+        ]
+        .into_iter()
+        .filter(|t| !t.chunks.is_empty())
+        .collect();
         let cache = match mode {
             ManifestMode::Live { .. } => layout::CACHE_LIVE_MANIFEST,
             ManifestMode::Final => layout::CACHE_FINAL_MANIFEST,

@@ -6,6 +6,13 @@
 //! or until `capacity` packets are held; then the hole is declared lost and
 //! the stream continues after it. The buffer holds at most `capacity`
 //! packets, so a publisher cannot grow it without bound.
+//!
+//! The start is waited for the same way: the first packets of a stream may
+//! arrive out of order (the first keyframe's packets leave the sender in a
+//! burst), so nothing is released until `max_wait` after the first arrival,
+//! and an earlier packet that arrives in that time moves the start back
+//! instead of being late. Without this, a first keyframe whose first packet
+//! came second was broken, and the recording lost its whole first GOP.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +44,9 @@ pub struct ReorderBuffer {
     seq: SeqExtender,
     next: Option<u64>,
     held: BTreeMap<u64, (Duration, RtpPacket)>,
+    /// When the first packet arrived; `None` once the start is settled
+    /// (something was released).
+    start_wait: Option<Duration>,
     capacity: usize,
     max_wait: Duration,
     stats: ReorderStats,
@@ -48,6 +58,7 @@ impl ReorderBuffer {
             seq: SeqExtender::new(),
             next: None,
             held: BTreeMap::new(),
+            start_wait: None,
             capacity: capacity.max(1),
             max_wait,
             stats: ReorderStats::default(),
@@ -61,10 +72,18 @@ impl ReorderBuffer {
     /// Takes in a packet that arrived at `now` (any monotonic clock).
     pub fn push(&mut self, packet: RtpPacket, now: Duration) {
         let ext = self.seq.extend(packet.sequence);
-        let next = *self.next.get_or_insert(ext);
+        let next = *self.next.get_or_insert_with(|| {
+            self.start_wait = Some(now);
+            ext
+        });
         if ext < next {
-            self.stats.late += 1;
-            return;
+            if self.start_wait.is_some() && next - ext <= self.capacity as u64 {
+                // Still settling the start: this packet came before the first.
+                self.next = Some(ext);
+            } else {
+                self.stats.late += 1;
+                return;
+            }
         }
         if self.held.contains_key(&ext) {
             self.stats.duplicates += 1;
@@ -80,6 +99,12 @@ impl ReorderBuffer {
     /// The next output, if one is due at `now`.
     pub fn pop(&mut self, now: Duration) -> Option<Reordered> {
         let next = self.next?;
+        if let Some(first_arrival) = self.start_wait {
+            if now.saturating_sub(first_arrival) < self.max_wait && self.held.len() <= self.capacity {
+                return None;
+            }
+            self.start_wait = None;
+        }
         let (&first, (arrived, _)) = self.held.iter().next()?;
         if first == next {
             let (_, packet) = self.held.remove(&first)?;
@@ -101,6 +126,9 @@ impl ReorderBuffer {
     /// the time the oldest hole expires.
     pub fn deadline(&self) -> Option<Duration> {
         let next = self.next?;
+        if let Some(first_arrival) = self.start_wait {
+            return Some(first_arrival + self.max_wait);
+        }
         let (&first, (arrived, _)) = self.held.iter().next()?;
         (first != next).then(|| *arrived + self.max_wait)
     }
@@ -127,67 +155,99 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A buffer whose start is settled: packet `first` was released.
+    fn started(capacity: usize, max_wait: Duration, first: u16) -> ReorderBuffer {
+        let mut b = ReorderBuffer::new(capacity, max_wait);
+        b.push(pkt(first), Duration::ZERO);
+        assert_eq!(drain(&mut b, max_wait), vec![Reordered::Packet(pkt(first))]);
+        b
+    }
+
     #[test]
-    fn in_order_passes_straight_through() {
-        let mut b = ReorderBuffer::new(64, 100 * MS);
+    fn in_order_passes_straight_through_once_started() {
+        let mut b = started(64, 100 * MS, 65533);
         for s in [65534, 65535, 0, 1] {
-            b.push(pkt(s), MS);
-            assert_eq!(drain(&mut b, MS), vec![Reordered::Packet(pkt(s))]);
+            b.push(pkt(s), 200 * MS);
+            assert_eq!(drain(&mut b, 200 * MS), vec![Reordered::Packet(pkt(s))]);
         }
     }
 
     #[test]
-    fn reordered_packets_come_out_in_order() {
+    fn the_start_waits_for_packets_sent_before_the_first_to_arrive() {
+        // The first keyframe's packets 10, 11, 12 arrive as 11, 12, 10.
         let mut b = ReorderBuffer::new(64, 100 * MS);
-        b.push(pkt(10), MS);
+        b.push(pkt(11), Duration::ZERO);
         b.push(pkt(12), MS);
-        b.push(pkt(11), 2 * MS);
-        let out = drain(&mut b, 2 * MS);
+        assert_eq!(drain(&mut b, MS), vec![], "nothing leaves before the start is settled");
+        assert_eq!(b.deadline(), Some(100 * MS));
+        b.push(pkt(10), 5 * MS);
+        assert_eq!(drain(&mut b, 99 * MS), vec![]);
+        assert_eq!(drain(&mut b, 100 * MS), [10, 11, 12].map(|s| Reordered::Packet(pkt(s))));
+        assert_eq!(b.stats().late, 0);
+        // Once started, an earlier packet is late as before.
+        b.push(pkt(9), 101 * MS);
+        assert_eq!(drain(&mut b, 101 * MS), vec![]);
+        assert_eq!(b.stats().late, 1);
+    }
+
+    #[test]
+    fn reordered_packets_come_out_in_order() {
+        let mut b = started(64, 100 * MS, 9);
+        b.push(pkt(10), 100 * MS);
+        b.push(pkt(12), 100 * MS);
+        b.push(pkt(11), 101 * MS);
+        let out = drain(&mut b, 101 * MS);
         assert_eq!(out, [10, 11, 12].map(|s| Reordered::Packet(pkt(s))));
         assert_eq!(b.stats().reordered, 1);
     }
 
     #[test]
     fn a_hole_is_waited_for_then_declared_lost() {
-        let mut b = ReorderBuffer::new(64, 100 * MS);
-        b.push(pkt(1), Duration::ZERO);
-        b.push(pkt(4), 10 * MS);
-        assert_eq!(drain(&mut b, 10 * MS), vec![Reordered::Packet(pkt(1))]);
-        assert_eq!(b.deadline(), Some(110 * MS));
-        assert_eq!(drain(&mut b, 109 * MS), vec![]);
+        let mut b = started(64, 100 * MS, 1);
+        b.push(pkt(4), 110 * MS);
+        assert_eq!(b.deadline(), Some(210 * MS));
+        assert_eq!(drain(&mut b, 209 * MS), vec![]);
         assert_eq!(
-            drain(&mut b, 110 * MS),
+            drain(&mut b, 210 * MS),
             vec![Reordered::Lost { count: 2 }, Reordered::Packet(pkt(4))]
         );
         // A retransmission arriving after the hole was given up is late.
-        b.push(pkt(2), 120 * MS);
-        assert_eq!(drain(&mut b, 120 * MS), vec![]);
+        b.push(pkt(2), 220 * MS);
+        assert_eq!(drain(&mut b, 220 * MS), vec![]);
         assert_eq!(b.stats().late, 1);
         assert_eq!(b.stats().lost, 2);
     }
 
     #[test]
     fn capacity_bounds_the_wait() {
-        let mut b = ReorderBuffer::new(4, Duration::from_secs(10));
-        b.push(pkt(0), MS);
-        drain(&mut b, MS);
+        let mut b = started(4, Duration::from_secs(10), 0);
+        let now = Duration::from_secs(10);
         for s in 2..=6 {
-            b.push(pkt(s), MS);
+            b.push(pkt(s), now);
         }
-        let out = drain(&mut b, MS);
+        let out = drain(&mut b, now);
         assert_eq!(out[0], Reordered::Lost { count: 1 });
         assert_eq!(out.len(), 6);
     }
 
     #[test]
+    fn capacity_bounds_the_start_wait() {
+        let mut b = ReorderBuffer::new(4, Duration::from_secs(10));
+        for s in 0..=4 {
+            b.push(pkt(s), MS);
+        }
+        assert_eq!(drain(&mut b, MS).len(), 5);
+    }
+
+    #[test]
     fn duplicates_are_dropped() {
-        let mut b = ReorderBuffer::new(64, 100 * MS);
-        b.push(pkt(5), MS);
-        b.push(pkt(6), MS);
-        b.push(pkt(6), MS);
-        assert_eq!(drain(&mut b, MS).len(), 2);
-        b.push(pkt(6), MS);
-        assert_eq!(drain(&mut b, MS).len(), 0);
+        let mut b = started(64, 100 * MS, 4);
+        b.push(pkt(5), 100 * MS);
+        b.push(pkt(6), 100 * MS);
+        b.push(pkt(6), 100 * MS);
+        assert_eq!(drain(&mut b, 100 * MS).len(), 2);
+        b.push(pkt(6), 100 * MS);
+        assert_eq!(drain(&mut b, 100 * MS).len(), 0);
         assert_eq!(b.stats().duplicates, 1);
         assert_eq!(b.stats().late, 1);
     }

@@ -1,9 +1,18 @@
 //! The Smooth Streaming client manifest (MS-SSTR 2.2.2).
 //!
 //! Live: `IsLive="TRUE"` (dash.js compares that exact string), a growing
-//! list windowed by `DVRWindowLength`, `Duration="0"`. Final: no `IsLive`,
-//! the whole `Duration`, every fragment. Each fragment is one `c` element
-//! with explicit `t` and `d`, the form every parser reads.
+//! list of the fragments within the stream's DVR window, `Duration="0"`,
+//! and `DVRWindowLength="0"`: every fragment stays available while live
+//! (they are the recording), which MS-SSTR 2.2.2.1 writes as an infinite
+//! DVR window. A finite `DVRWindowLength` made stock dash.js (5.x) never
+//! start a stream it joined early: it clamps the window to the listed
+//! video timeline and sets its buffer target to
+//! `min(max(T - 10, T / 2), 4 d0) - 1.5 d0` (T the listed duration, d0 the
+//! first fragment's), which is zero or less while three or fewer fragments
+//! are listed; it then never requests video, and never re-reads the
+//! manifest. With an infinite window the target is `2.5 d0`. Final: no
+//! `IsLive`, the whole `Duration`, every fragment. Each fragment is one `c`
+//! element with explicit `t` and `d`, the form every parser reads.
 
 use std::fmt::Write;
 
@@ -19,10 +28,10 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode) -> String {
     let start = tracks.iter().filter_map(|t| t.chunks.first()).map(|c| c.start).min().unwrap_or(0);
     let end = tracks.iter().filter_map(|t| t.chunks.last()).map(|c| c.end()).max().unwrap_or(0);
     match mode {
-        ManifestMode::Live { dvr_window } => {
+        ManifestMode::Live { .. } => {
             let _ = writeln!(
                 x,
-                "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"0\" IsLive=\"TRUE\" LookAheadFragmentCount=\"{LOOKAHEAD_FRAGMENT_COUNT}\" DVRWindowLength=\"{dvr_window}\">"
+                "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"0\" IsLive=\"TRUE\" LookAheadFragmentCount=\"{LOOKAHEAD_FRAGMENT_COUNT}\" DVRWindowLength=\"0\">"
             );
         }
         ManifestMode::Final => {

@@ -262,11 +262,17 @@ impl H264Depacketizer {
             if broken || self.waiting_for_keyframe {
                 self.stats.dropped_access_units += 1;
             }
+            if self.waiting_for_keyframe && has_slice {
+                // Still no decodable picture: ask again (the caller spaces
+                // its requests; a request or its keyframe may be lost).
+                out.push(Depacketized::KeyframeNeeded);
+            }
             return;
         }
         if self.waiting_for_keyframe {
             if !keyframe {
                 self.stats.dropped_access_units += 1;
+                out.push(Depacketized::KeyframeNeeded);
                 return;
             }
             self.waiting_for_keyframe = false;
@@ -367,9 +373,9 @@ mod tests {
     }
 
     #[test]
-    fn p_frames_before_the_first_idr_are_dropped() {
+    fn p_frames_before_the_first_idr_are_dropped_and_a_keyframe_asked_for() {
         let mut d = H264Depacketizer::new();
-        assert!(units(d.push(&p(1, 0, true, &[0x41, 0x9a, 1, 2]))).is_empty());
+        assert_eq!(d.push(&p(1, 0, true, &[0x41, 0x9a, 1, 2])), vec![Depacketized::KeyframeNeeded]);
         assert_eq!(units(d.push(&p(2, 3000, true, &idr(10)))).len(), 1);
         assert_eq!(units(d.push(&p(3, 6000, true, &[0x41, 0x9a, 1, 2]))).len(), 1);
         assert_eq!(d.stats().dropped_access_units, 1);
@@ -380,8 +386,10 @@ mod tests {
         let mut d = H264Depacketizer::new();
         d.push(&p(1, 0, true, &idr(10)));
         assert_eq!(d.lost(), vec![Depacketized::KeyframeNeeded]);
-        assert_eq!(d.lost(), vec![], "asked once per loss episode");
-        assert!(units(d.push(&p(5, 3000, true, &[0x41, 1]))).is_empty());
+        assert_eq!(d.lost(), vec![], "asked once per loss");
+        // Each picture that cannot be decoded asks again (the session
+        // spaces the PLIs): a PLI, or the keyframe answering it, can be lost.
+        assert_eq!(d.push(&p(5, 3000, true, &[0x41, 1])), vec![Depacketized::KeyframeNeeded]);
         let out = d.push(&p(6, 6000, true, &idr(10)));
         assert_eq!(units(out).len(), 1);
     }
