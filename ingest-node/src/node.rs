@@ -395,7 +395,7 @@ async fn stream_task(
                                 e.session = None;
                             }
                         if clock.as_ref().is_some_and(|c| c.session == session) {
-                            origin = recorder.end_session().await? as i64;
+                            origin = recorder.end_session().await?;
                             clock = None;
                             transcoder = OpusToAac::new().map_err(|e| crate::recorder::RecorderError::Audio(e.to_string()))?;
                             tracing::info!(stream = %name, session, "publisher left; waiting for a reconnect");

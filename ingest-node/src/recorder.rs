@@ -42,6 +42,11 @@ pub struct Recorder {
     config: PresentationConfig,
     video_bitrate: u32,
     presentation: Option<Presentation>,
+    /// The node's time of the presentation's position 0: its first kept
+    /// sample. Players expect a recording to start at 0 (dash.js shifts a
+    /// Smooth recording that does not, but not its `tfdt`s, and then cuts
+    /// its end off), so every sample is moved back by this much.
+    origin: i64,
     /// Audio that arrived before the first video keyframe (which carries the
     /// decoder configuration the presentation needs).
     early_audio: Vec<AudioFrame>,
@@ -75,6 +80,7 @@ impl Recorder {
             config,
             video_bitrate,
             presentation: None,
+            origin: 0,
             early_audio: Vec::new(),
             live: s.state == StreamState::Live,
             uploader,
@@ -105,26 +111,34 @@ impl Recorder {
             let (Some(sps), Some(pps)) = (sps, pps) else {
                 return Ok(true);
             };
+            // Audio from shortly before the first decodable picture is
+            // kept: the packager starts both tracks together, moving that
+            // picture back onto it. Older audio would leave the video
+            // starting later than the audio, which players wait for.
+            let early: Vec<AudioFrame> = std::mem::take(&mut self.early_audio)
+                .into_iter()
+                .filter(|a| a.time.saturating_add(START_ALIGNMENT as i64) >= sample.time)
+                .collect();
+            self.origin = early.first().map_or(sample.time, |a| a.time.min(sample.time));
+            // DASH's availabilityStartTime is the wall-clock time of
+            // position 0.
+            let mut config = self.config.clone();
+            config.availability_start_unix_ms -= (sample.time - self.origin) / 10_000;
             let p = Presentation::new(
-                self.config.clone(),
+                config,
                 VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
                 AUDIO,
             )?;
             self.presentation = Some(p);
             self.went_live().await?;
-            // Audio from shortly before the first decodable picture is
-            // kept: the packager starts both tracks together, moving that
-            // picture back onto it. Older audio would leave the video
-            // starting later than the audio, which players wait for.
-            for a in std::mem::take(&mut self.early_audio) {
-                if a.time.saturating_add(START_ALIGNMENT as i64) >= sample.time {
-                    self.push_audio(a).await?;
-                }
+            for a in early {
+                self.push_audio(a).await?;
             }
         }
         let Some(p) = self.presentation.as_mut() else {
             return Ok(true);
         };
+        let sample = VideoSample { time: sample.time - self.origin, ..sample };
         let out = p.push_video(sample)?;
         let keyframe_needed = out.keyframe_needed;
         self.uploader.send(out.objects).await?;
@@ -135,7 +149,7 @@ impl Recorder {
     pub async fn push_audio(&mut self, frame: AudioFrame) -> Result<(), RecorderError> {
         match self.presentation.as_mut() {
             Some(p) => {
-                let out = p.push_audio(frame)?;
+                let out = p.push_audio(AudioFrame { time: frame.time - self.origin, ..frame })?;
                 self.uploader.send(out.objects).await?;
             }
             None if self.early_audio.len() < 500 => self.early_audio.push(frame),
@@ -145,13 +159,13 @@ impl Recorder {
     }
 
     /// The publisher left: close the current fragments; a new session
-    /// continues from the returned position (100 ns units).
-    pub async fn end_session(&mut self) -> Result<u64, RecorderError> {
+    /// continues from the returned position (the node's time, 100 ns units).
+    pub async fn end_session(&mut self) -> Result<i64, RecorderError> {
         match self.presentation.as_mut() {
             Some(p) => {
                 let out = p.end_session();
                 self.uploader.send(out.objects).await?;
-                Ok(p.end_time())
+                Ok(p.end_time() as i64 + self.origin)
             }
             None => Ok(0),
         }

@@ -95,6 +95,10 @@ async function start() {
     return;
   }
   view.url = output.url;
+  // The player's clock comes from our own origin, the Date of a HEAD of
+  // the manifest (the DASH MPD also says so itself; a Smooth manifest
+  // cannot), never from dash.js's default public time server.
+  player.updateSettings({ streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: output.url } } } });
   $('title').textContent = s.name;
   $('format').textContent = `(${output.format})`;
   if (s.state !== 'Live' && s.state !== 'OnDemand' && s.state !== 'Stopping') {

@@ -12,6 +12,11 @@
 // --switch-levels (dash.js): automatic bitrate switching off, the highest
 //       video level first, the lowest from half of N seconds on; samples
 //       report the level's bandwidth.
+// --stock (dash.js): no setting changed at all. Otherwise dash.js takes its
+//       clock from our origin as the player page does (the Date of a HEAD
+//       of the manifest), instead of its default public time server.
+// The report lists every request to an origin other than --origin
+// (foreignRequests), and playbackEnded (dash.js's own end event).
 // Exit status 0 when the page ran; the caller judges the numbers.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
@@ -31,6 +36,7 @@ const seconds = Number(arg('seconds', '30'));
 const screenshot = arg('screenshot');
 const playerKind = arg('player', 'dashjs');
 const switchLevels = process.argv.includes('--switch-levels');
+const stock = process.argv.includes('--stock');
 const hlsDir = path.join(here, '..', 'node_modules', 'hls.js', 'dist');
 
 export const CHROMIUM_ARGS = [
@@ -47,6 +53,16 @@ try {
   page.on('pageerror', (e) => result.errors.push(`pageerror: ${e.message}`));
   result.failedRequests = [];
   page.on('response', (r) => { if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`); });
+  result.foreignRequests = [];
+  const ours = new URL(origin).origin;
+  page.on('request', (r) => {
+    const u = r.url();
+    if (/^https?:/.test(u) && new URL(u).origin !== ours) result.foreignRequests.push(`${r.method()} ${u}`);
+  });
+  page.on('requestfailed', (r) => {
+    const u = r.url();
+    if (/^https?:/.test(u) && new URL(u).origin !== ours && !result.foreignRequests.includes(`${r.method()} ${u}`)) result.foreignRequests.push(`${r.method()} ${u}`);
+  });
   await page.goto(`${origin}/healthz`);
   await page.setContent('<!doctype html><html><body><video id="v" muted playsinline style="width:640px"></video><canvas id="c" width="64" height="48"></canvas></body></html>');
   if (playerKind === 'hlsjs') {
@@ -64,17 +80,24 @@ try {
   } else {
     await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
     await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
-    await page.evaluate(({ manifest, switchLevels }) => {
+    await page.evaluate(({ manifest, switchLevels, stock }) => {
       window.playerErrors = [];
+      window.playbackEnded = false;
       const player = dashjs.MediaPlayer().create();
       window.dashPlayer = player;
-      player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+      if (!stock) {
+        player.updateSettings({
+          debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
+          streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: manifest } } },
+        });
+      }
       if (switchLevels) player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+      player.on(dashjs.MediaPlayer.events.PLAYBACK_ENDED, () => { window.playbackEnded = true; });
       player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
       player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
       player.initialize(document.getElementById('v'), manifest, true);
       window.isDynamic = () => player.isDynamic();
-    }, { manifest: url, switchLevels });
+    }, { manifest: url, switchLevels, stock });
   }
   const started = Date.now();
   const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
@@ -112,7 +135,7 @@ try {
       return {
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
         width: v.videoWidth, height: v.videoHeight, readyState: v.readyState,
-        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(),
+        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(), playbackEnded: window.playbackEnded ?? null,
         bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
       };
     });

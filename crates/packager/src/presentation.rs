@@ -779,8 +779,17 @@ impl Presentation {
             return out;
         }
         if let Some(p) = self.pending_video.take() {
-            let d = self.last_video_duration;
-            self.add_video(p, d);
+            // The last picture lasts until the audio ends when that is
+            // within two frames of it: both tracks then end at the same
+            // time, and players reach the end of both (a player waits at
+            // the end of the shorter one, and may never fire `ended`).
+            let start = p.time as u64;
+            let nominal = u64::from(self.last_video_duration);
+            let d = match self.audio_next_time() {
+                Some(audio_end) if audio_end > start && audio_end - start <= 2 * nominal => audio_end - start,
+                _ => nominal,
+            };
+            self.add_video(p, u32::try_from(d).unwrap_or(self.last_video_duration));
         }
         if let Some(end) = self.video.frag_start.map(|s| s + self.video.frag_len) {
             self.cut_video(end, &mut out.objects);

@@ -252,6 +252,26 @@ fn tracks_start_together_whichever_comes_first() {
     assert_eq!((v[0].start, a[0].start), (500_000, 500_000));
 }
 
+/// The last picture lasts until the audio ends: both tracks, and so every
+/// manifest's duration, end at the same time, and a player that reaches
+/// the end of one has reached the end of the other.
+#[test]
+fn tracks_end_together() {
+    for seconds in [4u64, 7, 8] {
+        let mut p = common::presentation(true, true);
+        let run = common::run(&mut p, seconds, 2, true);
+        let (v, a) = p.published();
+        let (ve, ae) = (v.last().unwrap().end(), a.last().unwrap().end());
+        assert_eq!(ve, ae, "{seconds} s: video ends at {ve}, audio at {ae}");
+        let final_smooth = run.objects.iter().rfind(|o| o.key == layout::SMOOTH_MANIFEST).unwrap();
+        let (vc, ac, live, doc) = smooth_chunks(std::str::from_utf8(&final_smooth.body).unwrap());
+        assert!(!live);
+        let start = vc[0].t.min(ac[0].t);
+        let duration: u64 = doc.root_element().attribute("Duration").unwrap().parse().unwrap();
+        assert_eq!(duration, ve - start, "{seconds} s: Duration is where both tracks end");
+    }
+}
+
 #[test]
 fn a_publisher_that_honours_no_request_still_gets_bounded_fragments() {
     let mut p = common::presentation(false, false);

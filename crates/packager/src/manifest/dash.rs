@@ -11,6 +11,11 @@ use std::fmt::Write;
 use super::{LevelDetail, ManifestMode, TrackManifest, windowed, xs_duration};
 use crate::TIMESCALE;
 
+/// The live MPD's time source (ISO/IEC 23009-1 5.8.5.7, `http-head`): the
+/// `Date` header of the MPD itself, which every HTTP origin (S3,
+/// CloudFront, the local runner) sends.
+pub const UTC_TIMING: &str = "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"manifest.mpd\"/>\n";
+
 /// Wallclock facts a dynamic MPD needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DashClock {
@@ -74,6 +79,12 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode, clock: DashClock) -> 
                 xs_duration(2 * frag, ts),
             );
         }
+    }
+    if matches!(mode, ManifestMode::Live { .. }) {
+        // The player's clock is set from our own origin: the `Date` of a
+        // HEAD of this MPD (relative URLs resolve against the MPD). Without
+        // one, dash.js asks a public time server.
+        x.push_str(UTC_TIMING);
     }
     x.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
     for t in tracks {
