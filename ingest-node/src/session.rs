@@ -13,6 +13,7 @@ use mediastreams_rtp::seq::TimestampExtender;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::{Mutex, mpsc};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -276,8 +277,16 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
     let media_port = mux.local_addr()?.port();
     let (ufrag, pwd) = ice_credentials()?;
     let runtime: Arc<dyn webrtc::runtime::Runtime> = Arc::new(MuxRuntime::new(mux, ufrag.clone()));
-    // The session's ufrag routes its STUN to it on the shared port.
-    let mut settings = SettingEngineBuilder::new().with_ice_credentials(ufrag, pwd);
+    // The session's ufrag routes its STUN to it on the shared port. The
+    // node answers as the DTLS server (`a=setup:passive`): a DTLS server
+    // has its keys before the client can finish, so the publisher's first
+    // packets (its first keyframe) never arrive before we can decrypt
+    // them. As the DTLS client, the node dropped them whenever it
+    // processed the server's last flight after the media that followed it
+    // ("remote_srtp_context is not set yet"), and lost the first GOP.
+    let mut settings = SettingEngineBuilder::new()
+        .with_ice_credentials(ufrag, pwd)
+        .with_answering_dtls_role(RTCDtlsRole::Server);
     if node.config.media_ip.is_loopback() {
         settings = settings.with_include_loopback_candidate(true);
     }

@@ -256,6 +256,9 @@ async fn publishers_share_the_nodes_one_media_port() {
     }
     let ports: Vec<Vec<(String, u16)>> = sessions.iter().map(|s| udp_host_candidates(&s.3)).collect();
     assert!(!ports[0].is_empty(), "the answer has a host candidate: {}", sessions[0].3);
+    // The node is the DTLS server: it can decrypt the publisher's first
+    // packets (see ingest-node's session.rs).
+    assert!(sessions.iter().all(|s| s.3.lines().filter(|l| l.starts_with("a=setup:")).all(|l| l.trim() == "a=setup:passive")), "{}", sessions[0].3);
     assert!(ports[0].iter().all(|(ip, port)| ip == "127.0.0.1" && *port != 0), "{ports:?}");
     assert_eq!(ports[0], ports[1], "both sessions are reached on the same address and port");
     // Both publish at once through the one port.
@@ -770,8 +773,9 @@ async fn a_resolution_change_mid_stream_plays_through() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let widths: Vec<u32> = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
     let (large, small) = (widths.iter().filter(|&&w| w == 320).count(), widths.iter().filter(|&&w| w == 160).count());
-    // (The first GOP can be lost while the connection settles.)
-    assert!(large >= 30 && small >= 100, "frames at 320 and 160 wide: {large} and {small} of {}", widths.len());
+    // Every frame sent is recorded, the first GOP included (the node is the
+    // DTLS server, so the first packets are never dropped undecrypted).
+    assert_eq!((large, small), (120, 120), "frames at 320 and 160 wide, of {}", widths.len());
     assert!(widths.iter().skip_while(|&&w| w == 320).all(|&w| w == 160), "the large frames come first: {widths:?}");
     // dash.js plays the recording through the change.
     let origin = env.media_base.trim_end_matches("/media").to_owned();
@@ -779,7 +783,7 @@ async fn a_resolution_change_mid_stream_plays_through() {
     assert_eq!(report["errors"], json!([]), "{report}");
     let samples = report["samples"].as_array().unwrap();
     let furthest = samples.iter().filter_map(|s| s["t"].as_f64()).fold(0.0, f64::max);
-    assert!(furthest >= 7.0, "played to {furthest}: {report}");
+    assert_eq!(samples.last().map(|s| &s["ended"]), Some(&json!(true)), "played to the end (`ended`): {report}");
     let seen: Vec<u64> = samples.iter().filter_map(|s| s["width"].as_u64()).collect();
     assert!(seen.contains(&320) && seen.contains(&160), "the picture changed size while playing: {seen:?}");
     eprintln!("resolution change: {large} frames at 320x240, {small} at 160x120; dash.js played to {furthest:.1} s, sizes seen {seen:?}");
