@@ -36,6 +36,13 @@ pub enum RecorderError {
 /// The audio the recorder packages: AAC-LC.
 pub const AUDIO: AudioTrackConfig = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
 
+/// Audio kept while no picture has come: 10 s of AAC frames.
+const EARLY_AUDIO_FRAMES: usize = 470;
+
+fn unix_ms_now() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 pub struct Recorder {
     repo: StreamRepo,
     name: String,
@@ -49,7 +56,7 @@ pub struct Recorder {
     origin: i64,
     /// Audio that arrived before the first video keyframe (which carries the
     /// decoder configuration the presentation needs).
-    early_audio: Vec<AudioFrame>,
+    early_audio: std::collections::VecDeque<AudioFrame>,
     live: bool,
     uploader: Uploader,
     task: UploaderTask,
@@ -64,7 +71,7 @@ impl Recorder {
         }
         let formats = &s.settings.outputs;
         let has = |f| formats.iter().any(|o| o.format == f);
-        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let now_ms = unix_ms_now();
         let config = PresentationConfig {
             fragment_duration: u64::from(s.settings.fragment_duration_ms) * 10_000,
             dvr_window: u64::from(s.settings.dvr_window_seconds) * 10_000_000,
@@ -81,7 +88,7 @@ impl Recorder {
             video_bitrate,
             presentation: None,
             origin: 0,
-            early_audio: Vec::new(),
+            early_audio: std::collections::VecDeque::new(),
             live: s.state == StreamState::Live,
             uploader,
             task,
@@ -121,9 +128,9 @@ impl Recorder {
                 .collect();
             self.origin = early.first().map_or(sample.time, |a| a.time.min(sample.time));
             // DASH's availabilityStartTime is the wall-clock time of
-            // position 0.
+            // position 0: now, less how long before this picture it was.
             let mut config = self.config.clone();
-            config.availability_start_unix_ms -= (sample.time - self.origin) / 10_000;
+            config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
             let p = Presentation::new(
                 config,
                 VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
@@ -152,8 +159,13 @@ impl Recorder {
                 let out = p.push_audio(AudioFrame { time: frame.time - self.origin, ..frame })?;
                 self.uploader.send(out.objects).await?;
             }
-            None if self.early_audio.len() < 500 => self.early_audio.push(frame),
-            None => {}
+            // Until the first picture, the newest 10 s of audio are kept.
+            None => {
+                if self.early_audio.len() >= EARLY_AUDIO_FRAMES {
+                    self.early_audio.pop_front();
+                }
+                self.early_audio.push_back(frame);
+            }
         }
         Ok(())
     }

@@ -44,15 +44,15 @@ async function listedFragments(url) {
   return counts;
 }
 
-/// dash.js never re-reads a live Smooth manifest: it must list a few
-/// fragments of every track before the player starts, or a track that had
-/// none yet never starts.
+/// The live manifest is written once its tracks have a fragment each (a
+/// stream goes Live at its first media, a fragment later): wait for it,
+/// as dash.js gives up on a manifest it cannot load.
 async function whenPlayable(url, live) {
   if (!live) return;
   for (;;) {
     try {
       const c = await listedFragments(url);
-      if ((c.video ?? 0) >= 3 && (c.audio ?? 0) >= 3) return;
+      if ((c.video ?? 0) >= 1) return;
     } catch { /* not written yet */ }
     $('message').textContent = 'Starting…';
     await new Promise((r) => setTimeout(r, 1000));

@@ -9,14 +9,17 @@
 //
 // vod:  plays to the end; reports duration and the final position.
 // live: follows the stream for N seconds; reports the positions seen.
-// --switch-levels (dash.js): automatic bitrate switching off, the highest
-//       video level first, the lowest from half of N seconds on; samples
-//       report the level's bandwidth.
+// --switch-levels (dash.js): automatic bitrate switching off, a 4 s buffer,
+//       the highest video level first, the lowest asked for from half of N
+//       seconds on (from the next fragment); samples report the level's
+//       bandwidth.
 // --stock (dash.js): no setting changed at all. Otherwise dash.js takes its
 //       clock from our origin as the player page does (the Date of a HEAD
 //       of the manifest), instead of its default public time server.
 // The report lists every request to an origin other than --origin
-// (foreignRequests), and playbackEnded (dash.js's own end event).
+// (foreignRequests), playbackEnded (dash.js's own end event) and maxTime
+// (the furthest position played). PLAY_DEBUG=1 in the environment adds
+// dash.js's debug lines about buffering and the end to the report.
 // Exit status 0 when the page ran; the caller judges the numbers.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
@@ -49,7 +52,7 @@ const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', arg
 const result = { mode, samples: [], errors: [], console: [] };
 try {
   const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
+  page.on('console', (m) => { if (m.type() === 'error' || (process.env.PLAY_DEBUG && /ended|EndOfStream|endOfStream|applicable|Ended|duration|Duration|seek|Seek|BUFFERING|replace|Replace|Gap|gap|waiting|stalled|Stalled|prun|remov|Remov|range|Range/.test(m.text()))) result.console.push(m.text()); });
   page.on('pageerror', (e) => result.errors.push(`pageerror: ${e.message}`));
   result.failedRequests = [];
   page.on('response', (r) => { if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`); });
@@ -65,6 +68,13 @@ try {
   });
   await page.goto(`${origin}/healthz`);
   await page.setContent('<!doctype html><html><body><video id="v" muted playsinline style="width:640px"></video><canvas id="c" width="64" height="48"></canvas></body></html>');
+  // The furthest position played, looked at every 20 ms (samples are 1 s
+  // apart, timeupdate 250 ms).
+  await page.evaluate(() => {
+    window.maxTime = 0;
+    const v = document.getElementById('v');
+    setInterval(() => { if (!v.seeking) window.maxTime = Math.max(window.maxTime, v.currentTime); }, 20);
+  });
   if (playerKind === 'hlsjs') {
     await page.addScriptTag({ path: path.join(hlsDir, 'hls.min.js') });
     await page.evaluate((manifest) => {
@@ -80,24 +90,30 @@ try {
   } else {
     await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
     await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
-    await page.evaluate(({ manifest, switchLevels, stock }) => {
+    await page.evaluate(({ manifest, switchLevels, stock, debug }) => {
       window.playerErrors = [];
       window.playbackEnded = false;
       const player = dashjs.MediaPlayer().create();
       window.dashPlayer = player;
       if (!stock) {
         player.updateSettings({
-          debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
+          debug: { logLevel: debug ? dashjs.Debug.LOG_LEVEL_DEBUG : dashjs.Debug.LOG_LEVEL_WARNING },
           streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: manifest } } },
         });
       }
-      if (switchLevels) player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+      // Switching levels as ABR does, at the next fragment: a short buffer
+      // (4 s), so the fragments after the switch are fetched after it.
+      // (A forced replacement of the buffered video, setRepresentationForTypeById
+      // with forceReplace, made dash.js 5.2 miss the end of the recording
+      // about one run in three: it re-buffers the video alone after the
+      // audio has completed, and the element then never fires `ended`.)
+      if (switchLevels) player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } }, buffer: { bufferTimeDefault: 4, bufferTimeAtTopQuality: 4, bufferTimeAtTopQualityLongForm: 4 } } });
       player.on(dashjs.MediaPlayer.events.PLAYBACK_ENDED, () => { window.playbackEnded = true; });
       player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
       player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
       player.initialize(document.getElementById('v'), manifest, true);
       window.isDynamic = () => player.isDynamic();
-    }, { manifest: url, switchLevels, stock });
+    }, { manifest: url, switchLevels, stock, debug: Boolean(process.env.PLAY_DEBUG) });
   }
   const started = Date.now();
   const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
@@ -113,7 +129,7 @@ try {
           if (!reps || reps.length === 0) return null;
           const sorted = reps.slice().sort((a, b) => a.bandwidth - b.bandwidth);
           const r = want === 'lowest' ? sorted[0] : sorted[sorted.length - 1];
-          p.setRepresentationForTypeById('video', r.id, true);
+          p.setRepresentationForTypeById('video', r.id, false);
           return r.bandwidth;
         }, want);
         if (chosen !== null) { level = want; result.switches = (result.switches ?? []).concat([{ at: (Date.now() - started) / 1000, to: chosen }]); }
@@ -135,7 +151,7 @@ try {
       return {
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
         width: v.videoWidth, height: v.videoHeight, readyState: v.readyState,
-        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(), playbackEnded: window.playbackEnded ?? null,
+        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(), playbackEnded: window.playbackEnded ?? null, maxTime: window.maxTime,
         bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
       };
     });
