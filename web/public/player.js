@@ -28,6 +28,11 @@ player.updateSettings({
     delay: { liveDelayFragmentCount: 4 },
     retryAttempts: { MediaSegment: 20 },
     retryIntervals: { MediaSegment: 500 },
+    // dash.js 5.2 ends a recording itself when its 200 ms timer sees the
+    // playhead at the duration before the element's own `ended`, then
+    // seeks back this much and pauses (a viewer is left 0.5 s before the
+    // end, about one time in three): stay at the end instead.
+    seekDurationBackoff: 0,
   },
 });
 player.on(dashjs.MediaPlayer.events.ERROR, (e) => {

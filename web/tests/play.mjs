@@ -70,11 +70,20 @@ try {
   await page.setContent('<!doctype html><html><body><video id="v" muted playsinline style="width:640px"></video><canvas id="c" width="64" height="48"></canvas></body></html>');
   // The furthest position played, looked at every 20 ms (samples are 1 s
   // apart, timeupdate 250 ms).
-  await page.evaluate(() => {
+  await page.evaluate((process_debug) => {
     window.maxTime = 0;
     const v = document.getElementById('v');
-    setInterval(() => { if (!v.seeking) window.maxTime = Math.max(window.maxTime, v.currentTime); }, 20);
-  });
+    window.endTrace = [];
+    setInterval(() => {
+      if (!v.seeking) window.maxTime = Math.max(window.maxTime, v.currentTime);
+      if (process_debug && v.duration - v.currentTime < 0.3 && window.endTrace.length < 80) {
+        const b = [];
+        for (let i = 0; i < v.buffered.length; i++) b.push([v.buffered.start(i), v.buffered.end(i)]);
+        window.endTrace.push([performance.now() | 0, v.currentTime, v.readyState, v.paused, v.ended, v.seeking, JSON.stringify(b), v.duration]);
+      }
+    }, 20);
+    for (const ev of ['waiting', 'stalled', 'ended', 'pause', 'seeking', 'durationchange']) v.addEventListener(ev, () => { if (process_debug) window.endTrace.push([performance.now() | 0, ev, v.currentTime, v.duration]); });
+  }, Boolean(process.env.PLAY_DEBUG));
   if (playerKind === 'hlsjs') {
     await page.addScriptTag({ path: path.join(hlsDir, 'hls.min.js') });
     await page.evaluate((manifest) => {
@@ -98,7 +107,15 @@ try {
       if (!stock) {
         player.updateSettings({
           debug: { logLevel: debug ? dashjs.Debug.LOG_LEVEL_DEBUG : dashjs.Debug.LOG_LEVEL_WARNING },
-          streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: manifest } } },
+          streaming: {
+            utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: manifest } },
+            // dash.js 5.2 ends a recording itself when its 200 ms timer sees
+            // the playhead at the duration before the element's own `ended`
+            // (which follows some milliseconds later), then seeks back
+            // seekDurationBackoff (0.5 s) and pauses: the viewer is left
+            // half a second before the end. With 0 it stays at the end.
+            seekDurationBackoff: 0,
+          },
         });
       }
       // Switching levels as ABR does, at the next fragment: a short buffer
@@ -151,13 +168,16 @@ try {
       return {
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
         width: v.videoWidth, height: v.videoHeight, readyState: v.readyState,
-        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(), playbackEnded: window.playbackEnded ?? null, maxTime: window.maxTime,
+        dynamic: window.isDynamic(), colours: lit, errors: window.playerErrors.slice(), playbackEnded: window.playbackEnded ?? null, maxTime: window.maxTime, endTrace: window.endTrace,
+        // The end: the element's `ended`, or dash.js's own end (above) with
+        // the playhead within a frame of the duration.
+        atEnd: v.ended || (Boolean(window.playbackEnded) && v.duration - v.currentTime < 0.034),
         bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
       };
     });
     result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });
     result.errors = s.errors.concat(result.errors.filter((e) => e.startsWith('pageerror')));
-    if (mode === 'vod' && s.ended) break;
+    if (mode === 'vod' && s.atEnd) break;
   }
   if (screenshot) await page.screenshot({ path: screenshot });
 } catch (e) {
