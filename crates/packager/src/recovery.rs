@@ -121,9 +121,8 @@ pub fn parse_live_manifest(xml: &str) -> Result<LiveManifest, RecoveryError> {
     if out.video.is_empty() {
         return Err(RecoveryError::NoLevel("video"));
     }
-    if out.audio.is_empty() {
-        return Err(RecoveryError::NoLevel("audio"));
-    }
+    // No audio track: the publisher sent no audio (the packager leaves the
+    // track out); the recording is video only.
     Ok(out)
 }
 
@@ -155,10 +154,15 @@ pub fn final_manifests(
     formats: Formats,
     fragment_duration: u64,
 ) -> Vec<PublishedObject> {
-    let tracks = [
+    // As the packager writes them: a track without levels or fragments (a
+    // publisher whose audio never came) is not listed.
+    let tracks: Vec<TrackManifest> = [
         TrackManifest { track: TrackType::Video, levels: live.video.clone(), chunks: chunks(video, &live.video_chunks, fragment_duration) },
         TrackManifest { track: TrackType::Audio, levels: live.audio.clone(), chunks: chunks(audio, &live.audio_chunks, fragment_duration) },
-    ];
+    ]
+    .into_iter()
+    .filter(|t| !t.levels.is_empty() && !t.chunks.is_empty())
+    .collect();
     let mode = ManifestMode::Final;
     let cache = layout::CACHE_FINAL_MANIFEST;
     let mut out = Vec::new();

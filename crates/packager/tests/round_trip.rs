@@ -516,3 +516,32 @@ fn a_presentation_whose_packager_died_is_finished_from_storage() {
         }
     }
 }
+
+/// A publisher whose audio never comes: the live manifests appear once
+/// three video fragments are listed, without an audio track, and the
+/// manifests rebuilt from storage (a dead node's) leave it out too.
+#[test]
+fn a_presentation_without_audio_lists_no_audio_track_live_or_recovered() {
+    use mediastreams_packager::VideoSample;
+    use mediastreams_packager::recovery::{Formats, StoredTrack, final_manifests, parse_live_manifest};
+    let mut p = common::presentation(false, false);
+    let mut objects = Vec::new();
+    for v in 0..(12 * 30u64) {
+        let sample = VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+        objects.extend(p.push_video(sample).unwrap().objects);
+    }
+    let live: Vec<&str> = objects.iter().filter(|o| o.key == layout::SMOOTH_MANIFEST).map(|o| std::str::from_utf8(&o.body).unwrap()).collect();
+    let first = smooth_chunks(live[0]);
+    assert_eq!((first.0.len(), first.1.len()), (3, 0), "the first live manifest waits for three video fragments");
+    assert!(live.iter().all(|m| !m.contains("Type=\"audio\"")), "no audio track while live");
+    let parsed = parse_live_manifest(live.last().unwrap()).unwrap();
+    let (v, _) = p.published();
+    let video = StoredTrack { starts: v.iter().map(|c| c.start).collect(), last_duration: None };
+    let recovered = final_manifests(&parsed, &video, &StoredTrack::default(), Formats { smooth: true, dash: true, hls: true }, 20_000_000);
+    for o in &recovered {
+        let body = std::str::from_utf8(&o.body).unwrap();
+        assert!(!body.contains("audio"), "{}: {body}", o.key);
+    }
+    let smooth = recovered.iter().find(|o| o.key == layout::SMOOTH_MANIFEST).unwrap();
+    assert_eq!(smooth_chunks(std::str::from_utf8(&smooth.body).unwrap()).0.len(), v.len());
+}
