@@ -135,6 +135,88 @@ async fn dash_js_plays_smooth_and_dash_on_demand() {
     assert_played_to_the_end(&hls, 6.0, "HLS on demand (hls.js)");
 }
 
+/// Runs tests/players/gst_play.py (GStreamer playbin3) and returns its report.
+fn gst_play(url: &str) -> Value {
+    let root = mediastreams_tests::workspace_root();
+    let out = Command::new("/usr/bin/python3")
+        .arg(root.join("tests/players/gst_play.py"))
+        .arg(url)
+        .args(["--timeout", "60"])
+        .output()
+        .expect("Debian's python3 with GStreamer (scripts/install-test-deps)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "gst_play.py failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"))
+}
+
+/// A third player family: GStreamer's playbin3 (hlsdemux2, dashdemux2,
+/// libav decoders) plays the HLS and DASH recordings to end-of-stream and
+/// decodes every frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn gstreamer_plays_hls_and_dash_on_demand_to_the_end() {
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 6, 60);
+    let s = stream(&env, "gst-vod").await;
+    let pid = s["playbackId"].as_str().unwrap();
+    let mut p = presentation(&clip);
+    let mut objects = Vec::new();
+    for sample in clip.samples(1, 0) {
+        objects.extend(match sample {
+            ClipSample::Video(v) => p.push_video(v).unwrap().objects,
+            ClipSample::Audio(a) => p.push_audio(a).unwrap().objects,
+        });
+    }
+    objects.extend(p.finish().objects);
+    store_all(&env.media, pid, objects).await;
+    for (what, url) in [("DASH", s["outputs"][1]["url"].as_str().unwrap().to_owned()), ("HLS", s["outputs"][2]["url"].as_str().unwrap().to_owned())] {
+        let report = tokio::task::spawn_blocking(move || gst_play(&url)).await.unwrap();
+        assert_eq!(report["errors"], json!([]), "GStreamer {what}: {report}");
+        assert_eq!(report["eos"], true, "GStreamer {what} reached end-of-stream: {report}");
+        assert_eq!(report["videoFrames"], json!(clip.video.len()), "GStreamer {what}: every frame decoded: {report}");
+        assert_eq!(report["videoCaps"], json!({"width": 320, "height": 240}), "GStreamer {what}: {report}");
+        assert!(report["audioBuffers"].as_u64().unwrap_or(0) > 0, "GStreamer {what}: audio decoded: {report}");
+        eprintln!("GStreamer {what}: {} frames, {} audio buffers, end-of-stream", report["videoFrames"], report["audioBuffers"]);
+    }
+}
+
+/// GStreamer follows the live HLS and DASH outputs while the stream is
+/// published, and reaches end-of-stream when it stops (HLS `EXT-X-ENDLIST`,
+/// the DASH MPD turning static), every frame from where it joined decoded.
+#[tokio::test(flavor = "multi_thread")]
+async fn gstreamer_follows_live_hls_and_dash_to_the_end() {
+    const LIVE: u32 = 16;
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 4, 60);
+    let s = stream(&env, "gst-live").await;
+    let pid = s["playbackId"].as_str().unwrap().to_owned();
+    let media = env.media.clone();
+    let publisher = tokio::spawn(async move {
+        let mut p = publish_live(media.clone(), pid.clone(), clip, LIVE).await;
+        store_all(&media, &pid, p.finish().objects).await;
+    });
+    // Join once a few fragments are listed.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let players: Vec<_> = [("DASH", 1), ("HLS", 2)]
+        .into_iter()
+        .map(|(what, i)| {
+            let url = s["outputs"][i]["url"].as_str().unwrap().to_owned();
+            (what, tokio::task::spawn_blocking(move || gst_play(&url)))
+        })
+        .collect();
+    publisher.await.unwrap();
+    for (what, player) in players {
+        let report = player.await.unwrap();
+        assert_eq!(report["errors"], json!([]), "GStreamer live {what}: {report}");
+        assert_eq!(report["eos"], true, "GStreamer live {what} reached end-of-stream when ingest stopped: {report}");
+        let frames = report["videoFrames"].as_u64().unwrap_or(0);
+        // Joined about 8 s in, with at least the last 8 s still to come.
+        assert!(frames >= 8 * 30, "GStreamer live {what}: {frames} frames: {report}");
+        eprintln!("GStreamer live {what}: {frames} frames, end-of-stream");
+    }
+}
+
 /// Publishes `clip` in a loop in real time, writing objects as the
 /// packager produces them, like the ingest node does.
 async fn publish_live(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, seconds: u32) -> Presentation {
