@@ -16,6 +16,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip)]
     pub allow: Option<&'static str>,
+    /// Seconds to wait before trying again (`Retry-After`, with 503).
+    #[serde(skip)]
+    pub retry_after: Option<&'static str>,
 }
 
 impl Problem {
@@ -27,6 +30,7 @@ impl Problem {
             code,
             detail: detail.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -71,6 +75,9 @@ impl Problem {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         if self.status == 401 {
             h.insert(

@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use mediastreams_model::{OutputFormat, Stream, StreamState, Transition};
-use mediastreams_packager::TrackType;
-use mediastreams_packager::recovery::{Formats, RecoveryError, StoredTrack, final_manifests, fragment_times, parse_fragment_key, parse_live_manifest};
+use mediastreams_packager::recovery::{Formats, final_manifests};
+use mediastreams_storage::recording::{self, RecordingError};
 use mediastreams_storage::{NodeRegistry, ObjectKey, ObjectKeyError, ObjectMeta, ObjectStore, RepoError, StoreError, StreamRepo};
 use time::OffsetDateTime;
 
@@ -30,7 +30,7 @@ pub enum ReapError {
     #[error("object key: {0}")]
     Key(#[from] ObjectKeyError),
     #[error("stream {stream}: {error}")]
-    Recovery { stream: String, error: RecoveryError },
+    Recording { stream: String, error: RecordingError },
 }
 
 /// What one pass did.
@@ -100,48 +100,15 @@ pub async fn finalize(repo: &StreamRepo, store: &Arc<dyn ObjectStore>, name: &st
 
 async fn write_final_manifests(store: &Arc<dyn ObjectStore>, stream: &Stream) -> Result<(), ReapError> {
     let pid = stream.playback_id.to_string();
-    let manifest_key = ObjectKey::parse(&format!("{pid}/{}", mediastreams_packager::layout::SMOOTH_MANIFEST))?;
+    let recovery = |error| ReapError::Recording { stream: stream.name.as_str().to_owned(), error };
     // No live manifest: nothing was ever published; the recording is empty.
-    let Some(manifest) = store.get(&manifest_key).await? else { return Ok(()) };
-    let xml = String::from_utf8_lossy(&manifest.body).into_owned();
-    let recovery = |error| ReapError::Recovery { stream: stream.name.as_str().to_owned(), error };
-    let live = parse_live_manifest(&xml).map_err(recovery)?;
-    let leads = [live.video.first().map(|l| l.bitrate), live.audio.first().map(|l| l.bitrate)];
-    let mut tracks = [StoredTrack::default(), StoredTrack::default()];
-    let mut last: [Option<(u64, String)>; 2] = [None, None];
-    let prefix = format!("{pid}/smooth.ism/");
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list(&prefix, after.as_deref(), mediastreams_storage::object::MAX_LIST).await?;
-        for key in &page.items {
-            let Some((track, bitrate, t)) = key.strip_prefix(&format!("{pid}/")).and_then(parse_fragment_key) else { continue };
-            let i = usize::from(track == TrackType::Audio);
-            if Some(bitrate) != leads[i] {
-                continue;
-            }
-            tracks[i].starts.push(t);
-            if last[i].as_ref().is_none_or(|(lt, _)| t > *lt) {
-                last[i] = Some((t, key.clone()));
-            }
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    for (track, last) in tracks.iter_mut().zip(last) {
-        if let Some((_, key)) = last
-            && let Some(o) = store.get(&ObjectKey::parse(&key)?).await? {
-                track.last_duration = fragment_times(&o.body).map(|(_, d)| d);
-            }
-    }
+    let Some(stored) = recording::read(store.as_ref(), &pid).await.map_err(recovery)? else { return Ok(()) };
     let formats = Formats {
-        smooth: stream.settings.outputs.iter().any(|o| o.format == OutputFormat::Smooth),
         dash: stream.settings.outputs.iter().any(|o| o.format == OutputFormat::Dash),
         hls: stream.settings.outputs.iter().any(|o| o.format == OutputFormat::Hls),
     };
     let fragment_duration = u64::from(stream.settings.fragment_duration_ms) * 10_000;
-    for o in final_manifests(&live, &tracks[0], &tracks[1], formats, fragment_duration) {
+    for o in final_manifests(&stored.live, &stored.video, &stored.audio, formats, fragment_duration) {
         let key = ObjectKey::parse(&format!("{pid}/{}", o.key))?;
         store.put(&key, o.body, &ObjectMeta::new(o.content_type, Some(o.cache_control))).await?;
     }

@@ -6,19 +6,44 @@
 //!   the answers announce;
 //! * [`session`]: one publisher's WebRTC session (the `webrtc` crate) and
 //!   its RTP readers (depacketizing in `mediastreams-rtp`);
-//! * [`node`]: the stream tasks that own the recorders and watch the
-//!   streams' states;
+//! * [`node`]: the node's streams and sessions behind `publish`,
+//!   `unpublish`, `shutdown` and `recover`; the stream tasks that own the
+//!   recorders and watch the streams' states;
+//! * [`timeline`]: placing media on the presentation timeline (I/O free);
+//! * [`media_input`]: what sessions hand their stream task;
 //! * [`media`]: Opus to AAC;
 //! * [`recorder`], [`uploader`]: packaging, state transitions, writing.
 #![forbid(unsafe_code)]
 
 pub mod ice;
 pub mod media;
+pub mod media_input;
 pub mod node;
 pub mod recorder;
 pub mod sender_reports;
 pub mod session;
+pub mod timeline;
 pub mod uploader;
 pub mod whip;
 
-pub use node::{IngestNode, NodeConfig};
+pub use node::{Generation, IngestNode, NodeConfig, PublishError, Publication};
+
+/// Resolves at the first SIGTERM or SIGINT (ECS and systemd stop with
+/// SIGTERM; a terminal with SIGINT): the binaries then drain the node.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                    _ = int.recv() => tracing::info!("SIGINT: draining"),
+                }
+                return;
+            }
+            _ => tracing::warn!("cannot watch SIGTERM; only Ctrl-C stops the node cleanly"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

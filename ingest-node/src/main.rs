@@ -60,6 +60,10 @@ struct Args {
     /// Seconds without media after which ingest stops by itself.
     #[arg(long, default_value_t = 60, env = "IDLE_TIMEOUT")]
     idle_timeout: u64,
+    /// Seconds SIGTERM may take to finalize every stream as on demand
+    /// (keep it below the container's stop timeout).
+    #[arg(long, default_value_t = 100, env = "DRAIN_TIMEOUT")]
+    drain_timeout: u64,
 }
 
 #[tokio::main]
@@ -104,6 +108,14 @@ async fn main() -> anyhow::Result<()> {
         other => other.map(str::to_owned),
     };
     node.join_fleet(id.clone(), registry.clone());
+    // A node restarted with its id (NODE_ID) takes its streams back: a
+    // publisher that reconnects continues its recording.
+    if args.node_id.is_some() {
+        let taken = node.recover(Some(&id)).await.context("read the streams this node owned")?;
+        if !taken.is_empty() {
+            tracing::warn!(streams = ?taken, "took on streams this node owned before it restarted");
+        }
+    }
     let beat = {
         let node = node.clone();
         let registry = registry.clone();
@@ -116,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
                     id: id.clone(),
                     whip_base_url: base.clone(),
                     capacity,
-                    active_streams: node.active_streams().await as u32,
+                    active_streams: node.active_streams() as u32,
                     heartbeat_at: time::OffsetDateTime::now_utc(),
                     internal_url: internal_url.clone(),
                 };
@@ -128,16 +140,39 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .merge(mediastreams_ingest_node::whip::endpoint::router(node));
+        .merge(mediastreams_ingest_node::whip::endpoint::router(node.clone()));
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     tracing::info!(node = %id, listen = %args.listen, "ingest node up");
+    // SIGTERM: refuse new publishers, finalize every stream as on demand
+    // (every queued object written), deregister, then stop serving.
+    let drain = Duration::from_secs(args.drain_timeout);
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = {
+        let node = node.clone();
+        let registry = registry.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            mediastreams_ingest_node::termination_signal().await;
+            let open = node.shutdown(drain).await;
+            if open.is_empty() {
+                tracing::info!("every stream finalized");
+            } else {
+                tracing::error!(streams = ?open, "streams still open at the drain timeout; the reaper or this node's restart finishes them");
+            }
+            beat.abort();
+            if let Err(e) = registry.deregister(&id).await {
+                tracing::warn!(error = %e, "could not deregister");
+            }
+            let _ = drained_tx.send(());
+        })
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            let _ = drained_rx.await;
         })
         .await?;
-    beat.abort();
-    registry.deregister(&id).await?;
+    let _ = draining.await;
+    tracing::info!("ingest node stopped");
     Ok(())
 }
 

@@ -12,9 +12,11 @@ use mediastreams_packager::{
     AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT,
     VideoSample, VideoTrackConfig,
 };
-use mediastreams_storage::{ObjectStore, RepoError, StreamRepo};
+use mediastreams_packager::recovery;
+use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
 
+use crate::node::Generation;
 use crate::uploader::{UploadError, UploadStats, Uploader, UploaderTask};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +31,25 @@ pub enum RecorderError {
     Packager(#[from] PackagerError),
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error("media store: {0}")]
+    Store(String),
     #[error("audio transcoding: {0}")]
     Audio(String),
+    #[error("stream {0:?} was deleted or admitted again since this recording began")]
+    Superseded(String),
+    #[error("the stored recording cannot be continued: {0}")]
+    Unresumable(String),
 }
 
 /// The audio the recorder packages: AAC-LC.
 pub const AUDIO: AudioTrackConfig = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+
+/// Least time between two attempts at `Ready -> Live` while the table
+/// fails.
+const LIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Backoff of the final transitions while the table fails.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Audio kept while no picture has come: 10 s of AAC frames.
 const EARLY_AUDIO_FRAMES: usize = 470;
@@ -46,6 +61,7 @@ fn unix_ms_now() -> i64 {
 pub struct Recorder {
     repo: StreamRepo,
     name: String,
+    generation: Generation,
     config: PresentationConfig,
     video_bitrate: u32,
     presentation: Option<Presentation>,
@@ -58,57 +74,106 @@ pub struct Recorder {
     /// decoder configuration the presentation needs).
     early_audio: std::collections::VecDeque<AudioFrame>,
     live: bool,
+    /// When `Ready -> Live` may be tried again (it failed).
+    next_live_attempt: Option<std::time::Instant>,
+    /// Where a continued recording's stored fragments end (the timeline
+    /// position the next session starts at).
+    continues_at: i64,
     uploader: Uploader,
     task: UploaderTask,
 }
 
 impl Recorder {
-    /// Opens the recorder of a stream that is `Ready` or `Live`.
-    pub async fn open(repo: StreamRepo, store: Arc<dyn ObjectStore>, name: &str, video_bitrate: u32) -> Result<Recorder, RecorderError> {
+    /// Opens the recorder of a stream that is `Ready` or `Live` in
+    /// `generation`. A `Live` stream already has media (its node restarted,
+    /// or its stream task did): the presentation continues after the last
+    /// stored fragment, and no stored key is written again but the
+    /// manifests.
+    pub async fn open(repo: StreamRepo, store: Arc<dyn ObjectStore>, name: &str, generation: &Generation, video_bitrate: u32) -> Result<Recorder, RecorderError> {
         let s = repo.get(name).await?.ok_or_else(|| RecorderError::NoStream(name.to_owned()))?.stream;
+        if Generation::of(&s).as_ref() != Some(generation) {
+            return Err(RecorderError::Superseded(name.to_owned()));
+        }
         if !s.state.accepts_publisher() {
             return Err(RecorderError::NotAccepting { name: name.to_owned(), state: s.state });
         }
         let formats = &s.settings.outputs;
         let has = |f| formats.iter().any(|o| o.format == f);
         let now_ms = unix_ms_now();
-        let config = PresentationConfig {
+        let mut config = PresentationConfig {
             fragment_duration: u64::from(s.settings.fragment_duration_ms) * 10_000,
             dvr_window: u64::from(s.settings.dvr_window_seconds) * 10_000_000,
-            smooth: has(mediastreams_model::OutputFormat::Smooth),
             dash: has(mediastreams_model::OutputFormat::Dash),
             hls: has(mediastreams_model::OutputFormat::Hls),
             availability_start_unix_ms: now_ms,
         };
-        let (uploader, task) = Uploader::start(store, format!("{}/", s.playback_id));
+        let pid = s.playback_id.to_string();
+        let mut presentation = None;
+        let mut continues_at = 0;
+        if s.state == StreamState::Live {
+            let unresumable = |e: &dyn std::fmt::Display| RecorderError::Unresumable(e.to_string());
+            let stored = recording::read(store.as_ref(), &pid).await.map_err(|e| match e {
+                recording::RecordingError::Store(e) => RecorderError::Store(e.to_string()),
+                e => unresumable(&e),
+            })?;
+            if let Some(stored) = stored {
+                let end = stored.end(config.fragment_duration);
+                // The live edge is now: DASH players place it by the clock.
+                config.availability_start_unix_ms = now_ms - (end / 10_000) as i64;
+                let video = recovery::video_config(&stored.live).map_err(|e| unresumable(&e))?;
+                let chunks = recovery::stored_chunks(&stored.live, &stored.video, &stored.audio, config.fragment_duration);
+                let (v, a) = (chunks.video.len(), chunks.audio.len());
+                presentation = Some(Presentation::resume(config.clone(), video, AUDIO, chunks)?);
+                continues_at = end as i64;
+                tracing::warn!(stream = name, video_fragments = v, audio_fragments = a, end_ms = end / 10_000, "continuing the stored recording after its last fragment");
+            }
+        }
+        let (uploader, task) = Uploader::start(store, format!("{pid}/"));
         Ok(Recorder {
             repo,
             name: name.to_owned(),
+            generation: generation.clone(),
             config,
             video_bitrate,
-            presentation: None,
+            presentation,
             origin: 0,
             early_audio: std::collections::VecDeque::new(),
             live: s.state == StreamState::Live,
+            next_live_attempt: None,
+            continues_at,
             uploader,
             task,
         })
     }
 
-    /// Records the stream's first media: `Ready -> Live`.
-    async fn went_live(&mut self) -> Result<(), RecorderError> {
-        if self.live {
-            return Ok(());
+    /// Where the next publisher session starts on the timeline: 0, or the
+    /// end of the stored recording this one continues.
+    pub fn continues_at(&self) -> i64 {
+        self.continues_at
+    }
+
+    /// Records the stream's first media: `Ready -> Live`. A table that
+    /// fails does not stop the recording: the transition is tried again
+    /// (at most once a second) with the following media.
+    async fn went_live(&mut self) {
+        if self.live || self.next_live_attempt.is_some_and(|at| std::time::Instant::now() < at) {
+            return;
         }
         match self.repo.transition(&self.name, Transition::MediaArrived, OffsetDateTime::now_utc(), None).await {
-            Ok(_) => {}
+            Ok(_) => tracing::info!(stream = %self.name, "stream is live"),
             // Already Live (another session of this node made it so).
             Err(RepoError::Transition(t)) if t.from == StreamState::Live => {}
-            Err(e) => return Err(e.into()),
+            // Stopped or deleted meanwhile: the stream task sees it.
+            Err(RepoError::Transition(t)) => {
+                tracing::info!(stream = %self.name, state = %t.from, "the stream left Ready before its first media was recorded");
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.name, error = %e, "could not mark the stream Live; retrying with the next media");
+                self.next_live_attempt = Some(std::time::Instant::now() + LIVE_RETRY);
+                return;
+            }
         }
         self.live = true;
-        tracing::info!(stream = %self.name, "stream is live");
-        Ok(())
     }
 
     /// Takes a video access unit (AVCC). The first one must be a keyframe
@@ -137,7 +202,6 @@ impl Recorder {
                 AUDIO,
             )?;
             self.presentation = Some(p);
-            self.went_live().await?;
             for a in early {
                 self.push_audio(a).await?;
             }
@@ -147,6 +211,7 @@ impl Recorder {
         };
         let sample = VideoSample { time: sample.time - self.origin, ..sample };
         let out = p.push_video(sample)?;
+        self.went_live().await;
         let keyframe_needed = out.keyframe_needed;
         self.uploader.send(out.objects).await?;
         Ok(keyframe_needed)
@@ -183,9 +248,17 @@ impl Recorder {
         }
     }
 
+    /// A newer generation took the stream, or it was deleted: nothing
+    /// more is written (queued objects are dropped).
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     /// Ingest stopped: writes the on-demand presentation and moves the
     /// stream `Stopping -> OnDemand` (from `Live` the node first takes
-    /// `Live -> Stopping` itself, as on its idle timeout).
+    /// `Live -> Stopping` itself, as on its idle timeout). Table errors are
+    /// retried with backoff until the transitions are made, or the record
+    /// is found to belong to another generation.
     pub async fn finish(mut self) -> Result<UploadStats, RecorderError> {
         if let Some(p) = self.presentation.as_mut() {
             let out = p.finish();
@@ -194,19 +267,41 @@ impl Recorder {
         drop(self.uploader);
         // Every object is written before the stream says OnDemand.
         let stats = self.task.finish().await;
-        let now = OffsetDateTime::now_utc();
-        let current = self.repo.get(&self.name).await?.map(|s| s.stream.state);
-        match current {
-            Some(StreamState::Live) => {
-                self.repo.transition(&self.name, Transition::StopIngest, now, None).await?;
-                self.repo.transition(&self.name, Transition::RecordingFinalized, now, None).await?;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match finalize_record(&self.repo, &self.name, &self.generation).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(stream = %self.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not mark the recording on demand; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             }
-            Some(StreamState::Stopping) => {
-                self.repo.transition(&self.name, Transition::RecordingFinalized, now, None).await?;
-            }
-            _ => {}
         }
         tracing::info!(stream = %self.name, objects = stats.objects, bytes = stats.bytes, "recording finalized");
         Ok(stats)
     }
+
+}
+
+/// `[Live ->] Stopping -> OnDemand`, each a conditional write, on this
+/// recording's generation only.
+async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation) -> Result<(), RepoError> {
+        loop {
+            let Some(current) = repo.get(name).await? else { return Ok(()) };
+            if Generation::of(&current.stream).as_ref() != Some(generation) {
+                return Ok(());
+            }
+            let now = OffsetDateTime::now_utc();
+            let t = match current.stream.state {
+                StreamState::Live => Transition::StopIngest,
+                StreamState::Stopping => Transition::RecordingFinalized,
+                _ => return Ok(()),
+            };
+            match repo.transition(name, t, now, None).await {
+                // Moved on, or someone else moved it (read again).
+                Ok(_) | Err(RepoError::Transition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
 }

@@ -15,7 +15,7 @@ use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYP
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
@@ -25,7 +25,8 @@ use webrtc::peer_connection::{
 
 use crate::ice::candidates::announce;
 use crate::ice::udp_mux::MuxRuntime;
-use crate::node::{IngestNode, StreamInput};
+use crate::ice::udp_mux::UdpMux;
+use crate::media_input::{MediaSink, StreamInput};
 
 /// How long a missing packet is waited for (a NACK round trip).
 const REORDER_WAIT: Duration = Duration::from_millis(150);
@@ -55,6 +56,12 @@ pub struct SessionHandle {
     ended: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
 impl SessionHandle {
     /// Closes the connection; the caller reports the session's end.
     pub async fn close(&self) {
@@ -66,7 +73,7 @@ impl SessionHandle {
 struct Events {
     session: u64,
     input: mpsc::Sender<StreamInput>,
-    keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    keyframes: crate::media_input::KeyframeRequests,
     gathered: mpsc::Sender<()>,
     ended: Arc<AtomicBool>,
 }
@@ -94,7 +101,7 @@ impl PeerConnectionEventHandler for Events {
         match track.kind().await {
             RtpCodecKind::Video => {
                 let (tx, rx) = mpsc::channel(4);
-                *self.keyframe_tx.lock().await = Some(tx);
+                self.keyframes.attach(tx);
                 tokio::spawn(read_video(track, input, rx, session));
             }
             RtpCodecKind::Audio => {
@@ -268,12 +275,20 @@ fn ice_credentials() -> Result<(String, String), SessionError> {
     Ok((hex(&bytes[..8]), hex(&bytes[8..])))
 }
 
-/// Answers `offer` for stream `name`; media goes to the stream task.
-pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, input: mpsc::Sender<StreamInput>, keyframe_tx: Arc<Mutex<Option<mpsc::Sender<()>>>>) -> Result<(SessionHandle, String), SessionError> {
+/// What answers announce.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    /// The address media is received on (loopback: loopback candidates).
+    pub media_ip: std::net::IpAddr,
+    /// The public IP announced instead, if any.
+    pub public_ip: Option<String>,
+}
+
+/// Answers `offer` on the node's media socket; media goes to `sink`.
+pub(crate) async fn start(mux: Arc<UdpMux>, announce_as: &Announce, session: u64, offer: String, sink: MediaSink) -> Result<(SessionHandle, String), SessionError> {
     let mut me = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(rtc::interceptor::Slot::from(crate::sender_reports::SLOT), crate::sender_reports::SenderReportTap::default());
-    let mux = node.media_mux().await?;
     let media_port = mux.local_addr()?.port();
     let (ufrag, pwd) = ice_credentials()?;
     let runtime: Arc<dyn webrtc::runtime::Runtime> = Arc::new(MuxRuntime::new(mux, ufrag.clone()));
@@ -287,12 +302,12 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
     let mut settings = SettingEngineBuilder::new()
         .with_ice_credentials(ufrag, pwd)
         .with_answering_dtls_role(RTCDtlsRole::Server);
-    if node.config.media_ip.is_loopback() {
+    if announce_as.media_ip.is_loopback() {
         settings = settings.with_include_loopback_candidate(true);
     }
     let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
     let ended = Arc::new(AtomicBool::new(false));
-    let events = Arc::new(Events { session, input, keyframe_tx, gathered: gathered_tx, ended: ended.clone() });
+    let events = Arc::new(Events { session, input: sink.input, keyframes: sink.keyframes, gathered: gathered_tx, ended: ended.clone() });
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
@@ -300,7 +315,7 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
         .with_interceptor_registry(registry)
         .with_handler(events as Arc<dyn PeerConnectionEventHandler>)
         .with_runtime(runtime)
-        .with_udp_addrs(vec![format!("{}:0", node.config.media_ip)])
+        .with_udp_addrs(vec![format!("{}:0", announce_as.media_ip)])
         .build()
         .await?;
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
@@ -310,7 +325,7 @@ pub(crate) async fn start(node: &Arc<IngestNode>, session: u64, offer: String, i
         pc.set_local_description(answer).await?;
         let _ = tokio::time::timeout(GATHERING_TIMEOUT, gathered_rx.recv()).await;
         let sdp = pc.local_description().await.map(|d| d.sdp).ok_or(SessionError::NoAnswer)?;
-        Ok(announce(&sdp, media_port, node.public_ip()))
+        Ok(announce(&sdp, media_port, announce_as.public_ip.as_deref()))
     }
     .await;
     match result {

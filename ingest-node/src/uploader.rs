@@ -113,4 +113,10 @@ impl UploaderTask {
     pub async fn finish(self) -> UploadStats {
         self.handle.await.unwrap_or_default()
     }
+
+    /// Stops writing: what is queued is dropped (the recording was
+    /// abandoned: its stream was deleted or admitted again).
+    pub fn abort(self) {
+        self.handle.abort();
+    }
 }

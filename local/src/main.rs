@@ -54,6 +54,10 @@ struct Args {
     /// S3 bucket name, with --s3-endpoint or --aws.
     #[arg(long, default_value = "mediastreams-media", env = "MEDIASTREAMS_BUCKET")]
     bucket: String,
+    /// Seconds SIGTERM or Ctrl-C may take to finalize every live stream as
+    /// on demand before the server exits.
+    #[arg(long, default_value_t = 30, env = "MEDIASTREAMS_DRAIN_TIMEOUT")]
+    drain_timeout: u64,
 }
 
 #[tokio::main]
@@ -112,11 +116,25 @@ async fn main() -> anyhow::Result<()> {
         api_key = config.api_key.is_some(),
         "mediastreams-local listening"
     );
+    // Streams that were live when this server last stopped without
+    // draining (killed, crashed): a publisher that reconnects continues
+    // the recording; otherwise it is finalized after the idle timeout.
+    let taken = node.recover(None).await.context("reading the streams to recover")?;
+    if !taken.is_empty() {
+        tracing::warn!(streams = ?taken, "recovering streams that were live when the server last stopped");
+    }
     // The line scripts and tests wait for.
     println!("mediastreams-local listening on {}", config.public_url);
-    serve(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let drain = std::time::Duration::from_secs(args.drain_timeout);
+    serve(listener, router, async move {
+        mediastreams_ingest_node::termination_signal().await;
+        // Every live stream becomes on demand, every object written.
+        let open = node.shutdown(drain).await;
+        if !open.is_empty() {
+            tracing::error!(streams = ?open, "streams still open at the drain timeout; they are recovered at the next start");
+        }
     })
     .await?;
+    tracing::info!("mediastreams-local stopped");
     Ok(())
 }

@@ -207,7 +207,6 @@ pub fn all_outputs_config(availability_start_unix_ms: i64) -> mediastreams_packa
     mediastreams_packager::PresentationConfig {
         fragment_duration: 20_000_000,
         dvr_window: 18_000_000_000,
-        smooth: true,
         dash: true,
         hls: true,
         availability_start_unix_ms,

@@ -16,7 +16,7 @@ fn sps() -> Bytes {
 fn main() {
     const SECONDS: u64 = 600;
     let mut p = Presentation::new(
-        PresentationConfig { fragment_duration: 20_000_000, dvr_window: 18_000_000_000, smooth: true, dash: true, hls: true, availability_start_unix_ms: 0 },
+        PresentationConfig { fragment_duration: 20_000_000, dvr_window: 18_000_000_000, dash: true, hls: true, availability_start_unix_ms: 0 },
         VideoTrackConfig { bitrate: 1_500_000, sps: sps(), pps: Bytes::from_static(&[0x68, 0xcb, 0x83, 0xcb, 0x20]) },
         AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )

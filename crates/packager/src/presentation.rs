@@ -88,7 +88,9 @@ pub struct PresentationConfig {
     pub fragment_duration: u64,
     /// Live DVR window, timescale units.
     pub dvr_window: u64,
-    pub smooth: bool,
+    /// Write the DASH and HLS views. The Smooth manifest is always written:
+    /// it is the presentation's index, which recovery and a continuing
+    /// presentation read back ([`crate::recovery`]).
     pub dash: bool,
     pub hls: bool,
     /// Unix time (ms) of timeline position 0 (DASH availabilityStartTime).
@@ -148,6 +150,13 @@ pub struct PushOutput {
     pub objects: Vec<PublishedObject>,
     /// Ask the publisher for a keyframe now.
     pub keyframe_needed: bool,
+}
+
+/// The fragments a stored presentation holds, per track, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub video: Vec<Chunk>,
+    pub audio: Vec<Chunk>,
 }
 
 /// The objects of a finished presentation.
@@ -498,6 +507,24 @@ impl Presentation {
         })
     }
 
+    /// A presentation that continues a stored one (its packager is gone: a
+    /// node restart, a restarted stream task): `stored` is what storage
+    /// holds, per track, as [`crate::recovery::stored_chunks`] reads it
+    /// back. New samples go after its end (the caller places them there,
+    /// from [`Presentation::end_time`]); no stored key is written again but
+    /// the manifests, which list the stored fragments first.
+    pub fn resume(config: PresentationConfig, video: VideoTrackConfig, audio: AudioTrackConfig, stored: Stored) -> Result<Self, PackagerError> {
+        let mut p = Self::new(config, video, audio)?;
+        for (track, chunks) in [(&mut p.video, stored.video), (&mut p.audio, stored.audio)] {
+            // The stored fragments' initialization segments are there too.
+            track.level.init_published = !chunks.is_empty();
+            track.level.sequence = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+            track.published = chunks;
+        }
+        p.listed = (p.video.published.len(), p.audio.published.len());
+        Ok(p)
+    }
+
     fn with_init(&self) -> bool {
         self.config.dash || self.config.hls
     }
@@ -845,14 +872,12 @@ impl Presentation {
             ManifestMode::Live { .. } => layout::CACHE_LIVE_MANIFEST,
             ManifestMode::Final => layout::CACHE_FINAL_MANIFEST,
         };
-        if self.config.smooth {
-            out.push(PublishedObject {
-                key: layout::SMOOTH_MANIFEST.to_owned(),
-                content_type: layout::CT_SMOOTH_MANIFEST,
-                cache_control: cache,
-                body: Bytes::from(crate::manifest::smooth::write(&tracks, mode)),
-            });
-        }
+        out.push(PublishedObject {
+            key: layout::SMOOTH_MANIFEST.to_owned(),
+            content_type: layout::CT_SMOOTH_MANIFEST,
+            cache_control: cache,
+            body: Bytes::from(crate::manifest::smooth::write(&tracks, mode)),
+        });
         if self.config.dash {
             let end = tracks.iter().filter_map(|t| t.chunks.last()).map(Chunk::end).max().unwrap_or(0);
             let clock = DashClock {

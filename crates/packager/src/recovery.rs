@@ -38,7 +38,6 @@ pub struct StoredTrack {
 /// Which manifests to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Formats {
-    pub smooth: bool,
     pub dash: bool,
     pub hls: bool,
 }
@@ -166,14 +165,13 @@ pub fn final_manifests(
     let mode = ManifestMode::Final;
     let cache = layout::CACHE_FINAL_MANIFEST;
     let mut out = Vec::new();
-    if formats.smooth {
-        out.push(PublishedObject {
-            key: layout::SMOOTH_MANIFEST.to_owned(),
-            content_type: layout::CT_SMOOTH_MANIFEST,
-            cache_control: cache,
-            body: Bytes::from(crate::manifest::smooth::write(&tracks, mode)),
-        });
-    }
+    // The Smooth manifest is always written: it is the index.
+    out.push(PublishedObject {
+        key: layout::SMOOTH_MANIFEST.to_owned(),
+        content_type: layout::CT_SMOOTH_MANIFEST,
+        cache_control: cache,
+        body: Bytes::from(crate::manifest::smooth::write(&tracks, mode)),
+    });
     if formats.dash {
         let clock = DashClock { availability_start_unix_ms: 0, publish_unix_ms: 0, fragment_duration };
         out.push(PublishedObject {
@@ -189,6 +187,31 @@ pub fn final_manifests(
         }
     }
     out
+}
+
+/// What a presentation that continues a stored one starts from: every
+/// stored fragment of each track's first level ([`StoredTrack`]), with the
+/// live manifest's exact durations where it lists them.
+pub fn stored_chunks(live: &LiveManifest, video: &StoredTrack, audio: &StoredTrack, fragment_duration: u64) -> crate::Stored {
+    crate::Stored {
+        video: chunks(video, &live.video_chunks, fragment_duration),
+        audio: if live.audio.is_empty() { Vec::new() } else { chunks(audio, &live.audio_chunks, fragment_duration) },
+    }
+}
+
+/// The first video level's configuration, from its CodecPrivateData
+/// (`00000001 SPS 00000001 PPS`): a continuing presentation writes the
+/// same initialization segment and CodecPrivateData as the stored one.
+pub fn video_config(live: &LiveManifest) -> Result<crate::VideoTrackConfig, RecoveryError> {
+    let level = live.video.first().ok_or(RecoveryError::NoLevel("video"))?;
+    let bytes = hex(&level.codec_private_data).ok_or(RecoveryError::BadLevel("video"))?;
+    let rest = bytes.strip_prefix(&[0, 0, 0, 1]).ok_or(RecoveryError::BadLevel("video"))?;
+    let split = rest.windows(4).position(|w| w == [0, 0, 0, 1]).ok_or(RecoveryError::BadLevel("video"))?;
+    let (sps, pps) = (&rest[..split], &rest[split + 4..]);
+    if sps.is_empty() || pps.is_empty() {
+        return Err(RecoveryError::BadLevel("video"));
+    }
+    Ok(crate::VideoTrackConfig { bitrate: level.bitrate, sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) })
 }
 
 /// A stored fragment key's track, bitrate and start time

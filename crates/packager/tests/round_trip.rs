@@ -501,7 +501,7 @@ fn a_presentation_whose_packager_died_is_finished_from_storage() {
         let (_, key) = last[i].clone().unwrap();
         tracks[i].last_duration = fragment_times(&store[&key]).map(|(_, d)| d);
     }
-    let objects = final_manifests(&live, &tracks[0], &tracks[1], Formats { smooth: true, dash: true, hls: true }, 20_000_000);
+    let objects = final_manifests(&live, &tracks[0], &tracks[1], Formats { dash: true, hls: true }, 20_000_000);
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["smooth.ism/Manifest", "dash/manifest.mpd", "hls/main.m3u8", "hls/audio-128000.m3u8", "hls/video-1000000.m3u8", "hls/video-300000.m3u8"]);
     let (v, a, is_live, _) = smooth_chunks(std::str::from_utf8(&objects[0].body).unwrap());
@@ -537,7 +537,7 @@ fn a_presentation_without_audio_lists_no_audio_track_live_or_recovered() {
     let parsed = parse_live_manifest(live.last().unwrap()).unwrap();
     let (v, _) = p.published();
     let video = StoredTrack { starts: v.iter().map(|c| c.start).collect(), last_duration: None };
-    let recovered = final_manifests(&parsed, &video, &StoredTrack::default(), Formats { smooth: true, dash: true, hls: true }, 20_000_000);
+    let recovered = final_manifests(&parsed, &video, &StoredTrack::default(), Formats { dash: true, hls: true }, 20_000_000);
     for o in &recovered {
         let body = std::str::from_utf8(&o.body).unwrap();
         assert!(!body.contains("audio"), "{}: {body}", o.key);

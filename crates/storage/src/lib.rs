@@ -15,6 +15,7 @@
 pub mod aws;
 pub mod nodes;
 pub mod object;
+pub mod recording;
 pub mod streams;
 pub mod table;
 

@@ -6,7 +6,6 @@
 //! publish. Errors are problem details naming the problem.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
@@ -20,7 +19,7 @@ use mediastreams_functions::Problem;
 
 use super::fleet::Owner;
 use super::offer::{MAX_OFFER_BYTES, check_offer};
-use crate::node::{IngestNode, StreamInput};
+use crate::node::{IngestNode, PublishError, Publication};
 
 pub fn router(node: Arc<IngestNode>) -> Router {
     Router::new()
@@ -160,41 +159,10 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
         };
         return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()));
     }
-    // One publisher at a time.
-    {
-        let streams = node.streams.lock().await;
-        if streams.get(&name).and_then(|e| e.session.as_ref()).is_some() {
-            return problem(Problem::conflict("publisher-connected", format!("stream \"{name}\" already has a publisher; DELETE its session first")));
-        }
-    }
-    let (input, keyframe_tx) = match node.stream_input(&name).await {
-        Ok(x) => x,
-        Err(e) => return problem(Problem::conflict("invalid-state", e.to_string())),
+    let Publication { session: id, answer } = match node.publish(&stream, offer).await {
+        Ok(p) => p,
+        Err(e) => return problem(publish_problem(&e)),
     };
-    let id = node.next_session.fetch_add(1, Ordering::Relaxed);
-    let (handle, answer) = match crate::session::start(&node, id, offer, input, keyframe_tx).await {
-        Ok(x) => x,
-        Err(e @ (crate::session::SessionError::MediaSocket(_) | crate::session::SessionError::Random)) => {
-            tracing::error!(stream = %name, error = %e, "cannot take a session");
-            return problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-unavailable", format!("the ingest node cannot take a session now: {e}")));
-        }
-        Err(e) => {
-            tracing::warn!(stream = %name, error = %e, "negotiation failed");
-            return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "negotiation-failed", format!("the offer could not be answered: {e}")));
-        }
-    };
-    {
-        let mut streams = node.streams.lock().await;
-        match streams.get_mut(&name) {
-            Some(entry) if entry.session.is_none() => entry.session = Some(handle),
-            _ => {
-                drop(streams);
-                handle.close().await;
-                return problem(Problem::conflict("publisher-connected", format!("stream \"{name}\" already has a publisher")));
-            }
-        }
-    }
-    tracing::info!(stream = %name, session = id, "publisher connected");
     let mut r = Response::new(Body::from(answer));
     *r.status_mut() = StatusCode::CREATED;
     let h = r.headers_mut();
@@ -217,25 +185,35 @@ async fn end(State(node): State<Arc<IngestNode>>, Path((name, session)): Path<(S
     if let Some(r) = hand_over(&node, &stream, method, &uri, &headers, Bytes::new()).await {
         return r;
     }
-    let id: Option<u64> = session.parse().ok();
-    let handle = {
-        let mut streams = node.streams.lock().await;
-        match streams.get_mut(&name) {
-            Some(entry) if entry.session.as_ref().map(|s| s.id) == id => {
-                let input = entry.input.clone();
-                entry.session.take().map(|s| (s, input))
-            }
-            _ => None,
-        }
+    let ended = match session.parse::<u64>() {
+        Ok(id) => node.unpublish(&name, id).await,
+        Err(_) => false,
     };
-    match handle {
-        Some((s, input)) => {
-            s.close().await;
-            let _ = input.send(StreamInput::SessionEnded { session: s.id }).await;
-            let mut r = Response::new(Body::empty());
-            cors(r.headers_mut());
-            r
-        }
-        None => problem(Problem::not_found(format!("no session {session} of stream \"{name}\""))),
+    if ended {
+        let mut r = Response::new(Body::empty());
+        cors(r.headers_mut());
+        return r;
+    }
+    problem(Problem::not_found(format!("no session {session} of stream \"{name}\"")))
+}
+
+/// Seconds a client should wait before trying again after a 503.
+const RETRY_AFTER_SECONDS: &str = "2";
+
+/// The answer to a publisher the node did not take.
+fn publish_problem(e: &PublishError) -> Problem {
+    let unavailable = |code: &'static str| {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string());
+        p.retry_after = Some(RETRY_AFTER_SECONDS);
+        p
+    };
+    match e {
+        PublishError::PublisherConnected(_) => Problem::conflict("publisher-connected", e.to_string()),
+        PublishError::NotAccepting { .. } => Problem::conflict("invalid-state", e.to_string()),
+        PublishError::Superseded(_) => Problem::conflict("superseded", e.to_string()),
+        PublishError::StorageUnavailable(_) => unavailable("storage-unavailable"),
+        PublishError::NodeUnavailable(_) | PublishError::ShuttingDown => unavailable("node-unavailable"),
+        PublishError::Unresumable { .. } => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "recording-unreadable", e.to_string()),
+        PublishError::Negotiation(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "negotiation-failed", e.to_string()),
     }
 }

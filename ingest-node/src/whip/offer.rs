@@ -361,13 +361,16 @@ mod tests {
         use std::sync::Arc;
 
         use mediastreams_storage::{EmbeddedTable, LocalDirStore, StreamRepo};
-        use tokio::sync::{Mutex, mpsc};
+        use tokio::sync::mpsc;
 
         let dir = std::env::temp_dir().join(format!("ingest-node-offers-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let table = Arc::new(EmbeddedTable::open(&dir.join("streams.redb")).unwrap());
         let store = Arc::new(LocalDirStore::open(dir.join("objects")).unwrap());
         let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
+        let mux = node.media_mux().await.unwrap();
+        let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
+        let sink = |input| crate::media_input::MediaSink { input, keyframes: Default::default() };
 
         let offers_dir = format!("{}/testdata/offers", env!("CARGO_MANIFEST_DIR"));
         let mut names: Vec<String> = std::fs::read_dir(&offers_dir)
@@ -393,7 +396,7 @@ mod tests {
             check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
             session += 1;
             let (input, _input_rx) = mpsc::channel(16);
-            match crate::session::start(&node, session, sdp, input, Arc::new(Mutex::new(None))).await {
+            match crate::session::start(mux.clone(), &announce, session, sdp, sink(input)).await {
                 Ok((handle, _)) => {
                     handle.close().await;
                     failures.push(format!("{name}: answered; remove it from UNANSWERABLE"));
@@ -406,7 +409,7 @@ mod tests {
             let summary = check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
             session += 1;
             let (input, _input_rx) = mpsc::channel(16);
-            let (handle, answer) = match crate::session::start(&node, session, sdp, input, Arc::new(Mutex::new(None))).await {
+            let (handle, answer) = match crate::session::start(mux.clone(), &announce, session, sdp, sink(input)).await {
                 Ok(x) => x,
                 Err(e) => {
                     failures.push(format!("{name}: negotiation failed: {e}"));

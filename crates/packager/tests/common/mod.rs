@@ -15,7 +15,6 @@ pub fn config(dash: bool, hls: bool) -> PresentationConfig {
     PresentationConfig {
         fragment_duration: 20_000_000,
         dvr_window: 300_000_000,
-        smooth: true,
         dash,
         hls,
         availability_start_unix_ms: 1_795_478_400_000,

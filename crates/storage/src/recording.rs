@@ -1,0 +1,81 @@
+//! Reading back what the media store holds of a recording: the last live
+//! Smooth manifest (the presentation's index: its quality levels and the
+//! fragments of its window) and every stored fragment of each track's
+//! first quality level. The reaper finalizes a dead node's recording from
+//! it; an ingest node continues a recording from it (a node restart, a
+//! restarted stream task), so that no stored key is written twice.
+
+use mediastreams_packager::TrackType;
+use mediastreams_packager::recovery::{LiveManifest, RecoveryError, StoredTrack, fragment_times, parse_fragment_key, parse_live_manifest};
+
+use crate::object::MAX_LIST;
+use crate::{ObjectKey, ObjectKeyError, ObjectStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("media store: {0}")]
+    Store(#[from] StoreError),
+    #[error("object key: {0}")]
+    Key(#[from] ObjectKeyError),
+    #[error("the stored manifest: {0}")]
+    Manifest(#[from] RecoveryError),
+}
+
+/// A stored recording (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecording {
+    pub live: LiveManifest,
+    pub video: StoredTrack,
+    pub audio: StoredTrack,
+}
+
+impl StoredRecording {
+    /// Where the stored fragments end (timescale units): a continuing
+    /// presentation starts there.
+    pub fn end(&self, fragment_duration: u64) -> u64 {
+        let s = mediastreams_packager::recovery::stored_chunks(&self.live, &self.video, &self.audio, fragment_duration);
+        s.video.iter().chain(&s.audio).map(|c| c.end()).max().unwrap_or(0)
+    }
+}
+
+/// Reads the recording under `{playback_id}/`; `None` when nothing was
+/// ever published (no manifest).
+pub async fn read(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<StoredRecording>, RecordingError> {
+    let manifest_key = ObjectKey::parse(&format!("{playback_id}/{}", mediastreams_packager::layout::SMOOTH_MANIFEST))?;
+    let Some(manifest) = store.get(&manifest_key).await? else { return Ok(None) };
+    let xml = String::from_utf8_lossy(&manifest.body).into_owned();
+    let live = parse_live_manifest(&xml)?;
+    let leads = [live.video.first().map(|l| l.bitrate), live.audio.first().map(|l| l.bitrate)];
+    let mut tracks = [StoredTrack::default(), StoredTrack::default()];
+    let mut last: [Option<(u64, String)>; 2] = [None, None];
+    let root = format!("{playback_id}/");
+    let prefix = format!("{playback_id}/smooth.ism/");
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(&prefix, after.as_deref(), MAX_LIST).await?;
+        for key in &page.items {
+            let Some((track, bitrate, t)) = key.strip_prefix(&root).and_then(parse_fragment_key) else { continue };
+            let i = usize::from(track == TrackType::Audio);
+            if Some(bitrate) != leads[i] {
+                continue;
+            }
+            tracks[i].starts.push(t);
+            if last[i].as_ref().is_none_or(|(lt, _)| t > *lt) {
+                last[i] = Some((t, key.clone()));
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    for (track, last) in tracks.iter_mut().zip(last) {
+        if let Some((_, key)) = last
+            && let Some(o) = store.get(&ObjectKey::parse(&key)?).await?
+        {
+            track.last_duration = fragment_times(&o.body).map(|(_, d)| d);
+        }
+    }
+    let [video, audio] = tracks;
+    Ok(Some(StoredRecording { live, video, audio }))
+}

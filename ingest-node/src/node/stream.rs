@@ -1,0 +1,389 @@
+//! A stream task: one per stream on the node. It owns the stream's
+//! [`Recorder`] and audio transcoder, places the sessions' media on the
+//! timeline ([`Timeline`]), writes ingest statistics, and watches the
+//! stream's record: when stop-ingest moves it to `Stopping`, or no media
+//! has arrived for the idle timeout, or the node drains, it finalizes the
+//! recording; when the record is deleted or belongs to a newer generation,
+//! it abandons it. A publisher that disconnects ends only its session; a
+//! new session continues the same presentation.
+//!
+//! A table or store that fails never ends a recording: reads are tried
+//! again at the next poll, the first transition with the next media, the
+//! final ones with backoff (see [`Recorder`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mediastreams_model::{AvSync, StreamState};
+use mediastreams_packager::{AudioFrame, VideoSample};
+use tokio::sync::{mpsc, watch};
+
+use super::{Command, Generation, IngestNode, Phase, PublishError};
+use crate::media::audio::OpusToAac;
+use crate::media_input::{KeyframeRequests, StreamInput};
+use crate::recorder::{Recorder, RecorderError};
+use crate::timeline::{Timeline, TimelineEvent};
+
+/// How often ingest statistics are written to the stream record.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Attempts at opening the recorder for a waiting publisher, while the
+/// table fails (then it gets 503); a recovered stream tries until it opens.
+const OPEN_ATTEMPTS: u32 = 3;
+const OPEN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_OPEN_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) struct StreamJob {
+    pub name: String,
+    pub generation: Generation,
+    pub task: u64,
+    pub keyframes: KeyframeRequests,
+    /// Taken on at start (no publisher waits): opening is retried until it
+    /// succeeds, as nobody else would finish the stream.
+    pub recovering: bool,
+}
+
+/// Statistics gathered between two writes.
+#[derive(Debug, Default)]
+struct StatsWindow {
+    video_bytes: u64,
+    audio_bytes: u64,
+    frames: u64,
+    width: u32,
+    height: u32,
+    received: [u64; 2],
+    lost: [u64; 2],
+    last_media_at: Option<time::OffsetDateTime>,
+    av_sync: Option<AvSync>,
+}
+
+impl StatsWindow {
+    /// The window's statistics over `secs`; the next window keeps the
+    /// size, the counters and the last media time.
+    fn close(&mut self, secs: f64) -> mediastreams_model::IngestStats {
+        let secs = secs.max(0.001);
+        let stats = mediastreams_model::IngestStats {
+            video_bitrate_bps: (self.video_bytes as f64 * 8.0 / secs) as u64,
+            audio_bitrate_bps: (self.audio_bytes as f64 * 8.0 / secs) as u64,
+            width: self.width,
+            height: self.height,
+            frame_rate: (self.frames as f64 / secs * 10.0).round() / 10.0,
+            packets_lost: self.lost.iter().sum(),
+            packets_received: self.received.iter().sum(),
+            last_media_at: self.last_media_at,
+            av_sync: self.av_sync,
+        };
+        *self = StatsWindow { width: self.width, height: self.height, received: self.received, lost: self.lost, last_media_at: self.last_media_at, ..Default::default() };
+        stats
+    }
+}
+
+fn publish_error(name: &str, e: RecorderError) -> PublishError {
+    match e {
+        RecorderError::NotAccepting { state, .. } => PublishError::NotAccepting { name: name.to_owned(), state },
+        RecorderError::NoStream(_) | RecorderError::Superseded(_) => PublishError::Superseded(name.to_owned()),
+        RecorderError::Repo(e) => PublishError::StorageUnavailable(format!("the stream table: {e}")),
+        RecorderError::Store(e) => PublishError::StorageUnavailable(format!("the media store: {e}")),
+        e @ (RecorderError::Unresumable(_) | RecorderError::Packager(_)) => PublishError::Unresumable { name: name.to_owned(), reason: e.to_string() },
+        e @ (RecorderError::Upload(_) | RecorderError::Audio(_)) => PublishError::NodeUnavailable(e.to_string()),
+    }
+}
+
+/// How a stream task ends.
+enum End {
+    Finish,
+    Abandon,
+}
+
+/// Runs the stream task; `true` when it finalized the recording.
+pub(crate) async fn run(
+    node: Arc<IngestNode>,
+    job: StreamJob,
+    mut rx: mpsc::Receiver<StreamInput>,
+    mut command: watch::Receiver<Command>,
+    phase: watch::Sender<Phase>,
+) -> bool {
+    let name = job.name.clone();
+    let recovering = job.recovering;
+    // Open the recorder; a waiting publisher hears how it went.
+    let mut attempt = 0;
+    let mut backoff = OPEN_BACKOFF;
+    let recorder = loop {
+        attempt += 1;
+        match Recorder::open(node.repo.clone(), node.store.clone(), &name, &job.generation, node.config.video_bitrate).await {
+            Ok(r) => break r,
+            Err(e @ (RecorderError::Repo(_) | RecorderError::Store(_))) if recovering || attempt < OPEN_ATTEMPTS => {
+                tracing::warn!(stream = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not open the recorder; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_OPEN_BACKOFF);
+                if *command.borrow() == Command::Abandon {
+                    return false;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stream = %name, error = %e, "cannot record the stream");
+                phase.send_replace(Phase::Failed(publish_error(&name, e)));
+                return false;
+            }
+        }
+    };
+    phase.send_replace(Phase::Recording);
+    let mut task = StreamTask {
+        node: node.clone(),
+        name: name.clone(),
+        generation: job.generation,
+        task: job.task,
+        keyframes: job.keyframes,
+        timeline: Timeline::new(recorder.continues_at()),
+        recorder,
+        transcoder: None,
+        window: StatsWindow::default(),
+        sps: None,
+        pps: None,
+    };
+    let end = task.record(&mut rx, &mut command).await;
+    // No more publishers; the current one is closed.
+    phase.send_replace(Phase::Closing);
+    rx.close();
+    node.close_publisher(&name, job.task).await;
+    match end {
+        End::Finish => match task.recorder.finish().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(stream = %name, error = %e, "could not finalize the recording");
+                false
+            }
+        },
+        End::Abandon => {
+            tracing::info!(stream = %name, "the stream is gone or was admitted again; abandoning the recording");
+            task.recorder.abandon();
+            false
+        }
+    }
+}
+
+struct StreamTask {
+    node: Arc<IngestNode>,
+    name: String,
+    generation: Generation,
+    task: u64,
+    keyframes: KeyframeRequests,
+    timeline: Timeline,
+    recorder: Recorder,
+    /// Opus to AAC, per session (made at its first audio).
+    transcoder: Option<OpusToAac>,
+    window: StatsWindow,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
+}
+
+impl StreamTask {
+    async fn record(&mut self, rx: &mut mpsc::Receiver<StreamInput>, command: &mut watch::Receiver<Command>) -> End {
+        let mut last_media = Instant::now();
+        let mut poll = tokio::time::interval(self.node.config.poll_interval);
+        let mut window_start = Instant::now();
+        let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+        let mut failed_polls = 0u32;
+        loop {
+            match *command.borrow_and_update() {
+                Command::Record => {}
+                Command::Finish => return End::Finish,
+                Command::Abandon => return End::Abandon,
+            }
+            tokio::select! {
+                input = rx.recv() => {
+                    let Some(input) = input else { return End::Finish };
+                    if matches!(input, StreamInput::Video { .. } | StreamInput::Audio { .. }) {
+                        last_media = Instant::now();
+                    }
+                    self.input(input).await;
+                }
+                changed = command.changed() => {
+                    if changed.is_err() {
+                        // The node is gone.
+                        return End::Finish;
+                    }
+                }
+                _ = stats_tick.tick() => {
+                    let stats = self.window.close(window_start.elapsed().as_secs_f64());
+                    window_start = Instant::now();
+                    if stats.last_media_at.is_some() {
+                        self.write_stats(stats).await;
+                    }
+                }
+                _ = poll.tick() => {
+                    let record = match self.node.repo.get(&self.name).await {
+                        Ok(r) => {
+                            failed_polls = 0;
+                            r
+                        }
+                        Err(e) => {
+                            // Not a reason to end anything: the next poll
+                            // tries again.
+                            failed_polls += 1;
+                            if failed_polls == 1 || failed_polls.is_power_of_two() {
+                                tracing::warn!(stream = %self.name, error = %e, failed_polls, "could not read the stream record; recording on");
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(record) = record.map(|v| v.stream) else { return End::Abandon };
+                    if Generation::of(&record).as_ref() != Some(&self.generation) {
+                        return End::Abandon;
+                    }
+                    let idle = last_media.elapsed() >= self.node.config.idle_timeout;
+                    match record.state {
+                        // Stop-ingest; or the reaper took this node for
+                        // dead and finalized the stream from storage: the
+                        // node's own final objects are more complete.
+                        StreamState::Stopping | StreamState::OnDemand => return End::Finish,
+                        StreamState::Ready | StreamState::Live if !idle => {}
+                        StreamState::Ready | StreamState::Live => {
+                            tracing::info!(stream = %self.name, "no media for the idle timeout; stopping ingest");
+                            return End::Finish;
+                        }
+                        StreamState::Deleting | StreamState::Created => return End::Abandon,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn input(&mut self, input: StreamInput) {
+        let name = self.name.clone();
+        match input {
+            StreamInput::Video { unit, rtp_ext, arrival, session } => {
+                let time = self.timeline.video(session, rtp_ext, arrival);
+                self.log_timeline_events(session);
+                self.window.av_sync = self.timeline.av_sync();
+                let (s, p) = unit.parameter_sets();
+                if let Some(s) = s {
+                    if self.sps.as_ref() != Some(s)
+                        && let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s)
+                    {
+                        (self.window.width, self.window.height) = (info.width, info.height);
+                    }
+                    self.sps = Some(s.clone());
+                }
+                if let Some(p) = p {
+                    self.pps = Some(p.clone());
+                }
+                self.window.frames += 1;
+                self.window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
+                self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
+                let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
+                match self.recorder.push_video(sample, self.sps.as_ref(), self.pps.as_ref()).await {
+                    Ok(true) => self.keyframes.request(),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
+                }
+            }
+            StreamInput::Audio { opus, rtp_ext, arrival, session } => {
+                self.window.audio_bytes += opus.len() as u64;
+                self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
+                if !self.timeline.is_current(session) {
+                    self.transcoder = None;
+                }
+                self.timeline.audio(session, rtp_ext, arrival);
+                let Some(transcoder) = self.transcoder() else { return };
+                let frames = match transcoder.push_opus(&opus) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::debug!(stream = %name, error = %e, "opus packet dropped");
+                        Vec::new()
+                    }
+                };
+                self.push_aac(session, frames).await;
+            }
+            StreamInput::AudioLost { samples, session } => {
+                // Lost audio is concealed with silence on the timeline:
+                // the frames count, so later audio keeps its place
+                // against video.
+                if !self.timeline.has_audio(session) {
+                    return;
+                }
+                let Some(transcoder) = self.transcoder() else { return };
+                let frames = match transcoder.push_silence(samples) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::debug!(stream = %name, error = %e, "silence not encoded");
+                        Vec::new()
+                    }
+                };
+                self.push_aac(session, frames).await;
+            }
+            StreamInput::Reception { video, received, lost } => {
+                let i = usize::from(!video);
+                self.window.received[i] = received;
+                self.window.lost[i] = lost;
+            }
+            StreamInput::SenderReport { video, ntp, rtp, session } => self.timeline.sender_report(session, video, ntp, rtp),
+            StreamInput::SessionEnded { session } => {
+                // The publisher is gone: another may connect.
+                self.node.session_ended(&self.name, self.task, session);
+                if self.timeline.is_current(session) {
+                    match self.recorder.end_session().await {
+                        Ok(next) => self.timeline.end_session(next),
+                        Err(e) => tracing::warn!(stream = %name, error = %e, "could not close the session's fragments"),
+                    }
+                    self.transcoder = None;
+                    tracing::info!(stream = %name, session, "publisher left; waiting for a reconnect");
+                }
+            }
+        }
+    }
+
+    fn transcoder(&mut self) -> Option<&mut OpusToAac> {
+        if self.transcoder.is_none() {
+            match OpusToAac::new() {
+                Ok(t) => self.transcoder = Some(t),
+                Err(e) => tracing::error!(stream = %self.name, error = %e, "no audio transcoder"),
+            }
+        }
+        self.transcoder.as_mut()
+    }
+
+    /// Packages AAC frames at the session's audio clock.
+    async fn push_aac(&mut self, session: u64, frames: Vec<Bytes>) {
+        let times = self.timeline.aac_times(session, frames.len());
+        for (time, data) in times.into_iter().zip(frames) {
+            if let Err(e) = self.recorder.push_audio(AudioFrame { time, data }).await {
+                tracing::debug!(stream = %self.name, error = %e, "audio frame dropped");
+            }
+        }
+    }
+
+    fn log_timeline_events(&mut self, session: u64) {
+        for e in self.timeline.take_events() {
+            match e {
+                TimelineEvent::VideoClockJumped { jump } => {
+                    tracing::warn!(stream = %self.name, session, jump_ms = jump / 10_000, "the publisher's video RTP clock jumped; re-anchored at arrival");
+                }
+                TimelineEvent::Synced { correction } => {
+                    tracing::info!(stream = %self.name, session, correction_ms = correction / 10_000, "audio and video in sync by sender reports");
+                }
+            }
+        }
+    }
+
+    async fn write_stats(&mut self, stats: mediastreams_model::IngestStats) {
+        // A conditional write like every other, on this generation only.
+        let generation = &self.generation;
+        let r = self
+            .node
+            .repo
+            .update(&self.name, |s| {
+                if s.state != StreamState::Live || Generation::of(s).as_ref() != Some(generation) {
+                    return Ok(None);
+                }
+                let mut next = s.clone();
+                next.stats = Some(stats.clone());
+                Ok(Some(next))
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(stream = %self.name, error = %e, "could not write ingest statistics");
+        }
+    }
+}
