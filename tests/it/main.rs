@@ -3,6 +3,7 @@
 
 pub mod api;
 mod browser_e2e;
+mod faults;
 mod infra;
 mod nodes;
 mod packager_tools;

@@ -33,6 +33,7 @@ use crate::api::harness::Env;
 struct Events {
     gathered: mpsc::Sender<()>,
     connected: mpsc::Sender<()>,
+    state: tokio::sync::watch::Sender<RTCPeerConnectionState>,
 }
 
 #[async_trait::async_trait]
@@ -43,6 +44,7 @@ impl PeerConnectionEventHandler for Events {
         }
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.state.send_replace(state);
         if state == RTCPeerConnectionState::Connected {
             let _ = self.connected.try_send(());
         }
@@ -68,27 +70,30 @@ fn codec(kind: RtpCodecKind) -> RTCRtpCodecParameters {
     }
 }
 
-struct Publisher {
-    pc: Arc<dyn PeerConnection>,
-    video: Arc<TrackLocalStaticSample>,
-    audio: Arc<TrackLocalStaticSample>,
-    offer: String,
+pub(crate) struct Publisher {
+    pub pc: Arc<dyn PeerConnection>,
+    pub video: Arc<TrackLocalStaticSample>,
+    pub audio: Arc<TrackLocalStaticSample>,
+    pub offer: String,
     connected: mpsc::Receiver<()>,
+    /// The connection's state, as the publisher sees it.
+    pub state: tokio::sync::watch::Receiver<RTCPeerConnectionState>,
 }
 
-async fn publisher() -> Publisher {
+pub(crate) async fn publisher() -> Publisher {
     let mut me = MediaEngine::default();
     me.register_codec(codec(RtpCodecKind::Video), RtpCodecKind::Video).unwrap();
     me.register_codec(codec(RtpCodecKind::Audio), RtpCodecKind::Audio).unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut me).unwrap();
     let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
     let (connected_tx, connected_rx) = mpsc::channel(1);
+    let (state_tx, state_rx) = tokio::sync::watch::channel(RTCPeerConnectionState::New);
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
         .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Events { gathered: gathered_tx, connected: connected_tx }) as Arc<dyn PeerConnectionEventHandler>)
+        .with_handler(Arc::new(Events { gathered: gathered_tx, connected: connected_tx, state: state_tx }) as Arc<dyn PeerConnectionEventHandler>)
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
         .build()
         .await
@@ -122,7 +127,7 @@ async fn publisher() -> Publisher {
     let offer = pc.local_description().await.unwrap().sdp;
     let audio = tracks.pop().unwrap();
     let video = tracks.pop().unwrap();
-    Publisher { pc, video, audio, offer, connected: connected_rx }
+    Publisher { pc, video, audio, offer, connected: connected_rx, state: state_rx }
 }
 
 fn rand_ssrc() -> u32 {
@@ -132,7 +137,7 @@ fn rand_ssrc() -> u32 {
 }
 
 /// Sends the clip's H.264 and Opus in real time for `seconds`, looping.
-async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalStaticSample>, dir: std::path::PathBuf, seconds: u64) {
+pub(crate) async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalStaticSample>, dir: std::path::PathBuf, seconds: u64) {
     let h264 = dir.join("clip.h264");
     let ogg = dir.join("clip.ogg");
     let ssrc_v = *video.ssrcs().await.first().unwrap();
@@ -185,12 +190,12 @@ async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalSta
     let _ = a.await;
 }
 
-async fn manifest(env: &Env, pid: &str) -> Option<String> {
+pub(crate) async fn manifest(env: &Env, pid: &str) -> Option<String> {
     let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
     env.media.get(&key).await.unwrap().map(|o| String::from_utf8(o.body.to_vec()).unwrap())
 }
 
-fn video_chunks(xml: &str) -> Vec<(u64, u64)> {
+pub(crate) fn video_chunks(xml: &str) -> Vec<(u64, u64)> {
     let doc = roxmltree::Document::parse(xml).unwrap();
     doc.descendants()
         .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some("video"))
@@ -200,7 +205,7 @@ fn video_chunks(xml: &str) -> Vec<(u64, u64)> {
 }
 
 /// H.264 (clip.h264) and Opus (clip.ogg) test media in a scratch dir.
-fn media() -> tempfile::TempDir {
+pub(crate) fn media() -> tempfile::TempDir {
     let dir = mediastreams_tests::scratch();
     let _clip = mediastreams_tests::media::encode_test_clip(dir.path(), 4, 60);
     let ok = mediastreams_tests::media::tool("ffmpeg")
@@ -214,12 +219,12 @@ fn media() -> tempfile::TempDir {
 }
 
 /// Posts a publisher's offer; returns the session URL once connected.
-async fn connect(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> String {
+pub(crate) async fn connect(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> String {
     connect_with_answer(http, whip, token, p).await.0
 }
 
 /// [`connect`], also returning the answer.
-async fn connect_with_answer(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> (String, String) {
+pub(crate) async fn connect_with_answer(http: &reqwest::Client, whip: &str, token: &str, p: &mut Publisher) -> (String, String) {
     let r = http.post(whip).bearer_auth(token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
@@ -280,7 +285,7 @@ async fn publishers_share_the_nodes_one_media_port() {
     }
 }
 
-async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {
+pub(crate) async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {
     let began = Instant::now();
     while began.elapsed() < within {
         if env.call("GET", &format!("/streams/{name}"), None).await.json()["state"] == state {
@@ -296,7 +301,7 @@ async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) ->
 /// ffmpeg decodes over HTTP, as players read it, at 320x240 with at least
 /// `tenths`/10 of the frames its duration holds at 30 fps. Returns the
 /// recorded duration and the decoded frames.
-async fn stop_and_check_recording(env: &Env, name: &str, pid: &str, dash_url: &str, min: u64, tenths: u64) -> (u64, u64) {
+pub(crate) async fn stop_and_check_recording(env: &Env, name: &str, pid: &str, dash_url: &str, min: u64, tenths: u64) -> (u64, u64) {
     assert_eq!(env.call("POST", &format!("/streams/{name}/stop-ingest"), None).await.status, 202);
     wait_for_state(env, name, "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
     let chunks = video_chunks(&manifest(env, pid).await.unwrap());

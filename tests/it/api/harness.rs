@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use mediastreams_functions::{Api, ApiConfig, Operation, route};
-use mediastreams_local::{Backends, LocalConfig, StorageChoice, build_router, open_backends, serve};
+use mediastreams_local::{Backends, LocalConfig, StorageChoice, build_service, open_backends, serve};
 use mediastreams_storage::{ObjectStore, StreamRepo};
 use serde_json::Value;
 
@@ -138,6 +138,8 @@ pub struct Env {
     pub repo: StreamRepo,
     pub media: Arc<dyn ObjectStore>,
     pub media_base: String,
+    /// The in-process ingest node (local runner environments).
+    pub node: Option<Arc<mediastreams_ingest_node::IngestNode>>,
     _dir: Option<tempfile::TempDir>,
     _server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -197,6 +199,12 @@ impl Env {
     }
 
     async fn local(storage: StorageChoice, dir: Option<tempfile::TempDir>, api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
+        let backends: Backends = open_backends(&storage).await.expect("storage");
+        Self::local_with_backends(storage, backends, dir, api_key, ingest).await
+    }
+
+    /// The local runner over `backends` (wrapped ones: fault injection).
+    pub async fn local_with_backends(storage: StorageChoice, backends: Backends, dir: Option<tempfile::TempDir>, api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
         // Logs of the server under test, with RUST_LOG.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -211,8 +219,7 @@ impl Env {
             api_key: api_key.map(str::to_owned),
             web_dir: Some(mediastreams_tests::workspace_root().join("web/public")),
         };
-        let backends: Backends = open_backends(&storage).await.expect("storage");
-        let router = build_router(&backends, &config);
+        let (router, node) = build_service(&backends, &config);
         let server = tokio::spawn(async move {
             serve(listener, router, std::future::pending()).await.unwrap();
         });
@@ -221,6 +228,7 @@ impl Env {
             repo: StreamRepo::new(backends.table.clone()),
             media: backends.media.clone(),
             media_base: format!("{base}/media"),
+            node: Some(node),
             _dir: dir,
             _server: Some(server),
         }
@@ -245,6 +253,7 @@ impl Env {
             repo,
             media,
             media_base,
+            node: None,
             _dir: None,
             _server: None,
         }

@@ -1,0 +1,511 @@
+//! Recordings that survive faults (docs/reliability.md): a table that
+//! fails while live, concurrent publishers, ingest admitted again while a
+//! publisher is connected, and the local runner terminated (SIGTERM) or
+//! killed (SIGKILL) mid-publish, then started again on the same data.
+//!
+//! Every test checks the same invariants: the stream ends `OnDemand`, the
+//! recording's video timeline is continuous and decodes, and no fragment
+//! or initialization segment, once written, is ever written again with
+//! other bytes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mediastreams_local::{Backends, StorageChoice};
+use mediastreams_storage::table::{Page, Precondition, Record, Table, TableError};
+use mediastreams_storage::{Object, ObjectKey, ObjectMeta, ObjectStore, StoreError};
+use serde_json::{Value, json};
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+use crate::api::harness::Env;
+use crate::whip::{connect, media, publisher, send_media, stop_and_check_recording, video_chunks, wait_for_state};
+
+/// A table that fails every call while `failing` is set (a throttled or
+/// unreachable DynamoDB).
+struct FaultyTable {
+    inner: Arc<dyn Table>,
+    failing: AtomicBool,
+    failed: AtomicU64,
+}
+
+impl FaultyTable {
+    fn check(&self) -> Result<(), TableError> {
+        if self.failing.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(TableError::Backend(Box::new(std::io::Error::other("injected: the table is unreachable"))));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Table for FaultyTable {
+    async fn get(&self, key: &str) -> Result<Option<Record>, TableError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn put(&self, record: &Record, precondition: Precondition) -> Result<(), TableError> {
+        self.check()?;
+        self.inner.put(record, precondition).await
+    }
+    async fn delete(&self, key: &str, version: u64) -> Result<(), TableError> {
+        self.check()?;
+        self.inner.delete(key, version).await
+    }
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page<Record>, TableError> {
+        self.check()?;
+        self.inner.list(collection, after, limit).await
+    }
+}
+
+/// Whether a key is a manifest or playlist (rewritten as the recording
+/// grows) rather than media (written once).
+fn is_manifest(key: &str) -> bool {
+    key.ends_with("/Manifest") || key.ends_with(".mpd") || key.ends_with(".m3u8")
+}
+
+/// A store that remembers every media object written and records a
+/// violation when one is written again with other bytes.
+struct WriteOnceStore {
+    inner: Arc<dyn ObjectStore>,
+    written: Mutex<HashMap<String, Bytes>>,
+    rewritten: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ObjectStore for WriteOnceStore {
+    async fn put(&self, key: &ObjectKey, body: Bytes, meta: &ObjectMeta) -> Result<(), StoreError> {
+        let k = key.as_str().to_owned();
+        if !is_manifest(&k) {
+            let mut written = self.written.lock().unwrap();
+            if written.get(&k).is_some_and(|b| *b != body) {
+                self.rewritten.lock().unwrap().push(k.clone());
+            }
+            written.insert(k, body.clone());
+        }
+        self.inner.put(key, body, meta).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError> {
+        self.inner.list(prefix, after, limit).await
+    }
+}
+
+struct FaultEnv {
+    env: Env,
+    table: Arc<FaultyTable>,
+    store: Arc<WriteOnceStore>,
+}
+
+async fn fault_env() -> FaultEnv {
+    let dir = mediastreams_tests::scratch();
+    let storage = StorageChoice::Embedded { data_dir: dir.path().to_owned() };
+    let real = mediastreams_local::open_backends(&storage).await.unwrap();
+    let table = Arc::new(FaultyTable { inner: real.table, failing: AtomicBool::new(false), failed: AtomicU64::new(0) });
+    let store = Arc::new(WriteOnceStore { inner: real.media, written: Mutex::default(), rewritten: Mutex::default() });
+    let backends = Backends { table: table.clone(), media: store.clone() };
+    let env = Env::local_with_backends(storage, backends, Some(dir), None, mediastreams_ingest_node::NodeConfig::default()).await;
+    FaultEnv { env, table, store }
+}
+
+/// Creates a stream with Smooth and DASH outputs and starts ingest:
+/// (playback id, DASH URL, WHIP URL, token).
+async fn started(env: &Env, name: &str) -> (String, String, String, String) {
+    let created = env
+        .call("PUT", &format!("/streams/{name}"), Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+        .await
+        .json();
+    let started = env.call("POST", &format!("/streams/{name}/start-ingest"), None).await.json();
+    (
+        created["playbackId"].as_str().unwrap().to_owned(),
+        created["outputs"][1]["url"].as_str().unwrap().to_owned(),
+        started["ingest"]["url"].as_str().unwrap().to_owned(),
+        started["ingest"]["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_table_outage_while_live_neither_ends_nor_rewrites_the_recording() {
+    let f = fault_env().await;
+    let env = &f.env;
+    let dir = media();
+    let (pid, dash, whip, token) = started(env, "outage").await;
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    let session = connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 10));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.call("GET", "/streams/outage", None).await.json()["state"], "Live");
+    // Four polls and a statistics write fail.
+    f.table.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    f.table.failing.store(false, Ordering::SeqCst);
+    assert!(f.table.failed.load(Ordering::SeqCst) >= 3, "the node read the table during the outage");
+    sending.await.unwrap();
+    assert_eq!(*p.state.borrow(), RTCPeerConnectionState::Connected, "the publisher was never disconnected");
+    // The publisher leaves and comes back: the presentation continues.
+    assert_eq!(http.delete(&session).bearer_auth(&token).send().await.unwrap().status(), 200);
+    let _ = p.pc.close().await;
+    let mut again = publisher().await;
+    connect(&http, &whip, &token, &mut again).await;
+    send_media(again.video.clone(), again.audio.clone(), dir.path().to_owned(), 3).await;
+    let (total, frames) = stop_and_check_recording(env, "outage", &pid, &dash, 115_000_000, 9).await;
+    let _ = again.pc.close().await;
+    assert!(f.store.rewritten.lock().unwrap().is_empty(), "media rewritten: {:?}", f.store.rewritten.lock().unwrap());
+    eprintln!("a 4 s table outage while live: {:.1} s recorded, {frames} frames decode", total as f64 / 1e7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_offers_build_exactly_one_peer_connection() {
+    let env = Env::local_embedded(None).await;
+    let (_, _, whip, token) = started(&env, "race").await;
+    let p = publisher().await;
+    let http = reqwest::Client::new();
+    let posts: Vec<_> = (0..40)
+        .map(|_| {
+            let (http, whip, token, offer) = (http.clone(), whip.clone(), token.clone(), p.offer.clone());
+            tokio::spawn(async move {
+                let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(offer).send().await.unwrap();
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let mut statuses = HashMap::<u16, usize>::new();
+    for post in posts {
+        let (status, body) = post.await.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        if status == 409 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["code"], "publisher-connected", "{body}");
+        }
+    }
+    assert_eq!(statuses.get(&201), Some(&1), "{statuses:?}");
+    assert_eq!(statuses.get(&409), Some(&39), "{statuses:?}");
+    let node = env.node.as_ref().unwrap();
+    assert_eq!(node.counters().sessions_started.load(Ordering::SeqCst), 1, "one PeerConnection was built");
+    let _ = p.pc.close().await;
+}
+
+/// Waits until the node records no stream.
+async fn node_idle(env: &Env, within: Duration) -> bool {
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if env.node.as_ref().unwrap().active_streams() == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admitting_a_stream_again_disconnects_the_old_publisher_and_takes_the_new_one() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let http = reqwest::Client::new();
+    // A publisher connects; no media yet, so the stream stays Ready.
+    let (_, _, whip, old_token) = started(&env, "again").await;
+    let mut old = publisher().await;
+    connect(&http, &whip, &old_token, &mut old).await;
+    // Stop and start ingest: a new token. The new publisher is taken at
+    // once, the old one is dropped.
+    assert_eq!(env.call("POST", "/streams/again/stop-ingest", None).await.status, 200, "Ready -> Created");
+    let restarted = env.call("POST", "/streams/again/start-ingest", None).await.json();
+    let token = restarted["ingest"]["token"].as_str().unwrap().to_owned();
+    let mut new = publisher().await;
+    connect(&http, &whip, &token, &mut new).await;
+    let r = http.post(&whip).bearer_auth(&old_token).header("content-type", "application/sdp").body(old.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the old token is refused");
+    send_media(new.video.clone(), new.audio.clone(), dir.path().to_owned(), 3).await;
+    assert_eq!(env.call("GET", "/streams/again", None).await.json()["state"], "Live");
+    assert_eq!(env.call("POST", "/streams/again/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "again", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand");
+    let _ = (old.pc.close().await, new.pc.close().await);
+
+    // Stop (Ready -> Created) ends the node's hold on the stream within a
+    // second, and a stream deleted and created again under the same name
+    // takes a publisher at once.
+    let (_, _, whip, token) = started(&env, "renamed").await;
+    let mut first = publisher().await;
+    connect(&http, &whip, &token, &mut first).await;
+    assert_eq!(env.call("POST", "/streams/renamed/stop-ingest", None).await.status, 200);
+    assert!(node_idle(&env, Duration::from_millis(1500)).await, "the node let go of the stopped stream within a second");
+    assert_eq!(env.call("DELETE", "/streams/renamed", None).await.status, 204);
+    let (pid, dash, whip, token) = started(&env, "renamed").await;
+    let mut second = publisher().await;
+    connect(&http, &whip, &token, &mut second).await;
+    send_media(second.video.clone(), second.audio.clone(), dir.path().to_owned(), 3).await;
+    stop_and_check_recording(&env, "renamed", &pid, &dash, 25_000_000, 8).await;
+    let _ = (first.pc.close().await, second.pc.close().await);
+}
+
+/// `mediastreams-local` as a user runs it, on `data_dir`, listening on
+/// `port`.
+struct LocalRunner {
+    child: std::process::Child,
+    base: String,
+}
+
+impl LocalRunner {
+    fn start(data_dir: &Path, port: u16) -> LocalRunner {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(mediastreams_tests::workspace_binary("mediastreams-local"))
+            .current_dir(mediastreams_tests::workspace_root())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--media-port", "0", "--idle-timeout", "4"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("mediastreams-local starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("mediastreams-local prints its URL").unwrap();
+            if let Some(url) = line.strip_prefix("mediastreams-local listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining its stdout.
+        std::thread::spawn(move || for _ in lines {});
+        LocalRunner { child, base }
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its status.
+    fn wait(mut self, within: Duration) -> std::process::ExitStatus {
+        let began = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(began.elapsed() < within, "mediastreams-local did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LocalRunner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn api(http: &reqwest::Client, base: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let mut r = http.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    r.json().await.unwrap_or(Value::Null)
+}
+
+async fn state_of(http: &reqwest::Client, base: &str, name: &str) -> String {
+    api(http, base, "GET", &format!("/streams/{name}"), None).await["state"].as_str().unwrap_or("").to_owned()
+}
+
+async fn wait_for(http: &reqwest::Client, base: &str, name: &str, state: &str, within: Duration) -> bool {
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if state_of(http, base, name).await == state {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The media objects (not manifests) under `root`, by path.
+fn media_files(root: &Path) -> HashMap<PathBuf, Vec<u8>> {
+    let mut out = HashMap::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if !is_manifest(&p.to_string_lossy()) {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The start times of the stored video fragments among `files`.
+fn video_starts(files: &HashMap<PathBuf, Vec<u8>>) -> Vec<u64> {
+    let mut starts: Vec<u64> = files
+        .keys()
+        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("Fragments(video=")?.strip_suffix(')')?.parse().ok())
+        .collect();
+    starts.sort_unstable();
+    starts
+}
+
+/// The final manifest's video fragment starts.
+fn listed_starts(data: &Path, pid: &str) -> Vec<u64> {
+    let xml = std::fs::read_to_string(data.join("media/objects").join(pid).join("smooth.ism/Manifest")).unwrap();
+    video_chunks(&xml).into_iter().map(|c| c.0).collect()
+}
+
+/// Reads the final Smooth manifest of `pid` from the data directory: its
+/// video fragments, checked continuous; the recorded duration.
+fn recorded(data: &Path, pid: &str) -> u64 {
+    let xml = std::fs::read_to_string(data.join("media/objects").join(pid).join("smooth.ism/Manifest")).unwrap();
+    assert!(!xml.contains("IsLive=\"TRUE\""), "the final manifest: {xml}");
+    let chunks = video_chunks(&xml);
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
+    }
+    chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0)
+}
+
+/// Counts the frames ffprobe decodes from a DASH URL.
+fn decoded_frames(url: &str) -> u64 {
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_of_the_local_runner_finalizes_a_live_recording() {
+    let dir = media();
+    let data = mediastreams_tests::scratch();
+    let port = free_port();
+    let runner = LocalRunner::start(data.path(), port);
+    let http = reqwest::Client::new();
+    let base = runner.base.clone();
+    let created = api(&http, &base, "PUT", "/streams/term", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = api(&http, &base, "POST", "/streams/term/start-ingest", None).await;
+    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 8));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(state_of(&http, &base, "term").await, "Live");
+    runner.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || runner.wait(Duration::from_secs(30))).await.unwrap();
+    assert!(status.success(), "a drained exit: {status:?}");
+    sending.abort();
+    let _ = p.pc.close().await;
+    // On demand before it exited: a new run finds it so at once.
+    let total = recorded(data.path(), &pid);
+    assert!(total >= 40_000_000, "the recording up to SIGTERM: {total}");
+    let runner = LocalRunner::start(data.path(), port);
+    assert_eq!(state_of(&http, &runner.base, "term").await, "OnDemand");
+    let frames = decoded_frames(&dash);
+    assert!(frames * 10 >= total * 30 / 10_000_000 * 9, "{frames} frames of {total}");
+    eprintln!("SIGTERM after 5 s: {:.1} s recorded, {frames} frames decode", total as f64 / 1e7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_local_runner_continues_the_recording_when_the_publisher_reconnects() {
+    let dir = media();
+    let data = mediastreams_tests::scratch();
+    let port = free_port();
+    let runner = LocalRunner::start(data.path(), port);
+    let http = reqwest::Client::new();
+    let base = runner.base.clone();
+    let created = api(&http, &base, "PUT", "/streams/kill", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = api(&http, &base, "POST", "/streams/kill/start-ingest", None).await;
+    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 20));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    runner.signal("KILL");
+    let _ = tokio::task::spawn_blocking(move || runner.wait(Duration::from_secs(10))).await.unwrap();
+    sending.abort();
+    let _ = p.pc.close().await;
+    let before = media_files(&data.path().join("media/objects").join(&pid));
+    assert!(!before.is_empty(), "fragments were stored before the kill");
+
+    let runner = LocalRunner::start(data.path(), port);
+    assert_eq!(state_of(&http, &runner.base, "kill").await, "Live", "the stream waits for its publisher");
+    let mut again = publisher().await;
+    connect(&http, &whip, &token, &mut again).await;
+    send_media(again.video.clone(), again.audio.clone(), dir.path().to_owned(), 4).await;
+    api(&http, &runner.base, "POST", "/streams/kill/stop-ingest", None).await;
+    assert!(wait_for(&http, &runner.base, "kill", "OnDemand", Duration::from_secs(15)).await, "OnDemand after stop");
+    let _ = again.pc.close().await;
+    let after = media_files(&data.path().join("media/objects").join(&pid));
+    for (path, bytes) in &before {
+        assert!(after.get(path) == Some(bytes), "{} was rewritten or removed", path.display());
+    }
+    let total = recorded(data.path(), &pid);
+    // A kill loses what was not stored yet (the fragment being built and
+    // the one held for its successor's times, its `tfrf`); everything
+    // stored is listed, and the second session follows it.
+    let stored = video_starts(&before);
+    let listed = listed_starts(data.path(), &pid);
+    assert!(stored.iter().all(|t| listed.contains(t)), "every stored fragment is listed: {stored:?} in {listed:?}");
+    assert!(listed.len() >= stored.len() + 1, "the second session is recorded after the stored part: {listed:?}");
+    assert!(total >= 30_000_000 + stored.len() as u64 * 10_000_000, "both parts recorded: {total}");
+    let frames = decoded_frames(&dash);
+    assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames of {total}");
+    eprintln!("SIGKILL after 6 s, reconnect for 4 s: {:.1} s recorded, {frames} frames decode, {} stored objects untouched", total as f64 / 1e7, before.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_local_runner_finalizes_the_recording_when_nobody_reconnects() {
+    let dir = media();
+    let data = mediastreams_tests::scratch();
+    let port = free_port();
+    let runner = LocalRunner::start(data.path(), port);
+    let http = reqwest::Client::new();
+    let base = runner.base.clone();
+    let created = api(&http, &base, "PUT", "/streams/gone", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let started = api(&http, &base, "POST", "/streams/gone/start-ingest", None).await;
+    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 20));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    runner.signal("KILL");
+    let _ = tokio::task::spawn_blocking(move || runner.wait(Duration::from_secs(10))).await.unwrap();
+    sending.abort();
+    let _ = p.pc.close().await;
+    let before = media_files(&data.path().join("media/objects").join(&pid));
+    let runner = LocalRunner::start(data.path(), port);
+    // The idle timeout (4 s) passes without a publisher.
+    assert!(wait_for(&http, &runner.base, "gone", "OnDemand", Duration::from_secs(15)).await, "finalized after the idle timeout");
+    let after = media_files(&data.path().join("media/objects").join(&pid));
+    let added: Vec<_> = after.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(added.is_empty() && before.len() == after.len(), "finalizing wrote manifests only: {added:?}");
+    recorded(data.path(), &pid);
+    let stored = video_starts(&before);
+    assert!(!stored.is_empty());
+    assert_eq!(listed_starts(data.path(), &pid), stored, "what was stored before the kill is the recording");
+}
