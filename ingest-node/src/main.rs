@@ -60,6 +60,12 @@ struct Args {
     /// Seconds without media after which ingest stops by itself.
     #[arg(long, default_value_t = 60, env = "IDLE_TIMEOUT")]
     idle_timeout: u64,
+    /// Where objects wait on local disk while S3 is unreachable.
+    #[arg(long, env = "SPOOL_DIR")]
+    spool_dir: Option<std::path::PathBuf>,
+    /// Bytes the spool holds at most (all streams).
+    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024, env = "SPOOL_BYTES")]
+    spool_bytes: u64,
     /// Seconds SIGTERM may take to finalize every stream as on demand
     /// (keep it below the container's stop timeout).
     #[arg(long, default_value_t = 100, env = "DRAIN_TIMEOUT")]
@@ -90,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
             media_port: args.media_port,
             public_ips: args.public_ip.iter().cloned().collect(),
             idle_timeout: Duration::from_secs(args.idle_timeout),
+            spool_dir: Some(args.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("mediastreams-spool"))),
+            spool_bytes: args.spool_bytes,
             ..Default::default()
         },
     );

@@ -17,7 +17,7 @@ use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
 
 use crate::node::Generation;
-use crate::uploader::{UploadError, UploadStats, Uploader, UploaderTask};
+use crate::uploader::{UploadError, UploadStats, Uploader, UploaderConfig, UploaderTask};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -89,7 +89,7 @@ impl Recorder {
     /// or its stream task did): the presentation continues after the last
     /// stored fragment, and no stored key is written again but the
     /// manifests.
-    pub async fn open(repo: StreamRepo, store: Arc<dyn ObjectStore>, name: &str, generation: &Generation, video_bitrate: u32) -> Result<Recorder, RecorderError> {
+    pub async fn open(repo: StreamRepo, store: Arc<dyn ObjectStore>, name: &str, generation: &Generation, video_bitrate: u32, uploads: UploaderConfig) -> Result<Recorder, RecorderError> {
         let s = repo.get(name).await?.ok_or_else(|| RecorderError::NoStream(name.to_owned()))?.stream;
         if Generation::of(&s).as_ref() != Some(generation) {
             return Err(RecorderError::Superseded(name.to_owned()));
@@ -128,7 +128,7 @@ impl Recorder {
                 tracing::warn!(stream = name, video_fragments = v, audio_fragments = a, end_ms = end / 10_000, "continuing the stored recording after its last fragment");
             }
         }
-        let (uploader, task) = Uploader::start(store, format!("{pid}/"));
+        let (uploader, task) = Uploader::start(store, format!("{pid}/"), uploads);
         Ok(Recorder {
             repo,
             name: name.to_owned(),
@@ -251,7 +251,13 @@ impl Recorder {
     /// A newer generation took the stream, or it was deleted: nothing
     /// more is written (queued objects are dropped).
     pub fn abandon(self) {
-        self.task.abort();
+        self.task.abandon();
+    }
+
+    /// Why writing the recording failed, once it has (the stream task then
+    /// ends it as `Failed`).
+    pub fn upload_failure(&self) -> Option<String> {
+        self.uploader.failure()
     }
 
     /// Ingest stopped: writes the on-demand presentation and moves the
@@ -262,26 +268,61 @@ impl Recorder {
     pub async fn finish(mut self) -> Result<UploadStats, RecorderError> {
         if let Some(p) = self.presentation.as_mut() {
             let out = p.finish();
-            self.uploader.send(out.objects).await?;
+            // A failed upload takes nothing more; the stream ends Failed.
+            if let Err(e) = self.uploader.send(out.objects).await
+                && !matches!(e, UploadError::Failed(_))
+            {
+                return Err(e.into());
+            }
         }
         drop(self.uploader);
         // Every object is written before the stream says OnDemand.
         let stats = self.task.finish().await;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match finalize_record(&self.repo, &self.name, &self.generation).await {
+            let done = match &stats.failed {
+                None => finalize_record(&self.repo, &self.name, &self.generation).await,
+                Some(reason) => fail_record(&self.repo, &self.name, &self.generation, reason, stats.not_written).await,
+            };
+            match done {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(stream = %self.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not mark the recording on demand; retrying");
+                    tracing::warn!(stream = %self.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not record the recording's end; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-        tracing::info!(stream = %self.name, objects = stats.objects, bytes = stats.bytes, "recording finalized");
+        match &stats.failed {
+            None => tracing::info!(stream = %self.name, objects = stats.objects, bytes = stats.bytes, spooled = stats.spooled, "recording finalized"),
+            Some(reason) => tracing::error!(stream = %self.name, objects = stats.objects, not_written = stats.not_written, reason = %reason, "recording failed"),
+        }
         Ok(stats)
     }
+}
 
+/// `Ready | Live | Stopping -> Failed`, with why, on this recording's
+/// generation only.
+async fn fail_record(repo: &StreamRepo, name: &str, generation: &Generation, reason: &str, not_written: u64) -> Result<(), RepoError> {
+    let failure = format!("{reason}; {not_written} objects were not written; what was written before is kept");
+    let r = repo
+        .update(name, |s| {
+            if Generation::of(s).as_ref() != Some(generation) {
+                return Ok(None);
+            }
+            match s.transition(Transition::RecordingFailed, OffsetDateTime::now_utc(), None) {
+                Ok(mut next) => {
+                    next.failure = Some(failure.clone());
+                    Ok(Some(next))
+                }
+                Err(_) => Ok(None),
+            }
+        })
+        .await;
+    match r {
+        Ok(_) | Err(RepoError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `[Live ->] Stopping -> OnDemand`, each a conditional write, on this

@@ -95,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
             media_port: args.media_port,
             public_ips: args.public_ips.clone(),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+            // Objects wait here while an S3 store is down.
+            spool_dir: Some(args.data_dir.join("spool")),
             ..Default::default()
         },
         public_url: args.public_url.unwrap_or_else(|| format!("http://{addr}")),

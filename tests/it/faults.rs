@@ -70,16 +70,26 @@ fn is_manifest(key: &str) -> bool {
 }
 
 /// A store that remembers every media object written and records a
-/// violation when one is written again with other bytes.
+/// violation when one is written again with other bytes; its puts fail
+/// while `failing` says so (1: unreachable, 2: access denied).
 struct WriteOnceStore {
     inner: Arc<dyn ObjectStore>,
     written: Mutex<HashMap<String, Bytes>>,
     rewritten: Mutex<Vec<String>>,
+    failing: std::sync::atomic::AtomicU8,
 }
+
+const UNREACHABLE: u8 = 1;
+const REFUSING: u8 = 2;
 
 #[async_trait]
 impl ObjectStore for WriteOnceStore {
     async fn put(&self, key: &ObjectKey, body: Bytes, meta: &ObjectMeta) -> Result<(), StoreError> {
+        match self.failing.load(Ordering::SeqCst) {
+            UNREACHABLE => return Err(StoreError::Io(std::io::Error::other("injected: the store is unreachable"))),
+            REFUSING => return Err(StoreError::Refused("AccessDenied: injected".into())),
+            _ => {}
+        }
         let k = key.as_str().to_owned();
         if !is_manifest(&k) {
             let mut written = self.written.lock().unwrap();
@@ -108,13 +118,17 @@ struct FaultEnv {
 }
 
 async fn fault_env() -> FaultEnv {
+    fault_env_with(mediastreams_ingest_node::NodeConfig::default()).await
+}
+
+async fn fault_env_with(ingest: mediastreams_ingest_node::NodeConfig) -> FaultEnv {
     let dir = mediastreams_tests::scratch();
     let storage = StorageChoice::Embedded { data_dir: dir.path().to_owned() };
     let real = mediastreams_local::open_backends(&storage).await.unwrap();
     let table = Arc::new(FaultyTable { inner: real.table, failing: AtomicBool::new(false), failed: AtomicU64::new(0) });
-    let store = Arc::new(WriteOnceStore { inner: real.media, written: Mutex::default(), rewritten: Mutex::default() });
+    let store = Arc::new(WriteOnceStore { inner: real.media, written: Mutex::default(), rewritten: Mutex::default(), failing: Default::default() });
     let backends = Backends { table: table.clone(), media: store.clone() };
-    let env = Env::local_with_backends(storage, backends, Some(dir), None, mediastreams_ingest_node::NodeConfig::default()).await;
+    let env = Env::local_with_backends(storage, backends, Some(dir), None, ingest).await;
     FaultEnv { env, table, store }
 }
 
@@ -163,6 +177,65 @@ async fn a_table_outage_while_live_neither_ends_nor_rewrites_the_recording() {
     let _ = again.pc.close().await;
     assert!(f.store.rewritten.lock().unwrap().is_empty(), "media rewritten: {:?}", f.store.rewritten.lock().unwrap());
     eprintln!("a 4 s table outage while live: {:.1} s recorded, {frames} frames decode", total as f64 / 1e7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_past_the_memory_bound_is_spooled_then_written_in_order() {
+    let spool = mediastreams_tests::scratch();
+    let f = fault_env_with(mediastreams_ingest_node::NodeConfig {
+        // A tiny memory bound: the outage's fragments go to the spool.
+        upload_memory_bytes: 64 * 1024,
+        spool_dir: Some(spool.path().to_owned()),
+        ..Default::default()
+    })
+    .await;
+    let env = &f.env;
+    let node = env.node.clone().unwrap();
+    let dir = media();
+    let (pid, dash, whip, token) = started(env, "spooled").await;
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 12));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.store.failing.store(UNREACHABLE, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let spooled = node.spooled_bytes();
+    assert!(spooled > 64 * 1024, "the outage's objects wait in the spool: {spooled} bytes");
+    f.store.failing.store(0, Ordering::SeqCst);
+    sending.await.unwrap();
+    let (total, frames) = stop_and_check_recording(env, "spooled", &pid, &dash, 100_000_000, 9).await;
+    let _ = p.pc.close().await;
+    assert_eq!(node.spooled_bytes(), 0, "the spool is empty once written");
+    assert!(f.store.rewritten.lock().unwrap().is_empty(), "media rewritten: {:?}", f.store.rewritten.lock().unwrap());
+    eprintln!("a 6 s store outage: {spooled} bytes spooled; {:.1} s recorded, {frames} frames decode", total as f64 / 1e7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_that_refuses_writes_ends_the_stream_failed_and_says_why() {
+    let f = fault_env().await;
+    let env = &f.env;
+    let dir = media();
+    let (_, _, whip, token) = started(env, "refused").await;
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 30));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.call("GET", "/streams/refused", None).await.json()["state"], "Live");
+    f.store.failing.store(REFUSING, Ordering::SeqCst);
+    // Refusals are tried again for 10 s, then the stream fails.
+    let after = wait_for_state(env, "refused", "Failed", Duration::from_secs(20)).await.expect("Failed, not a hang");
+    let v = env.call("GET", "/streams/refused", None).await.json();
+    let failure = v["failure"].as_str().unwrap_or_default().to_owned();
+    assert!(failure.contains("refused") && failure.contains("AccessDenied"), "{v}");
+    sending.abort();
+    let _ = p.pc.close().await;
+    // The publisher was let go; a Failed stream can be deleted.
+    assert!(node_idle(env, Duration::from_secs(2)).await);
+    f.store.failing.store(0, Ordering::SeqCst);
+    assert_eq!(env.call("DELETE", "/streams/refused", None).await.status, 204);
+    eprintln!("store refusing writes: Failed {:.1} s later: {failure}", after.as_secs_f64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,15 @@
 //!     │ delete                                      │        finalized
 //!     ▼                                             ▼
 //!  Deleting ◀──────────── delete ───────────── OnDemand
+//!     ▲
+//!     │ delete            recording failed (from Ready, Live or Stopping:
+//!     └────────── Failed ◀── the media store refuses writes)
 //! ```
+//!
+//! `Failed` is where a recording ends that could not be completed: the
+//! media store refused writes (access denied, no such bucket) or stayed
+//! unreachable past the bound on finalizing. The stream's `failure` says
+//! why; what was stored is kept.
 //!
 //! `Stopping` is transitional: the ingest node is writing the last fragments
 //! and the on-demand manifests. `Deleting` is transitional too: the stream's
@@ -37,6 +45,8 @@ pub enum StreamState {
     OnDemand,
     /// The stream and its media are being removed.
     Deleting,
+    /// The recording could not be completed (see the module documentation).
+    Failed,
 }
 
 impl StreamState {
@@ -48,6 +58,7 @@ impl StreamState {
             StreamState::Stopping => "Stopping",
             StreamState::OnDemand => "OnDemand",
             StreamState::Deleting => "Deleting",
+            StreamState::Failed => "Failed",
         }
     }
 
@@ -76,6 +87,8 @@ pub enum Transition {
     RecordingFinalized,
     /// `DELETE /streams/{name}`.
     Delete,
+    /// The ingest node could not write the recording.
+    RecordingFailed,
 }
 
 impl Transition {
@@ -86,6 +99,7 @@ impl Transition {
             Transition::MediaArrived => "media-arrived",
             Transition::RecordingFinalized => "recording-finalized",
             Transition::Delete => "delete",
+            Transition::RecordingFailed => "recording-failed",
         }
     }
 
@@ -100,7 +114,8 @@ impl Transition {
             (Transition::MediaArrived, Ready) => Live,
             (Transition::RecordingFinalized, Stopping) => OnDemand,
             // Deleting again resumes an interrupted deletion.
-            (Transition::Delete, Created | OnDemand | Deleting) => Deleting,
+            (Transition::Delete, Created | OnDemand | Deleting | Failed) => Deleting,
+            (Transition::RecordingFailed, Ready | Live | Stopping) => Failed,
             _ => {
                 return Err(TransitionError {
                     transition: self,
@@ -125,9 +140,9 @@ mod tests {
     use StreamState::*;
     use Transition::*;
 
-    const STATES: [StreamState; 6] = [Created, Ready, Live, Stopping, OnDemand, Deleting];
-    const TRANSITIONS: [Transition; 5] =
-        [StartIngest, StopIngest, MediaArrived, RecordingFinalized, Delete];
+    const STATES: [StreamState; 7] = [Created, Ready, Live, Stopping, OnDemand, Deleting, Failed];
+    const TRANSITIONS: [Transition; 6] =
+        [StartIngest, StopIngest, MediaArrived, RecordingFinalized, Delete, RecordingFailed];
 
     #[test]
     fn the_whole_table() {
@@ -140,6 +155,10 @@ mod tests {
             (Delete, Created, Deleting),
             (Delete, OnDemand, Deleting),
             (Delete, Deleting, Deleting),
+            (Delete, Failed, Deleting),
+            (RecordingFailed, Ready, Failed),
+            (RecordingFailed, Live, Failed),
+            (RecordingFailed, Stopping, Failed),
         ];
         for t in TRANSITIONS {
             for s in STATES {

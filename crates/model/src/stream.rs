@@ -187,6 +187,9 @@ pub struct Stream {
     pub live: Option<LiveInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<IngestStats>,
+    /// Why the recording failed (state `Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl Stream {
@@ -206,6 +209,7 @@ impl Stream {
             ingest: None,
             live: None,
             stats: None,
+            failure: None,
         }
     }
 
@@ -236,6 +240,12 @@ impl Stream {
                 })
             }
             Transition::RecordingFinalized => next.ingest = None,
+            Transition::RecordingFailed => {
+                next.ingest = None;
+                if let Some(live) = next.live.as_mut() {
+                    live.ended_at.get_or_insert(now);
+                }
+            }
             Transition::Delete => {}
         }
         Ok(next)
@@ -268,6 +278,7 @@ impl Stream {
             }),
             live: self.live.clone(),
             stats: self.stats.clone(),
+            failure: self.failure.clone(),
         }
     }
 
@@ -312,6 +323,8 @@ pub struct StreamView {
     pub live: Option<LiveInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<IngestStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 #[cfg(test)]

@@ -48,6 +48,14 @@ pub struct NodeConfig {
     pub poll_interval: Duration,
     /// Nominal video bitrate announced in the manifests.
     pub video_bitrate: u32,
+    /// Bytes of objects each stream queues in memory while the store is
+    /// slow or down, before it spools them.
+    pub upload_memory_bytes: usize,
+    /// Where objects wait on local disk while the store is down (`None`:
+    /// no spool; past the memory bound the stream task waits).
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Bytes the spool holds at most, for all streams together.
+    pub spool_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -59,6 +67,9 @@ impl Default for NodeConfig {
             idle_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             video_bitrate: 1_500_000,
+            upload_memory_bytes: crate::uploader::MEMORY_BYTES,
+            spool_dir: None,
+            spool_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -163,6 +174,7 @@ pub struct IngestNode {
     next_id: AtomicU64,
     shutting_down: AtomicBool,
     counters: NodeCounters,
+    spool: Option<Arc<crate::uploader::Spool>>,
     /// The media socket, bound by [`IngestNode::bind_media`] or the first
     /// session.
     mux: tokio::sync::OnceCell<Arc<crate::ice::udp_mux::UdpMux>>,
@@ -174,6 +186,7 @@ pub struct IngestNode {
 
 impl IngestNode {
     pub fn new(repo: StreamRepo, store: Arc<dyn ObjectStore>, config: NodeConfig) -> Arc<Self> {
+        let spool = config.spool_dir.clone().map(|dir| crate::uploader::Spool::new(dir, config.spool_bytes));
         Arc::new(IngestNode {
             repo,
             store,
@@ -182,6 +195,7 @@ impl IngestNode {
             next_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             counters: NodeCounters::default(),
+            spool,
             mux: tokio::sync::OnceCell::new(),
             discovered_ip: std::sync::OnceLock::new(),
             fleet: std::sync::OnceLock::new(),
@@ -243,6 +257,15 @@ impl IngestNode {
 
     pub fn counters(&self) -> &NodeCounters {
         &self.counters
+    }
+
+    /// Bytes waiting in the spool now.
+    pub fn spooled_bytes(&self) -> u64 {
+        self.spool.as_ref().map_or(0, |s| s.used())
+    }
+
+    pub(crate) fn uploads(&self) -> crate::uploader::UploaderConfig {
+        crate::uploader::UploaderConfig { memory_bytes: self.config.upload_memory_bytes, spool: self.spool.clone() }
     }
 
     fn registry(&self) -> MutexGuard<'_, HashMap<String, StreamEntry>> {

@@ -92,6 +92,7 @@ fn publish_error(name: &str, e: RecorderError) -> PublishError {
 
 /// How a stream task ends.
 enum End {
+    /// As on demand (or `Failed`, when the upload failed).
     Finish,
     Abandon,
 }
@@ -111,7 +112,7 @@ pub(crate) async fn run(
     let mut backoff = OPEN_BACKOFF;
     let recorder = loop {
         attempt += 1;
-        match Recorder::open(node.repo.clone(), node.store.clone(), &name, &job.generation, node.config.video_bitrate).await {
+        match Recorder::open(node.repo.clone(), node.store.clone(), &name, &job.generation, node.config.video_bitrate, node.uploads()).await {
             Ok(r) => break r,
             Err(e @ (RecorderError::Repo(_) | RecorderError::Store(_))) if recovering || attempt < OPEN_ATTEMPTS => {
                 tracing::warn!(stream = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not open the recorder; retrying");
@@ -198,6 +199,10 @@ impl StreamTask {
                         last_media = Instant::now();
                     }
                     self.input(input).await;
+                    if let Some(reason) = self.recorder.upload_failure() {
+                        tracing::error!(stream = %self.name, reason = %reason, "the recording cannot be written; ending the stream");
+                        return End::Finish;
+                    }
                 }
                 changed = command.changed() => {
                     if changed.is_err() {
@@ -243,7 +248,7 @@ impl StreamTask {
                             tracing::info!(stream = %self.name, "no media for the idle timeout; stopping ingest");
                             return End::Finish;
                         }
-                        StreamState::Deleting | StreamState::Created => return End::Abandon,
+                        StreamState::Deleting | StreamState::Created | StreamState::Failed => return End::Abandon,
                     }
                 }
             }

@@ -48,9 +48,22 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("object store backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refused the request and will go on refusing it until an
+    /// operator acts: access denied, no such bucket, a read-only disk.
+    #[error("the object store refuses writes: {0}")]
+    Refused(String),
 }
 
 impl StoreError {
+    /// Whether trying again cannot help (see [`StoreError::Refused`]).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Refused(_) | StoreError::InvalidKey(_) => true,
+            StoreError::Io(e) => matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem),
+            StoreError::Backend(_) => false,
+        }
+    }
+
     pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreError::Backend(Box::new(e))
     }

@@ -67,7 +67,15 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::backend(e.into_service_error()))
+            .map_err(|e| {
+                let e = e.into_service_error();
+                match aws_sdk_s3::error::ProvideErrorMetadata::code(&e) {
+                    Some(code @ ("AccessDenied" | "NoSuchBucket" | "AllAccessDisabled" | "InvalidAccessKeyId" | "AccountProblem" | "InvalidBucketName" | "InvalidObjectState")) => {
+                        StoreError::Refused(format!("{code}: {}", aws_sdk_s3::error::ProvideErrorMetadata::message(&e).unwrap_or("")))
+                    }
+                    _ => StoreError::backend(e),
+                }
+            })
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
