@@ -174,11 +174,10 @@ async fn main() -> anyhow::Result<()> {
             let _ = drained_tx.send(());
         })
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = drained_rx.await;
-        })
-        .await?;
+    mediastreams_http::serve(listener, app, mediastreams_http::Limits::default(), Default::default(), async {
+        let _ = drained_rx.await;
+    })
+    .await?;
     let _ = draining.await;
     tracing::info!("ingest node stopped");
     Ok(())

@@ -102,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         public_url: args.public_url.unwrap_or_else(|| format!("http://{addr}")),
         api_key: args.api_key,
         web_dir: Some(args.web_dir.clone()),
+        limits: mediastreams_http::Limits::default(),
     };
     let backends = open_backends(&storage)
         .await
@@ -128,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     // The line scripts and tests wait for.
     println!("mediastreams-local listening on {}", config.public_url);
     let drain = std::time::Duration::from_secs(args.drain_timeout);
-    serve(listener, router, async move {
+    serve(listener, router, config.limits, async move {
         mediastreams_ingest_node::termination_signal().await;
         // Every live stream becomes on demand, every object written.
         let open = node.shutdown(drain).await;

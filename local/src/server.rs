@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -7,7 +6,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::get;
-use http_body_util::{BodyExt, Limited};
 use mediastreams_functions::{Api, ApiConfig, MAX_BODY_BYTES, Problem};
 use mediastreams_storage::{
     DynamoTable, EmbeddedTable, LocalDirStore, ObjectStore, S3Store, StreamRepo, Table,
@@ -38,6 +36,8 @@ pub struct LocalConfig {
     pub api_key: Option<String>,
     /// The pages' directory (`web/public`), if served.
     pub web_dir: Option<PathBuf>,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub limits: mediastreams_http::Limits,
 }
 
 #[derive(Clone)]
@@ -112,7 +112,7 @@ pub fn build_service(backends: &Backends, config: &LocalConfig) -> (Router, Arc<
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/streams", axum::routing::any(api_handler))
         .route("/streams/{*rest}", axum::routing::any(api_handler))
-        .with_state(api)
+        .with_state((api, config.limits))
         .merge(media)
         .merge(whip)
         .merge(match &config.web_dir {
@@ -130,32 +130,35 @@ pub fn build_service(backends: &Backends, config: &LocalConfig) -> (Router, Arc<
     (router, node)
 }
 
-/// Hands a request to the API handlers, reading at most the body limit.
-async fn api_handler(State(api): State<Api>, req: Request) -> Response {
+/// Hands a request to the API handlers, reading at most the body limit
+/// within the body timeout.
+async fn api_handler(State((api, limits)): State<(Api, mediastreams_http::Limits)>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Problem::payload_too_large(MAX_BODY_BYTES)
-                .into_response()
-                .map(Body::from);
-        }
+    let bytes = match mediastreams_http::read_body(body, MAX_BODY_BYTES, &limits).await {
+        Ok(b) => b,
+        Err(e) => return body_problem(e).into_response().map(Body::from),
     };
     api.handle(http::Request::from_parts(parts, bytes))
         .await
         .map(Body::from)
 }
 
-/// Serves until `shutdown` resolves.
+/// The answer to a body that was not read.
+pub fn body_problem(e: mediastreams_http::BodyError) -> Problem {
+    match e {
+        mediastreams_http::BodyError::TooLarge => Problem::payload_too_large(MAX_BODY_BYTES),
+        mediastreams_http::BodyError::TimedOut => Problem::new(http::StatusCode::REQUEST_TIMEOUT, "body-timeout", "the request body did not arrive in time"),
+        mediastreams_http::BodyError::Incomplete => Problem::bad_request("incomplete-body", "the request body ended early"),
+    }
+}
+
+/// Serves until `shutdown` resolves, within `limits` (header, idle and
+/// body timeouts, a connection cap: see `mediastreams-http`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: mediastreams_http::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    mediastreams_http::serve(listener, router, limits, Default::default(), shutdown).await
 }

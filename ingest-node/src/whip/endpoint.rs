@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use mediastreams_functions::Problem;
 
 use super::fleet::Owner;
@@ -135,9 +134,11 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
         Ok(s) => s,
         Err(r) => return r,
     };
-    let body = match Limited::new(body, MAX_OFFER_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
+    let body = match mediastreams_http::read_body(body, MAX_OFFER_BYTES, &mediastreams_http::Limits::default()).await {
+        Ok(b) => b,
+        Err(mediastreams_http::BodyError::TooLarge) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
+        Err(mediastreams_http::BodyError::TimedOut) => return problem(Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the offer did not arrive in time")),
+        Err(mediastreams_http::BodyError::Incomplete) => return problem(Problem::bad_request("incomplete-body", "the offer ended early")),
     };
     if let Some(r) = hand_over(&node, &stream, parts.method.clone(), &parts.uri, &parts.headers, body.clone()).await {
         return r;

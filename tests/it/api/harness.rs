@@ -200,11 +200,18 @@ impl Env {
 
     async fn local(storage: StorageChoice, dir: Option<tempfile::TempDir>, api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
         let backends: Backends = open_backends(&storage).await.expect("storage");
-        Self::local_with_backends(storage, backends, dir, api_key, ingest).await
+        Self::local_with_backends(storage, backends, dir, api_key, ingest, mediastreams_http::Limits::default()).await
     }
 
     /// The local runner over `backends` (wrapped ones: fault injection).
-    pub async fn local_with_backends(storage: StorageChoice, backends: Backends, dir: Option<tempfile::TempDir>, api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
+    pub async fn local_with_backends(
+        storage: StorageChoice,
+        backends: Backends,
+        dir: Option<tempfile::TempDir>,
+        api_key: Option<&str>,
+        ingest: mediastreams_ingest_node::NodeConfig,
+        limits: mediastreams_http::Limits,
+    ) -> Env {
         // Logs of the server under test, with RUST_LOG.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -218,10 +225,11 @@ impl Env {
             public_url: base.clone(),
             api_key: api_key.map(str::to_owned),
             web_dir: Some(mediastreams_tests::workspace_root().join("web/public")),
+            limits,
         };
         let (router, node) = build_service(&backends, &config);
         let server = tokio::spawn(async move {
-            serve(listener, router, std::future::pending()).await.unwrap();
+            serve(listener, router, limits, std::future::pending()).await.unwrap();
         });
         Env {
             transport: Box::new(HttpTransport { client: reqwest::Client::new(), base: base.clone() }),

@@ -1,0 +1,150 @@
+//! What every HTTP edge of the service shares: the server loop of the
+//! local runner and of the ingest nodes' WHIP port.
+//!
+//! A server on the open internet meets clients that never finish: headers
+//! sent a byte a minute, bodies that stall, connections opened by the
+//! thousand and left. [`serve`] bounds each: a request's headers must
+//! arrive within [`Limits::header_read_timeout`] (which also closes
+//! keep-alive connections idle that long), handlers read bodies within
+//! [`Limits::body_timeout`] ([`read_body`]), and at most
+//! [`Limits::max_connections`] are open at once (more are closed as they
+//! are accepted, so the server's sockets and memory stay bounded and the
+//! connections it has keep being served).
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+/// The bounds [`serve`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request's headers (and the first byte of the next request on a
+    /// kept-alive connection) must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this ([`read_body`]).
+    pub body_timeout: Duration,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_read_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(30), max_connections: 4096 }
+    }
+}
+
+/// What a server did (tests and logs).
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    pub accepted: AtomicU64,
+    /// Connections closed at accept because `max_connections` were open.
+    pub refused: AtomicU64,
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown`
+/// resolves, then stops accepting and lets open connections finish their
+/// requests. Handlers see the peer's address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    counters: Arc<ServerCounters>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors or the like: the connections
+                    // there are go on; try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            let refused = counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(max = limits.max_connections, refused, "connection limit reached; closing new connections");
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req.map(Body::new))
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    // Let open connections finish what they are doing.
+    let _ = closing_tx.send(true);
+    let _ = tokio::time::timeout(limits.body_timeout, open.acquire_many(limits.max_connections.max(1) as u32)).await;
+    Ok(())
+}
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Larger than the limit.
+    TooLarge,
+    /// Not all there within the body timeout.
+    TimedOut,
+    /// The client went away mid-body.
+    Incomplete,
+}
+
+/// Reads a request body of at most `limit` bytes within `limits.body_timeout`.
+pub async fn read_body(body: Body, limit: usize, limits: &Limits) -> Result<axum::body::Bytes, BodyError> {
+    match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return Err(BodyError::TooLarge);
+                }
+                source = err.source();
+            }
+            Err(BodyError::Incomplete)
+        }
+        Err(_) => Err(BodyError::TimedOut),
+    }
+}
