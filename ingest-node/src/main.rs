@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(args.idle_timeout),
             spool_dir: Some(args.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("mediastreams-spool"))),
             spool_bytes: args.spool_bytes,
+            capacity: Some(args.capacity as usize),
             ..Default::default()
         },
     );

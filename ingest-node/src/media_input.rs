@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 /// What sessions send their stream task.
 #[derive(Debug)]
 pub enum StreamInput {
-    Video { unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64 },
+    /// `held`: the unit's bytes of the stream's input budget, released
+    /// when the stream task has packaged it.
+    Video { unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64, held: Option<tokio::sync::OwnedSemaphorePermit> },
     Audio { opus: Bytes, rtp_ext: u64, arrival: Instant, session: u64 },
     /// Audio packets of `session` that never came (20 ms each).
     AudioLost { samples: usize, session: u64 },
@@ -24,8 +26,12 @@ pub enum StreamInput {
     SenderReport { video: bool, ntp: u64, rtp: u32, session: u64 },
 }
 
-/// Capacity of a stream task's input queue (about 10 s of media).
+/// Capacity of a stream task's input queue, in items (about 10 s of
+/// media).
 pub const STREAM_QUEUE: usize = 1024;
+/// And in video bytes: a session drops access units past it (the stream
+/// task lags); 32 MiB is over 100 s of 2.5 Mbit/s video.
+pub const STREAM_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where keyframe requests go: the current session's video reader, which
 /// answers each with a PLI. Never blocks.
@@ -55,4 +61,20 @@ impl KeyframeRequests {
 pub struct MediaSink {
     pub input: mpsc::Sender<StreamInput>,
     pub keyframes: KeyframeRequests,
+    /// Video bytes queued ([`STREAM_QUEUE_BYTES`]).
+    pub budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl MediaSink {
+    pub fn new(input: mpsc::Sender<StreamInput>) -> Self {
+        MediaSink { input, keyframes: KeyframeRequests::default(), budget: Arc::new(tokio::sync::Semaphore::new(STREAM_QUEUE_BYTES)) }
+    }
+
+    /// Queues a video access unit if the stream's budget has room for it;
+    /// `false` when it was dropped.
+    pub fn send_video(&self, unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64) -> bool {
+        let size: usize = unit.nal_units.iter().map(|n| n.len()).sum();
+        let Ok(held) = self.budget.clone().try_acquire_many_owned(size.clamp(1, STREAM_QUEUE_BYTES) as u32) else { return false };
+        self.input.try_send(StreamInput::Video { unit, rtp_ext, arrival, session, held: Some(held) }).is_ok()
+    }
 }

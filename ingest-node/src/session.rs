@@ -73,6 +73,7 @@ impl SessionHandle {
 struct Events {
     session: u64,
     input: mpsc::Sender<StreamInput>,
+    sink: MediaSink,
     keyframes: crate::media_input::KeyframeRequests,
     gathered: mpsc::Sender<()>,
     ended: Arc<AtomicBool>,
@@ -102,7 +103,7 @@ impl PeerConnectionEventHandler for Events {
             RtpCodecKind::Video => {
                 let (tx, rx) = mpsc::channel(4);
                 self.keyframes.attach(tx);
-                tokio::spawn(read_video(track, input, rx, session));
+                tokio::spawn(read_video(track, self.sink.clone(), rx, session));
             }
             RtpCodecKind::Audio => {
                 tokio::spawn(read_audio(track, input, session));
@@ -130,7 +131,8 @@ async fn send_pli(track: &Arc<dyn TrackRemote>, last: &mut Option<Instant>) {
     let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
 }
 
-async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, mut keyframe_rx: mpsc::Receiver<()>, session: u64) {
+async fn read_video(track: Arc<dyn TrackRemote>, sink: MediaSink, mut keyframe_rx: mpsc::Receiver<()>, session: u64) {
+    let input = sink.input.clone();
     let start = Instant::now();
     let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
     let mut depacketizer = H264Depacketizer::new();
@@ -166,7 +168,7 @@ async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
                         match d {
                             Depacketized::AccessUnit(unit) => {
                                 let rtp_ext = timestamps.extend(unit.rtp_timestamp);
-                                if input.try_send(StreamInput::Video { unit, rtp_ext, arrival: Instant::now(), session }).is_err() {
+                                if !sink.send_video(unit, rtp_ext, Instant::now(), session) {
                                     dropped += 1;
                                 }
                             }
@@ -176,6 +178,21 @@ async fn read_video(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
                 }
             }
             Some(()) = keyframe_rx.recv() => send_pli(&track, &mut last_pli).await,
+        }
+    }
+    // The track ended: what waited behind a hole is video too.
+    for out in reorder.flush() {
+        let produced = match out {
+            Reordered::Packet(p) => depacketizer.push(&p),
+            Reordered::Lost { .. } => depacketizer.lost(),
+        };
+        for d in produced {
+            if let Depacketized::AccessUnit(unit) = d {
+                let rtp_ext = timestamps.extend(unit.rtp_timestamp);
+                if !sink.send_video(unit, rtp_ext, Instant::now(), session) {
+                    dropped += 1;
+                }
+            }
         }
     }
     tracing::debug!(session, dropped, stats = ?reorder.stats(), depacketizer = ?depacketizer.stats(), "video track ended");
@@ -218,17 +235,25 @@ async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
             let _ = input.try_send(StreamInput::Reception { video: false, received: st.received, lost: st.lost });
         }
         while let Some(out) = reorder.pop(start.elapsed()) {
-            let msg = match out {
-                Reordered::Packet(p) if !p.payload.is_empty() => {
-                    let rtp_ext = timestamps.extend(p.timestamp);
-                    StreamInput::Audio { opus: p.payload, rtp_ext, arrival: Instant::now(), session }
-                }
-                Reordered::Packet(_) => continue,
-                Reordered::Lost { count } => StreamInput::AudioLost { samples: 960 * count.min(50) as usize, session },
-            };
-            let _ = input.try_send(msg);
+            send_audio(out, &mut timestamps, &input, session);
         }
     }
+    // The track ended: what waited behind a hole is audio too.
+    for out in reorder.flush() {
+        send_audio(out, &mut timestamps, &input, session);
+    }
+}
+
+fn send_audio(out: Reordered, timestamps: &mut TimestampExtender, input: &mpsc::Sender<StreamInput>, session: u64) {
+    let msg = match out {
+        Reordered::Packet(p) if !p.payload.is_empty() => {
+            let rtp_ext = timestamps.extend(p.timestamp);
+            StreamInput::Audio { opus: p.payload, rtp_ext, arrival: Instant::now(), session }
+        }
+        Reordered::Packet(_) => return,
+        Reordered::Lost { count } => StreamInput::AudioLost { samples: 960 * count.min(50) as usize, session },
+    };
+    let _ = input.try_send(msg);
 }
 
 fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
@@ -307,7 +332,7 @@ pub(crate) async fn start(mux: Arc<UdpMux>, announce_as: &Announce, session: u64
     }
     let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
     let ended = Arc::new(AtomicBool::new(false));
-    let events = Arc::new(Events { session, input: sink.input, keyframes: sink.keyframes, gathered: gathered_tx, ended: ended.clone() });
+    let events = Arc::new(Events { session, input: sink.input.clone(), keyframes: sink.keyframes.clone(), sink, gathered: gathered_tx, ended: ended.clone() });
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)

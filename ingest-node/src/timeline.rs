@@ -185,6 +185,11 @@ impl Timeline {
         Some(if c.synced { AvSync::SenderReports } else { AvSync::Arrival })
     }
 
+    /// The session whose media is being placed, if any.
+    pub fn current_session(&self) -> Option<u64> {
+        self.clock.as_ref().map(|c| c.session)
+    }
+
     /// Whether media of `session` is being placed.
     pub fn is_current(&self, session: u64) -> bool {
         self.clock.as_ref().is_some_and(|c| c.session == session)

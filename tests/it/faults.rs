@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::api::harness::Env;
-use crate::whip::{connect, media, publisher, send_media, stop_and_check_recording, video_chunks, wait_for_state};
+use crate::whip::{connect, lossy_relay, media, publisher, send_media, stop_and_check_recording, udp_host_candidates, video_chunks, wait_for_state};
 
 /// A table that fails every call while `failing` is set (a throttled or
 /// unreachable DynamoDB).
@@ -622,4 +622,78 @@ async fn half_open_connections_neither_stop_the_server_nor_stay_open() {
     let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_string(&mut answer)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "the stalled body gets 408: {answer}");
     assert!(answer.contains("body-timeout"), "{answer}");
+}
+
+/// A track's fragments in a Smooth manifest: (start, duration).
+fn chunks_of(xml: &str, kind: &str) -> Vec<(u64, u64)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some(kind))
+        .flat_map(|si| si.children().filter(|c| c.has_tag_name("c")).collect::<Vec<_>>())
+        .map(|c| (c.attribute("t").unwrap().parse().unwrap(), c.attribute("d").unwrap().parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_percent_audio_loss_keeps_audio_in_place_against_video() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let (pid, dash, whip, token) = started(&env, "lossy-audio").await;
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(p.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let answer = r.text().await.unwrap();
+    let (ip, port) = udp_host_candidates(&answer).first().cloned().expect("a host candidate");
+    // Every tenth Opus packet (payload type 111) is lost; video passes.
+    let (relay, counters) = lossy_relay(format!("{ip}:{port}").parse().unwrap(), 10, u64::MAX, Some(111)).await;
+    let answer = answer.replace(&format!(" {ip} {port} typ host"), &format!(" {} {} typ host", relay.ip(), relay.port()));
+    p.pc.set_remote_description(webrtc::peer_connection::RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), p.connected.recv()).await.expect("connects through the relay").unwrap();
+    send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 10).await;
+    stop_and_check_recording(&env, "lossy-audio", &pid, &dash, 80_000_000, 9).await;
+    let _ = p.pc.close().await;
+    let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
+    let xml = String::from_utf8(env.media.get(&key).await.unwrap().unwrap().body.to_vec()).unwrap();
+    let end = |c: &[(u64, u64)]| c.last().map(|(t, d)| t + d).unwrap_or(0);
+    let (video, audio) = (chunks_of(&xml, "video"), chunks_of(&xml, "audio"));
+    let (rtp, dropped) = (counters.rtp.load(Relaxed), counters.dropped.load(Relaxed));
+    // The recorded audio lasts as long as the audio sent (20 ms per Opus
+    // packet, lost ones included): each loss is concealed in place, so
+    // nothing after it moves earlier against video. Within one AAC frame
+    // (1024 samples at 48 kHz): the last one is padded.
+    const AAC_FRAME: i64 = 213_333;
+    let recorded = end(&audio) as i64 - audio.first().map_or(0, |c| c.0 as i64);
+    let sent = rtp as i64 * 200_000;
+    eprintln!(
+        "audio loss: {dropped} of {rtp} Opus packets; {:.1} ms of audio recorded for {:.1} ms sent; audio ends {:.1} ms from video",
+        recorded as f64 / 1e4,
+        sent as f64 / 1e4,
+        (end(&audio) as i64 - end(&video) as i64) as f64 / 1e4
+    );
+    assert!(rtp >= 400 && dropped >= rtp / 11, "the relay dropped {dropped} of {rtp} Opus packets");
+    assert!((recorded - sent).abs() <= AAC_FRAME, "{recorded} of audio recorded for {sent} sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_at_capacity_answers_503_with_retry_after() {
+    let env = Env::local_embedded_with(None, mediastreams_ingest_node::NodeConfig { capacity: Some(1), ..Default::default() }).await;
+    let http = reqwest::Client::new();
+    let (_, _, whip_a, token_a) = started(&env, "first").await;
+    let (_, _, whip_b, token_b) = started(&env, "second").await;
+    let mut a = publisher().await;
+    connect(&http, &whip_a, &token_a, &mut a).await;
+    let b = publisher().await;
+    let r = http.post(&whip_b).bearer_auth(&token_b).header("content-type", "application/sdp").body(b.offer.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some(), "{:?}", r.headers());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "node-at-capacity", "{v}");
+    // Room again once the first stream is stopped (Ready -> Created).
+    assert_eq!(env.call("POST", "/streams/first/stop-ingest", None).await.status, 200);
+    assert!(node_idle(&env, Duration::from_secs(3)).await);
+    let mut b = publisher().await;
+    connect(&http, &whip_b, &token_b, &mut b).await;
+    let _ = (a.pc.close().await, b.pc.close().await);
 }

@@ -75,7 +75,7 @@ pub(crate) struct Publisher {
     pub video: Arc<TrackLocalStaticSample>,
     pub audio: Arc<TrackLocalStaticSample>,
     pub offer: String,
-    connected: mpsc::Receiver<()>,
+    pub connected: mpsc::Receiver<()>,
     /// The connection's state, as the publisher sees it.
     pub state: tokio::sync::watch::Receiver<RTCPeerConnectionState>,
 }
@@ -235,7 +235,7 @@ pub(crate) async fn connect_with_answer(http: &reqwest::Client, whip: &str, toke
 }
 
 /// The (address, port) of an answer's UDP host candidates.
-fn udp_host_candidates(sdp: &str) -> Vec<(String, u16)> {
+pub(crate) fn udp_host_candidates(sdp: &str) -> Vec<(String, u16)> {
     sdp.lines()
         .filter_map(|l| l.strip_prefix("a=candidate:"))
         .map(|l| l.split(' ').collect::<Vec<_>>())
@@ -485,18 +485,19 @@ async fn publish_and_record(env: Env) {
 
 /// What the lossy relay did.
 #[derive(Debug, Default)]
-struct RelayCounters {
-    rtp: std::sync::atomic::AtomicU64,
-    dropped: std::sync::atomic::AtomicU64,
-    reordered: std::sync::atomic::AtomicU64,
+pub(crate) struct RelayCounters {
+    pub rtp: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
+    pub reordered: std::sync::atomic::AtomicU64,
 }
 
 /// A UDP relay between a publisher and the node that drops every
 /// `drop_every`-th RTP packet and swaps every `swap_every`-th with the one
 /// after it (a deterministic loss and reordering pattern). STUN, DTLS and
 /// RTCP pass untouched. The publisher is pointed at the relay by rewriting
-/// the answer's candidates.
-async fn lossy_relay(node: std::net::SocketAddr, drop_every: u64, swap_every: u64) -> (std::net::SocketAddr, Arc<RelayCounters>) {
+/// the answer's candidates. With `only_payload_type`, only RTP packets of
+/// that payload type count (and suffer).
+pub(crate) async fn lossy_relay(node: std::net::SocketAddr, drop_every: u64, swap_every: u64, only_payload_type: Option<u8>) -> (std::net::SocketAddr, Arc<RelayCounters>) {
     use std::sync::atomic::Ordering::Relaxed;
     let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -514,7 +515,7 @@ async fn lossy_relay(node: std::net::SocketAddr, drop_every: u64, swap_every: u6
                 let d = &buf[..n];
                 // RFC 7983: 128..=191 is RTP or RTCP; RTCP packet types 192..=223.
                 let rtp = n > 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]);
-                if !rtp {
+                if !rtp || only_payload_type.is_some_and(|pt| d[1] & 0x7f != pt) {
                     let _ = back.send(d).await;
                     continue;
                 }
@@ -568,7 +569,7 @@ async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
     let answer = r.text().await.unwrap();
     let (ip, port) = udp_host_candidates(&answer).first().cloned().expect("a host candidate");
     // 1 RTP packet in 25 lost, 1 in 10 arriving after its successor.
-    let (relay, counters) = lossy_relay(format!("{ip}:{port}").parse().unwrap(), 25, 10).await;
+    let (relay, counters) = lossy_relay(format!("{ip}:{port}").parse().unwrap(), 25, 10, None).await;
     let answer = answer.replace(&format!(" {ip} {port} typ host"), &format!(" {} {} typ host", relay.ip(), relay.port()));
     p.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), p.connected.recv()).await.expect("ICE/DTLS connects through the relay").unwrap();

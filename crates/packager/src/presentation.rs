@@ -58,6 +58,10 @@ pub const START_ALIGNMENT: u64 = 10_000_000;
 /// tfrf in live media segment"); on-demand players ignore the box.
 const LAST_LOOKAHEAD: &[LiveLookahead] = &[];
 
+/// The longest a session's last picture is held to meet the end of its
+/// audio (1 s).
+const MAX_LAST_PICTURE: u64 = TIMESCALE as u64;
+
 /// How many video fragments the first live manifest waits for audio: a
 /// publisher whose audio never comes still goes live, without audio.
 const AUDIO_WAIT_FRAGMENTS: usize = 3;
@@ -806,14 +810,15 @@ impl Presentation {
             return out;
         }
         if let Some(p) = self.pending_video.take() {
-            // The last picture lasts until the audio ends when that is
-            // within two frames of it: both tracks then end at the same
-            // time, and players reach the end of both (a player waits at
-            // the end of the shorter one, and may never fire `ended`).
+            // The last picture lasts until the audio ends (up to
+            // `MAX_LAST_PICTURE`): both tracks then end at the same time,
+            // players reach the end of both (a player waits at the end of
+            // the shorter one, and may never fire `ended`), and a later
+            // session continues both without a hole in the video.
             let start = p.time as u64;
             let nominal = u64::from(self.last_video_duration);
             let d = match self.audio_next_time() {
-                Some(audio_end) if audio_end > start && audio_end - start <= 2 * nominal => audio_end - start,
+                Some(audio_end) if audio_end > start && audio_end - start <= MAX_LAST_PICTURE => audio_end - start,
                 _ => nominal,
             };
             self.add_video(p, u32::try_from(d).unwrap_or(self.last_video_duration));

@@ -122,6 +122,26 @@ impl ReorderBuffer {
         None
     }
 
+    /// Everything held, in order, holes given up on: the stream ended, and
+    /// no missing packet will come any more.
+    pub fn flush(&mut self) -> Vec<Reordered> {
+        let mut out = Vec::new();
+        self.start_wait = None;
+        while let Some(first) = self.held.keys().next().copied() {
+            let Some(next) = self.next else { break };
+            if first > next {
+                let count = first - next;
+                self.stats.lost += count;
+                out.push(Reordered::Lost { count });
+            }
+            if let Some((_, packet)) = self.held.remove(&first) {
+                out.push(Reordered::Packet(packet));
+            }
+            self.next = Some(first + 1);
+        }
+        out
+    }
+
     /// When `pop` may next have something without a new packet arriving:
     /// the time the oldest hole expires.
     pub fn deadline(&self) -> Option<Duration> {
@@ -138,6 +158,29 @@ impl ReorderBuffer {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn flush_releases_what_waits_behind_a_hole() {
+        let p = |sequence: u16| RtpPacket { sequence, timestamp: u32::from(sequence) * 960, marker: false, payload: Bytes::new() };
+        let mut b = ReorderBuffer::new(64, Duration::from_millis(150));
+        let t = Duration::from_secs(1);
+        for s in [10, 11, 13, 14, 16] {
+            b.push(p(s), t);
+        }
+        // Still settling the start: nothing is due yet.
+        assert!(b.pop(t).is_none());
+        let seqs: Vec<String> = b
+            .flush()
+            .into_iter()
+            .map(|r| match r {
+                Reordered::Packet(p) => p.sequence.to_string(),
+                Reordered::Lost { count } => format!("lost {count}"),
+            })
+            .collect();
+        assert_eq!(seqs, ["10", "11", "lost 1", "13", "14", "lost 1", "16"]);
+        assert_eq!(b.stats().lost, 2);
+        assert!(b.flush().is_empty() && b.pop(t * 10).is_none());
+    }
     use proptest::prelude::*;
 
     fn pkt(seq: u16) -> RtpPacket {

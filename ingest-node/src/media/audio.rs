@@ -133,6 +133,12 @@ impl OpusToAac {
         let mut out = Vec::new();
         let mut pkt = ffmpeg::Packet::empty();
         while self.encoder.receive_packet(&mut pkt).is_ok() {
+            // The encoder's priming (its first packet, before time 0) is
+            // left out: every frame kept then starts where its input did,
+            // so audio is not a frame late against video.
+            if pkt.pts().is_some_and(|pts| pts < 0) {
+                continue;
+            }
             if let Some(d) = pkt.data() {
                 out.push(Bytes::copy_from_slice(d));
             }

@@ -28,7 +28,7 @@ use mediastreams_model::{Stream, StreamState};
 use mediastreams_storage::{ObjectStore, StreamRepo};
 use tokio::sync::{mpsc, watch};
 
-use crate::media_input::{KeyframeRequests, MediaSink, STREAM_QUEUE};
+use crate::media_input::{MediaSink, STREAM_QUEUE};
 use crate::session::SessionHandle;
 
 pub use stream::STATS_INTERVAL;
@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub spool_dir: Option<std::path::PathBuf>,
     /// Bytes the spool holds at most, for all streams together.
     pub spool_bytes: u64,
+    /// Streams the node records at once at most (`None`: no limit); a
+    /// publisher of another stream gets 503 with `Retry-After`.
+    pub capacity: Option<usize>,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +73,7 @@ impl Default for NodeConfig {
             upload_memory_bytes: crate::uploader::MEMORY_BYTES,
             spool_dir: None,
             spool_bytes: 2 * 1024 * 1024 * 1024,
+            capacity: None,
         }
     }
 }
@@ -107,6 +111,8 @@ pub enum PublishError {
     NodeUnavailable(String),
     #[error("the ingest node is shutting down")]
     ShuttingDown,
+    #[error("the ingest node records {0} streams, its capacity; stop and start ingest to be assigned another node")]
+    AtCapacity(usize),
     #[error("the offer could not be answered: {0}")]
     Negotiation(String),
 }
@@ -310,7 +316,10 @@ impl IngestNode {
                 }
                 // A newer generation: the old one's task abandons.
                 Some(_) => streams.remove(&name),
-                None => None,
+                None => match self.config.capacity {
+                    Some(capacity) if streams.len() >= capacity => return Err(PublishError::AtCapacity(capacity)),
+                    _ => None,
+                },
             };
             let e = match streams.get(&name) {
                 Some(e) => e,
@@ -416,7 +425,7 @@ impl IngestNode {
     fn spawn_stream(self: &Arc<Self>, name: &str, generation: Generation, publisher: Publisher, command: Command) -> StreamEntry {
         let task = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (input, rx) = mpsc::channel(STREAM_QUEUE);
-        let sink = MediaSink { input, keyframes: KeyframeRequests::default() };
+        let sink = MediaSink::new(input);
         let (command_tx, command_rx) = watch::channel(command);
         let (phase_tx, phase_rx) = watch::channel(Phase::Opening);
         let node = self.clone();

@@ -146,8 +146,13 @@ pub(crate) async fn run(
     let end = task.record(&mut rx, &mut command).await;
     // No more publishers; the current one is closed.
     phase.send_replace(Phase::Closing);
-    rx.close();
     node.close_publisher(&name, job.task).await;
+    if let End::Finish = end {
+        // What the closed session had received (its readers flush their
+        // reorder buffers as their tracks end) is part of the recording.
+        task.drain(&mut rx).await;
+    }
+    rx.close();
     match end {
         End::Finish => match task.recorder.finish().await {
             Ok(_) => true,
@@ -179,7 +184,37 @@ struct StreamTask {
     pps: Option<Bytes>,
 }
 
+/// After the publisher is closed, input is taken until it has been quiet
+/// this long, or for at most `DRAIN_MAX`.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+
 impl StreamTask {
+    /// Packages what is still queued, then the audio the transcoder holds.
+    async fn drain(&mut self, rx: &mut mpsc::Receiver<StreamInput>) {
+        let until = tokio::time::Instant::now() + DRAIN_MAX;
+        while let Ok(Some(input)) = tokio::time::timeout(DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now())), rx.recv()).await {
+            if matches!(input, StreamInput::SessionEnded { .. }) {
+                // Its fragments are closed by finishing.
+                continue;
+            }
+            self.input(input).await;
+        }
+        if let Some(session) = self.timeline.current_session() {
+            self.flush_audio(session).await;
+        }
+    }
+
+    /// The transcoder's last frames (padded to a whole AAC frame).
+    async fn flush_audio(&mut self, session: u64) {
+        let Some(t) = self.transcoder.as_mut() else { return };
+        match t.finish() {
+            Ok(frames) => self.push_aac(session, frames).await,
+            Err(e) => tracing::debug!(stream = %self.name, error = %e, "could not flush the audio encoder"),
+        }
+        self.transcoder = None;
+    }
+
     async fn record(&mut self, rx: &mut mpsc::Receiver<StreamInput>, command: &mut watch::Receiver<Command>) -> End {
         let mut last_media = Instant::now();
         let mut poll = tokio::time::interval(self.node.config.poll_interval);
@@ -258,7 +293,7 @@ impl StreamTask {
     async fn input(&mut self, input: StreamInput) {
         let name = self.name.clone();
         match input {
-            StreamInput::Video { unit, rtp_ext, arrival, session } => {
+            StreamInput::Video { unit, rtp_ext, arrival, session, held } => {
                 let time = self.timeline.video(session, rtp_ext, arrival);
                 self.log_timeline_events(session);
                 self.window.av_sync = self.timeline.av_sync();
@@ -283,6 +318,7 @@ impl StreamTask {
                     Ok(false) => {}
                     Err(e) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
                 }
+                drop(held);
             }
             StreamInput::Audio { opus, rtp_ext, arrival, session } => {
                 self.window.audio_bytes += opus.len() as u64;
@@ -328,6 +364,7 @@ impl StreamTask {
                 // The publisher is gone: another may connect.
                 self.node.session_ended(&self.name, self.task, session);
                 if self.timeline.is_current(session) {
+                    self.flush_audio(session).await;
                     match self.recorder.end_session().await {
                         Ok(next) => self.timeline.end_session(next),
                         Err(e) => tracing::warn!(stream = %name, error = %e, "could not close the session's fragments"),

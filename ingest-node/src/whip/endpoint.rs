@@ -214,6 +214,7 @@ fn publish_problem(e: &PublishError) -> Problem {
         PublishError::Superseded(_) => Problem::conflict("superseded", e.to_string()),
         PublishError::StorageUnavailable(_) => unavailable("storage-unavailable"),
         PublishError::NodeUnavailable(_) | PublishError::ShuttingDown => unavailable("node-unavailable"),
+        PublishError::AtCapacity(_) => unavailable("node-at-capacity"),
         PublishError::Unresumable { .. } => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "recording-unreadable", e.to_string()),
         PublishError::Negotiation(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "negotiation-failed", e.to_string()),
     }

@@ -370,7 +370,7 @@ mod tests {
         let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
         let mux = node.media_mux().await.unwrap();
         let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
-        let sink = |input| crate::media_input::MediaSink { input, keyframes: Default::default() };
+        let sink = crate::media_input::MediaSink::new;
 
         let offers_dir = format!("{}/testdata/offers", env!("CARGO_MANIFEST_DIR"));
         let mut names: Vec<String> = std::fs::read_dir(&offers_dir)
