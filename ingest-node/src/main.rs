@@ -14,6 +14,9 @@ use clap::Parser;
 use mediastreams_ingest_node::{IngestNode, NodeConfig};
 use mediastreams_storage::{DynamoTable, NodeRecord, NodeRegistry, S3Store, StreamRepo};
 
+/// How often the node writes its registry record (its TTL is 30 s).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -125,28 +128,18 @@ async fn main() -> anyhow::Result<()> {
             tracing::warn!(streams = ?taken, "took on streams this node owned before it restarted");
         }
     }
-    let beat = {
-        let node = node.clone();
-        let registry = registry.clone();
-        let (id, base, capacity, internal_url) = (id.clone(), args.whip_base_url.clone(), args.capacity, internal_url.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tick.tick().await;
-                let record = NodeRecord {
-                    id: id.clone(),
-                    whip_base_url: base.clone(),
-                    capacity,
-                    active_streams: node.active_streams() as u32,
-                    heartbeat_at: time::OffsetDateTime::now_utc(),
-                    internal_url: internal_url.clone(),
-                };
-                if let Err(e) = registry.heartbeat(&record).await {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
-            }
-        })
-    };
+    let beat = node.heartbeat(
+        registry.clone(),
+        NodeRecord {
+            id: id.clone(),
+            whip_base_url: args.whip_base_url.clone(),
+            capacity: args.capacity,
+            active_streams: 0,
+            heartbeat_at: time::OffsetDateTime::now_utc(),
+            internal_url: internal_url.clone(),
+        },
+        HEARTBEAT,
+    );
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(mediastreams_ingest_node::whip::endpoint::router(node.clone()));

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
+
 use bytes::Bytes;
 use mediastreams_model::{StreamState, Transition};
 use mediastreams_packager::{
@@ -76,6 +78,9 @@ pub struct Recorder {
     live: bool,
     /// When `Ready -> Live` may be tried again (it failed).
     next_live_attempt: Option<std::time::Instant>,
+    /// `Ready -> Live` in flight: `Ok` once the stream is `Live` (or has
+    /// left `Ready` otherwise).
+    live_attempt: Option<tokio::task::JoinHandle<Result<(), ()>>>,
     /// Where a continued recording's stored fragments end (the timeline
     /// position the next session starts at).
     continues_at: i64,
@@ -140,6 +145,7 @@ impl Recorder {
             early_audio: std::collections::VecDeque::new(),
             live: s.state == StreamState::Live,
             next_live_attempt: None,
+            live_attempt: None,
             continues_at,
             uploader,
             task,
@@ -152,28 +158,28 @@ impl Recorder {
         self.continues_at
     }
 
-    /// Records the stream's first media: `Ready -> Live`. A table that
-    /// fails does not stop the recording: the transition is tried again
-    /// (at most once a second) with the following media.
-    async fn went_live(&mut self) {
-        if self.live || self.next_live_attempt.is_some_and(|at| std::time::Instant::now() < at) {
+    /// Records the stream's first media: `Ready -> Live`, beside media (a
+    /// slow table holds up nothing). A table that fails does not stop the
+    /// recording: the transition is tried again (at most once a second)
+    /// with the following media, and at the end (see [`Recorder::finish`]).
+    fn went_live(&mut self) {
+        if self.live {
             return;
         }
-        match self.repo.transition(&self.name, Transition::MediaArrived, OffsetDateTime::now_utc(), None).await {
-            Ok(_) => tracing::info!(stream = %self.name, "stream is live"),
-            // Already Live (another session of this node made it so).
-            Err(RepoError::Transition(t)) if t.from == StreamState::Live => {}
-            // Stopped or deleted meanwhile: the stream task sees it.
-            Err(RepoError::Transition(t)) => {
-                tracing::info!(stream = %self.name, state = %t.from, "the stream left Ready before its first media was recorded");
-            }
-            Err(e) => {
-                tracing::warn!(stream = %self.name, error = %e, "could not mark the stream Live; retrying with the next media");
-                self.next_live_attempt = Some(std::time::Instant::now() + LIVE_RETRY);
-                return;
+        if let Some(attempt) = self.live_attempt.take_if(|a| a.is_finished()) {
+            match attempt.now_or_never() {
+                Some(Ok(Ok(()))) => {
+                    self.live = true;
+                    return;
+                }
+                _ => self.next_live_attempt = Some(std::time::Instant::now() + LIVE_RETRY),
             }
         }
-        self.live = true;
+        if self.live_attempt.is_some() || self.next_live_attempt.is_some_and(|at| std::time::Instant::now() < at) {
+            return;
+        }
+        let (repo, name) = (self.repo.clone(), self.name.clone());
+        self.live_attempt = Some(tokio::spawn(async move { mark_live(&repo, &name).await }));
     }
 
     /// Takes a video access unit (AVCC). The first one must be a keyframe
@@ -211,7 +217,7 @@ impl Recorder {
         };
         let sample = VideoSample { time: sample.time - self.origin, ..sample };
         let out = p.push_video(sample)?;
-        self.went_live().await;
+        self.went_live();
         let keyframe_needed = out.keyframe_needed;
         self.uploader.send(out.objects).await?;
         Ok(keyframe_needed)
@@ -278,10 +284,15 @@ impl Recorder {
         drop(self.uploader);
         // Every object is written before the stream says OnDemand.
         let stats = self.task.finish().await;
+        // A `Ready -> Live` in flight lands before the final transitions.
+        if let Some(attempt) = self.live_attempt.take() {
+            let _ = attempt.await;
+        }
+        let has_media = self.presentation.is_some();
         let mut backoff = FIRST_BACKOFF;
         loop {
             let done = match &stats.failed {
-                None => finalize_record(&self.repo, &self.name, &self.generation).await,
+                None => finalize_record(&self.repo, &self.name, &self.generation, has_media).await,
                 Some(reason) => fail_record(&self.repo, &self.name, &self.generation, reason, stats.not_written).await,
             };
             match done {
@@ -325,9 +336,32 @@ async fn fail_record(repo: &StreamRepo, name: &str, generation: &Generation, rea
     }
 }
 
-/// `[Live ->] Stopping -> OnDemand`, each a conditional write, on this
-/// recording's generation only.
-async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation) -> Result<(), RepoError> {
+/// `Ready -> Live` (the first media); `Ok` when the stream is `Live` or has
+/// left `Ready` otherwise, `Err` to try again.
+async fn mark_live(repo: &StreamRepo, name: &str) -> Result<(), ()> {
+    match repo.transition(name, Transition::MediaArrived, OffsetDateTime::now_utc(), None).await {
+        Ok(_) => {
+            tracing::info!(stream = %name, "stream is live");
+            Ok(())
+        }
+        // Already Live (another session of this node made it so).
+        Err(RepoError::Transition(t)) if t.from == StreamState::Live => Ok(()),
+        // Stopped or deleted meanwhile: the stream task sees it.
+        Err(RepoError::Transition(t)) => {
+            tracing::info!(stream = %name, state = %t.from, "the stream left Ready before its first media was recorded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(stream = %name, error = %e, "could not mark the stream Live; retrying with the next media");
+            Err(())
+        }
+    }
+}
+
+/// `[Ready -> Live ->] Stopping -> OnDemand`, each a conditional write, on
+/// this recording's generation only (`Ready -> Live` when it has media but
+/// the first transition never landed: a table down since).
+async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation, has_media: bool) -> Result<(), RepoError> {
         loop {
             let Some(current) = repo.get(name).await? else { return Ok(()) };
             if Generation::of(&current.stream).as_ref() != Some(generation) {
@@ -335,6 +369,7 @@ async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation)
             }
             let now = OffsetDateTime::now_utc();
             let t = match current.stream.state {
+                StreamState::Ready if has_media => Transition::MediaArrived,
                 StreamState::Live => Transition::StopIngest,
                 StreamState::Stopping => Transition::RecordingFinalized,
                 _ => return Ok(()),

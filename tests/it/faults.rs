@@ -31,6 +31,8 @@ struct FaultyTable {
     inner: Arc<dyn Table>,
     failing: AtomicBool,
     failed: AtomicU64,
+    /// Reads of stream records take 40 s (a throttled table).
+    slow_streams: AtomicBool,
 }
 
 impl FaultyTable {
@@ -47,6 +49,9 @@ impl FaultyTable {
 impl Table for FaultyTable {
     async fn get(&self, key: &str) -> Result<Option<Record>, TableError> {
         self.check()?;
+        if key.starts_with("stream#") && self.slow_streams.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+        }
         self.inner.get(key).await
     }
     async fn put(&self, record: &Record, precondition: Precondition) -> Result<(), TableError> {
@@ -125,7 +130,7 @@ async fn fault_env_with(ingest: mediastreams_ingest_node::NodeConfig) -> FaultEn
     let dir = mediastreams_tests::scratch();
     let storage = StorageChoice::Embedded { data_dir: dir.path().to_owned() };
     let real = mediastreams_local::open_backends(&storage).await.unwrap();
-    let table = Arc::new(FaultyTable { inner: real.table, failing: AtomicBool::new(false), failed: AtomicU64::new(0) });
+    let table = Arc::new(FaultyTable { inner: real.table, failing: AtomicBool::new(false), failed: AtomicU64::new(0), slow_streams: AtomicBool::new(false) });
     let store = Arc::new(WriteOnceStore { inner: real.media, written: Mutex::default(), rewritten: Mutex::default(), failing: Default::default() });
     let backends = Backends { table: table.clone(), media: store.clone() };
     let env = Env::local_with_backends(storage, backends, Some(dir), None, ingest, mediastreams_http::Limits::default()).await;
@@ -696,4 +701,156 @@ async fn a_node_at_capacity_answers_503_with_retry_after() {
     let mut b = publisher().await;
     connect(&http, &whip_b, &token_b, &mut b).await;
     let _ = (a.pc.close().await, b.pc.close().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_of_an_ingest_node_finalizes_its_streams_and_deregisters() {
+    use mediastreams_storage::{DynamoTable, NodeRegistry, S3Store, StreamRepo};
+    let endpoint = mediastreams_tests::aws_endpoint();
+    let sdk = mediastreams_storage::aws::local_config(&endpoint);
+    let (table_name, bucket) = (mediastreams_tests::unique("drain"), mediastreams_tests::unique("drain-media"));
+    let table = DynamoTable::from_config(&sdk, table_name.clone());
+    table.ensure_table().await.unwrap();
+    let store = S3Store::from_config(&sdk, bucket.clone(), true);
+    store.ensure_bucket().await.unwrap();
+    let table: Arc<dyn Table> = Arc::new(table);
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(mediastreams_tests::workspace_binary("ingest-node"))
+        .args(["--listen", &addr, "--table", &table_name, "--bucket", &bucket, "--endpoint", &endpoint])
+        .args(["--whip-base-url", &format!("http://{addr}"), "--node-id", "drained", "--media-ip", "127.0.0.1", "--media-port", "0"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start ingest-node");
+    let registry = NodeRegistry::new(table.clone(), time::Duration::seconds(30));
+    let began = Instant::now();
+    while !registry.all().await.unwrap().iter().any(|n| n.id == "drained") {
+        assert!(began.elapsed() < Duration::from_secs(20), "the node registers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let repo = StreamRepo::new(table.clone());
+    let api = mediastreams_functions::Api::new(
+        repo.clone(),
+        store.clone(),
+        mediastreams_functions::ApiConfig { media_base_url: "https://media.example".into(), ingest_base_url: String::new(), api_key: None },
+    )
+    .with_node_registry(registry.clone());
+    let call = |method: &str, path: &str, body: &str| {
+        let req = http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(Bytes::from(body.to_owned())).unwrap();
+        let api = &api;
+        async move {
+            let r = api.handle(req).await;
+            serde_json::from_slice::<Value>(r.body()).unwrap_or(Value::Null)
+        }
+    };
+    let created = call("PUT", "/streams/drain", r#"{"outputs":[{"name":"s","format":"smooth"}]}"#).await;
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let started = call("POST", "/streams/drain/start-ingest", "").await;
+    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    assert_eq!(whip, format!("http://{addr}/whip/drain"), "assigned to the one node");
+    let dir = media();
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 10));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(repo.get("drain").await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::Live);
+    let ok = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let began = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if began.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("ingest-node did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    sending.abort();
+    let _ = p.pc.close().await;
+    assert!(status.success(), "a drained exit: {status:?}");
+    assert_eq!(repo.get("drain").await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::OnDemand, "finalized before exiting");
+    assert!(!registry.all().await.unwrap().iter().any(|n| n.id == "drained"), "deregistered");
+    let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
+    let xml = String::from_utf8(store.get(&key).await.unwrap().unwrap().body.to_vec()).unwrap();
+    assert!(!xml.contains("IsLive=\"TRUE\""), "{xml}");
+    let chunks = video_chunks(&xml);
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map_or(0, |c| c.0);
+    assert!(total >= 40_000_000, "the recording up to SIGTERM: {total}");
+    eprintln!("ingest-node SIGTERM after 5 s: {:.1} s recorded, node deregistered", total as f64 / 1e7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_table_delays_neither_the_heartbeat_nor_fools_the_reaper() {
+    use mediastreams_storage::{NodeRecord, NodeRegistry, StreamRepo};
+    let f = fault_env().await;
+    let env = &f.env;
+    let node = env.node.clone().unwrap();
+    let dir = media();
+    let (pid, dash, whip, token) = started(env, "slow").await;
+    // The stream is assigned to node "n1", which heartbeats every 200 ms.
+    env.repo
+        .update("slow", |s| {
+            let mut next = s.clone();
+            if let Some(i) = next.ingest.as_mut() {
+                i.node_id = Some("n1".into());
+            }
+            Ok(Some(next))
+        })
+        .await
+        .unwrap();
+    let table: Arc<dyn Table> = f.table.clone();
+    let registry = NodeRegistry::new(table.clone(), time::Duration::seconds(30));
+    let template = NodeRecord { id: "n1".into(), whip_base_url: String::new(), capacity: 10, active_streams: 0, heartbeat_at: time::OffsetDateTime::now_utc(), internal_url: None };
+    let beat = node.heartbeat(registry.clone(), template, Duration::from_millis(200));
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 6));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Stream reads now take 40 s: the stream task's poll hangs, and so
+    // does a publisher of another stream (its record is read).
+    f.table.slow_streams.store(true, Ordering::SeqCst);
+    let (_, _, other_whip, other_token) = {
+        f.table.slow_streams.store(false, Ordering::SeqCst);
+        let s = started(env, "slow-other").await;
+        f.table.slow_streams.store(true, Ordering::SeqCst);
+        s
+    };
+    let other = publisher().await;
+    let pending_post = {
+        let (http, offer) = (http.clone(), other.offer.clone());
+        tokio::spawn(async move { http.post(&other_whip).bearer_auth(&other_token).header("content-type", "application/sdp").body(offer).send().await })
+    };
+    let mut beats = Vec::new();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = registry.all().await.unwrap().into_iter().find(|n| n.id == "n1").expect("registered");
+        beats.push((n.heartbeat_at, n.active_streams));
+    }
+    let fresh: std::collections::BTreeSet<_> = beats.iter().map(|b| b.0).collect();
+    assert!(fresh.len() >= 10, "the heartbeat kept beating while the table was slow: {beats:?}");
+    assert!(beats.iter().all(|b| b.1 == 1), "with its load: {beats:?}");
+    // The reaper, a little later, sees a healthy node and leaves its
+    // stream alone.
+    let report = mediastreams_functions::reaper::reap(&StreamRepo::new(table.clone()), &registry, &env.media, time::OffsetDateTime::now_utc() + time::Duration::seconds(20)).await.unwrap();
+    assert!(report.finalized.is_empty(), "{report:?}");
+    beat.abort();
+    pending_post.abort();
+    f.table.slow_streams.store(false, Ordering::SeqCst);
+    sending.await.unwrap();
+    assert_eq!(*p.state.borrow(), RTCPeerConnectionState::Connected, "the publisher stayed connected");
+    // Media was packaged throughout: the recording is whole.
+    stop_and_check_recording(env, "slow", &pid, &dash, 55_000_000, 9).await;
+    let _ = p.pc.close().await;
 }

@@ -6,7 +6,7 @@
 use mediastreams_ingest_node::recorder::Recorder;
 use mediastreams_storage::ObjectKey;
 use mediastreams_tests::media::{ClipSample, encode_test_clip};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::api::harness::Env;
 
@@ -44,7 +44,16 @@ async fn record_live_then_on_demand(env: Env) {
                 let (sps, pps) = (Some(&clip.sps), Some(&clip.pps));
                 rec.push_video(v, sps, pps).await.unwrap();
                 if first {
-                    assert_eq!(env.call("GET", "/streams/rec", None).await.json()["state"], "Live", "first media makes the stream Live");
+                    // The transition runs beside media: it lands soon after.
+                    let mut state = Value::Null;
+                    for _ in 0..50 {
+                        state = env.call("GET", "/streams/rec", None).await.json()["state"].clone();
+                        if state == "Live" {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    assert_eq!(state, "Live", "first media makes the stream Live");
                     live_seen = true;
                 }
             }

@@ -286,6 +286,29 @@ impl IngestNode {
         self.registry().len()
     }
 
+    /// Writes this node's registry record every `every`, with its load now
+    /// (never waiting on the streams: see the module documentation), until
+    /// the returned task is aborted. A failed write is logged and the next
+    /// one tried on time.
+    pub fn heartbeat(self: &Arc<Self>, registry: mediastreams_storage::NodeRegistry, template: mediastreams_storage::NodeRecord, every: Duration) -> tokio::task::JoinHandle<()> {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let record = mediastreams_storage::NodeRecord {
+                    active_streams: u32::try_from(node.active_streams()).unwrap_or(u32::MAX),
+                    heartbeat_at: time::OffsetDateTime::now_utc(),
+                    ..template.clone()
+                };
+                if let Err(e) = registry.heartbeat(&record).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        })
+    }
+
     /// Takes a publisher for `stream` (as read from the table by the
     /// caller, who checked its token): admits it under the one-publisher
     /// rule, opens the stream's recorder if it has none (continuing a

@@ -28,6 +28,13 @@ use crate::timeline::{Timeline, TimelineEvent};
 /// How often ingest statistics are written to the stream record.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A read of the stream record in flight.
+type RecordRead = tokio::task::JoinHandle<Result<Option<mediastreams_storage::VersionedStream>, mediastreams_storage::RepoError>>;
+
+/// A read of the stream record that takes longer is given up (the next
+/// poll reads again).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Attempts at opening the recorder for a waiting publisher, while the
 /// table fails (then it gets 503); a recovered stream tries until it opens.
 const OPEN_ATTEMPTS: u32 = 3;
@@ -221,6 +228,8 @@ impl StreamTask {
         let mut window_start = Instant::now();
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut failed_polls = 0u32;
+        let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+        let mut reading: Option<(RecordRead, Instant)> = None;
         loop {
             match *command.borrow_and_update() {
                 Command::Record => {}
@@ -248,17 +257,33 @@ impl StreamTask {
                 _ = stats_tick.tick() => {
                     let stats = self.window.close(window_start.elapsed().as_secs_f64());
                     window_start = Instant::now();
-                    if stats.last_media_at.is_some() {
-                        self.write_stats(stats).await;
+                    if stats.last_media_at.is_some() && writing.as_ref().is_none_or(|h| h.is_finished()) {
+                        writing = Some(self.write_stats(stats));
                     }
                 }
                 _ = poll.tick() => {
-                    let record = match self.node.repo.get(&self.name).await {
-                        Ok(r) => {
+                    // The read runs beside media: a slow table never holds
+                    // up packaging. One that takes too long is given up.
+                    match &reading {
+                        Some((_, started)) if started.elapsed() < READ_TIMEOUT => {}
+                        _ => {
+                            if let Some((h, _)) = reading.take() {
+                                h.abort();
+                                tracing::warn!(stream = %self.name, "reading the stream record timed out; reading again");
+                            }
+                            let (repo, name) = (self.node.repo.clone(), self.name.clone());
+                            reading = Some((tokio::spawn(async move { repo.get(&name).await }), Instant::now()));
+                        }
+                    }
+                }
+                read = async { match reading.as_mut() { Some((h, _)) => h.await, None => std::future::pending().await } } => {
+                    reading = None;
+                    let record = match read {
+                        Ok(Ok(r)) => {
                             failed_polls = 0;
                             r
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             // Not a reason to end anything: the next poll
                             // tries again.
                             failed_polls += 1;
@@ -267,6 +292,7 @@ impl StreamTask {
                             }
                             continue;
                         }
+                        Err(_) => continue,
                     };
                     let Some(record) = record.map(|v| v.stream) else { return End::Abandon };
                     if Generation::of(&record).as_ref() != Some(&self.generation) {
@@ -409,23 +435,24 @@ impl StreamTask {
         }
     }
 
-    async fn write_stats(&mut self, stats: mediastreams_model::IngestStats) {
-        // A conditional write like every other, on this generation only.
-        let generation = &self.generation;
-        let r = self
-            .node
-            .repo
-            .update(&self.name, |s| {
-                if s.state != StreamState::Live || Generation::of(s).as_ref() != Some(generation) {
-                    return Ok(None);
-                }
-                let mut next = s.clone();
-                next.stats = Some(stats.clone());
-                Ok(Some(next))
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(stream = %self.name, error = %e, "could not write ingest statistics");
-        }
+    /// Writes the statistics beside media (a slow table holds up nothing).
+    fn write_stats(&self, stats: mediastreams_model::IngestStats) -> tokio::task::JoinHandle<()> {
+        let (repo, name, generation) = (self.node.repo.clone(), self.name.clone(), self.generation.clone());
+        tokio::spawn(async move {
+            // A conditional write like every other, on this generation only.
+            let r = repo
+                .update(&name, |s| {
+                    if s.state != StreamState::Live || Generation::of(s).as_ref() != Some(&generation) {
+                        return Ok(None);
+                    }
+                    let mut next = s.clone();
+                    next.stats = Some(stats.clone());
+                    Ok(Some(next))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(stream = %name, error = %e, "could not write ingest statistics");
+            }
+        })
     }
 }
