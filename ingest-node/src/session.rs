@@ -23,7 +23,7 @@ use webrtc::peer_connection::{
     SettingEngineBuilder, register_default_interceptors,
 };
 
-use crate::ice::candidates::announce;
+use mediastreams_webrtc_proto::candidates::announce;
 use crate::ice::udp_mux::MuxRuntime;
 use crate::ice::udp_mux::UdpMux;
 use crate::media_input::{MediaSink, StreamInput};

@@ -8,11 +8,14 @@
 //!   FU-A) into access units, with parameter sets captured;
 //! * [`codec::opus`]: RFC 6716 TOC parsing for packet durations;
 //! * [`clock`]: RTP timestamps to the 10 MHz presentation timeline, aligned
-//!   across tracks by RTCP sender reports, without drift.
+//!   across tracks by RTCP sender reports, without drift;
+//! * [`fuzz`]: the fuzz target's entry point (`fuzz/`), replayed on the
+//!   stored corpus by the tests.
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod codec;
+pub mod fuzz;
 pub mod reorder;
 pub mod seq;
 

@@ -26,7 +26,7 @@ use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime, TokioRuntime, Transmit,
 };
 
-use super::stun;
+use mediastreams_webrtc_proto::stun;
 
 /// Datagrams queued per session before new ones are dropped.
 const SESSION_QUEUE: usize = 1024;

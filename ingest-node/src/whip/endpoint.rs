@@ -17,7 +17,7 @@ use bytes::Bytes;
 use mediastreams_functions::Problem;
 
 use super::fleet::Owner;
-use super::offer::{MAX_OFFER_BYTES, check_offer};
+use mediastreams_webrtc_proto::offer::{self, MAX_OFFER_BYTES, check_offer};
 use crate::node::{IngestNode, PublishError, Publication};
 
 pub fn router(node: Arc<IngestNode>) -> Router {
@@ -155,7 +155,7 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     };
     if let Err(e) = check_offer(&offer) {
         let code = match e {
-            super::offer::OfferError::NotSdp => "invalid-offer",
+            offer::OfferError::NotSdp => "invalid-offer",
             _ => "unsupported-offer",
         };
         return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()));

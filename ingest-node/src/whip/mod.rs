@@ -2,4 +2,5 @@
 
 pub mod endpoint;
 pub mod fleet;
-pub mod offer;
+#[cfg(test)]
+mod negotiation_tests;

@@ -34,14 +34,15 @@ pub struct OfferedCodec {
     pub fmtp: BTreeMap<String, String>,
 }
 
+/// One media section (`m=`) of a session description.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Section {
-    kind: String,
-    port: String,
-    direction: Option<String>,
-    codecs: Vec<OfferedCodec>,
-    fmtp: BTreeMap<u8, BTreeMap<String, String>>,
-    simulcast: bool,
+pub struct Section {
+    pub kind: String,
+    pub port: String,
+    pub direction: Option<String>,
+    pub codecs: Vec<OfferedCodec>,
+    pub fmtp: BTreeMap<u8, BTreeMap<String, String>>,
+    pub simulcast: bool,
 }
 
 /// What the node will receive, by payload type.
@@ -80,7 +81,8 @@ fn parse_fmtp(params: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn sections(sdp: &str) -> Result<Vec<Section>, OfferError> {
+/// The media sections of `sdp`, in order.
+pub fn sections(sdp: &str) -> Result<Vec<Section>, OfferError> {
     let mut lines = sdp.lines().map(str::trim_end);
     if lines.next().map(str::trim) != Some("v=0") {
         return Err(OfferError::NotSdp);
@@ -327,128 +329,4 @@ mod tests {
         assert!(!s.simulcast);
     }
 
-    /// Captured offers that the node's WebRTC stack (`webrtc`/`rtc` 0.21.1)
-    /// cannot answer although `check_offer` accepts them, with the error.
-    /// Firefox 46 still writes the pre-standard data channel section
-    /// `m=application 9 DTLS/SCTP 5000` (`a=sctpmap`); the stack reads its
-    /// format `5000` as an RTP payload type.
-    const UNANSWERABLE: &[(&str, &str)] = &[("firefox-46.0.1-unknown.sdp", "number too large to fit in target type")];
-
-    /// `sdp` without its `m=application` section, which must be the last
-    /// one, and without that section's mid in the BUNDLE group.
-    fn without_data_channel(sdp: &str) -> String {
-        let (media, data_channel) = sdp.split_at(sdp.find("m=application").unwrap());
-        let mid = data_channel.lines().find_map(|l| l.strip_prefix("a=mid:")).unwrap().trim_end();
-        media
-            .lines()
-            .map(|l| match l.strip_prefix("a=group:BUNDLE ") {
-                Some(mids) => format!("a=group:BUNDLE {}\r\n", mids.split(' ').filter(|m| *m != mid).collect::<Vec<_>>().join(" ")),
-                None => format!("{l}\r\n"),
-            })
-            .collect()
-    }
-
-    /// Every captured offer through the node's own negotiation path
-    /// (`session::start`: its media engine, interceptors, settings and
-    /// media socket on loopback), as the WHIP endpoint does after
-    /// `check_offer`. The answer must receive, and only receive, H.264 with
-    /// the payload types `check_offer` accepted and Opus with the offer's
-    /// payload type. An offer listed in `UNANSWERABLE` must fail with its
-    /// error, and must be answered once its data channel section is taken
-    /// out.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn captured_offers_are_answered_with_their_payload_types() {
-        use std::sync::Arc;
-
-        use mediastreams_storage::{EmbeddedTable, LocalDirStore, StreamRepo};
-        use tokio::sync::mpsc;
-
-        let dir = std::env::temp_dir().join(format!("ingest-node-offers-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let table = Arc::new(EmbeddedTable::open(&dir.join("streams.redb")).unwrap());
-        let store = Arc::new(LocalDirStore::open(dir.join("objects")).unwrap());
-        let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
-        let mux = node.media_mux().await.unwrap();
-        let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
-        let sink = crate::media_input::MediaSink::new;
-
-        let offers_dir = format!("{}/testdata/offers", env!("CARGO_MANIFEST_DIR"));
-        let mut names: Vec<String> = std::fs::read_dir(&offers_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".sdp"))
-            .collect();
-        names.sort();
-        assert!(names.len() >= 5, "{names:?}");
-        let mut cases: Vec<(String, String)> = Vec::new();
-        for name in &names {
-            let sdp = offer(name);
-            match UNANSWERABLE.iter().find(|(n, _)| n == name) {
-                Some(_) => cases.push((format!("{name} (without its data channel)"), without_data_channel(&sdp))),
-                None => cases.push((name.clone(), sdp)),
-            }
-        }
-        let mut session = 0;
-        let mut failures = Vec::new();
-        for (name, error) in UNANSWERABLE {
-            assert!(names.iter().any(|n| n == name), "{name} is not in testdata/offers");
-            let sdp = offer(name);
-            check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
-            session += 1;
-            let (input, _input_rx) = mpsc::channel(16);
-            match crate::session::start(mux.clone(), &announce, session, sdp, sink(input)).await {
-                Ok((handle, _)) => {
-                    handle.close().await;
-                    failures.push(format!("{name}: answered; remove it from UNANSWERABLE"));
-                }
-                Err(e) if e.to_string().contains(error) => {}
-                Err(e) => failures.push(format!("{name}: failed with \"{e}\", expected \"{error}\"")),
-            }
-        }
-        for (name, sdp) in cases {
-            let summary = check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
-            session += 1;
-            let (input, _input_rx) = mpsc::channel(16);
-            let (handle, answer) = match crate::session::start(mux.clone(), &announce, session, sdp, sink(input)).await {
-                Ok(x) => x,
-                Err(e) => {
-                    failures.push(format!("{name}: negotiation failed: {e}"));
-                    continue;
-                }
-            };
-            handle.close().await;
-            let answered = sections(&answer).unwrap_or_else(|e| panic!("{name}: {e}: {answer}"));
-            let payload_types_of = |kind: &str, codec: &str| -> Vec<u8> {
-                let mut pts: Vec<u8> = answered
-                    .iter()
-                    .filter(|s| s.kind == kind)
-                    .flat_map(|s| &s.codecs)
-                    .filter(|c| c.name.eq_ignore_ascii_case(codec))
-                    .map(|c| c.payload_type)
-                    .collect();
-                pts.sort();
-                pts
-            };
-            let mut offered_h264 = payload_types(&summary.h264);
-            offered_h264.sort();
-            let h264 = payload_types_of("video", "H264");
-            if h264 != offered_h264 {
-                failures.push(format!("{name}: H.264 {h264:?} answered, {offered_h264:?} accepted\n{answer}"));
-            }
-            let opus = payload_types_of("audio", "opus");
-            if opus != payload_types(&summary.opus) {
-                failures.push(format!("{name}: Opus {opus:?} answered, {:?} offered\n{answer}", payload_types(&summary.opus)));
-            }
-            let directions: Vec<(&str, Option<&str>)> = answered
-                .iter()
-                .filter(|s| s.kind == "video" || s.kind == "audio")
-                .map(|s| (s.kind.as_str(), s.direction.as_deref()))
-                .collect();
-            if directions.len() != 2 || directions.iter().any(|(_, d)| *d != Some("recvonly")) {
-                failures.push(format!("{name}: directions {directions:?}\n{answer}"));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    }
 }

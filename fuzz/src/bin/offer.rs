@@ -1,0 +1,6 @@
+//! `cargo afl fuzz` target: see fuzz/README.md.
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        mediastreams_webrtc_proto::fuzz::offer(data);
+    });
+}
