@@ -854,3 +854,99 @@ async fn a_slow_table_delays_neither_the_heartbeat_nor_fools_the_reaper() {
     stop_and_check_recording(env, "slow", &pid, &dash, 55_000_000, 9).await;
     let _ = p.pc.close().await;
 }
+
+/// A TCP proxy in front of the DynamoDB/S3-compatible server. While
+/// `black_hole` is set, every connection open then (or opened then) goes
+/// dead: what it sends is swallowed and nothing ever comes back, as with a
+/// black-holed route or a server that hangs.
+struct FaultProxy {
+    endpoint: String,
+    black_hole: Arc<AtomicBool>,
+}
+
+async fn fault_proxy(upstream: &str) -> FaultProxy {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let black_hole = Arc::new(AtomicBool::new(false));
+    let hole = black_hole.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (upstream, hole) = (upstream.clone(), hole.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let dead = Arc::new(AtomicBool::new(false));
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let pump = |mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, hole: Arc<AtomicBool>, dead: Arc<AtomicBool>| async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(n) = from.read(&mut buf).await else { break };
+                        if n == 0 {
+                            break;
+                        }
+                        if hole.load(Ordering::SeqCst) {
+                            dead.store(true, Ordering::SeqCst);
+                        }
+                        if dead.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The sender closed: close the other side too.
+                    drop(to);
+                };
+                let a = tokio::spawn(pump(cr, sw, hole.clone(), dead.clone()));
+                let _ = pump(sr, cw, hole, dead).await;
+                let _ = a.await;
+            });
+        }
+    });
+    FaultProxy { endpoint, black_hole }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_and_s3_that_stop_answering_neither_hang_nor_lose_the_recording() {
+    let proxy = fault_proxy(&mediastreams_tests::aws_endpoint()).await;
+    let storage = StorageChoice::Aws {
+        dynamodb_endpoint: Some(proxy.endpoint.clone()),
+        table: mediastreams_tests::unique("hole"),
+        s3_endpoint: Some(proxy.endpoint.clone()),
+        bucket: mediastreams_tests::unique("hole-media"),
+    };
+    let backends = mediastreams_local::open_backends(&storage).await.unwrap();
+    let spool = mediastreams_tests::scratch();
+    let ingest = mediastreams_ingest_node::NodeConfig { spool_dir: Some(spool.path().to_owned()), ..Default::default() };
+    let env = Env::local_with_backends(storage, backends, None, None, ingest, mediastreams_http::Limits::default()).await;
+    let dir = media();
+    let (pid, dash, whip, token) = started(&env, "hole").await;
+    let http = reqwest::Client::new();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 20));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 12 s of silence from both servers: longer than the SDK's read
+    // timeout, so calls in flight must give up and be made again.
+    proxy.black_hole.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    proxy.black_hole.store(false, Ordering::SeqCst);
+    sending.await.unwrap();
+    assert_eq!(*p.state.borrow(), RTCPeerConnectionState::Connected, "the publisher stayed connected");
+    // Stop completes, and every fragment made it.
+    assert_eq!(env.call("POST", "/streams/hole/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "hole", "OnDemand", Duration::from_secs(90)).await.expect("OnDemand: nothing hangs");
+    let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
+    let xml = String::from_utf8(env.media.get(&key).await.unwrap().unwrap().body.to_vec()).unwrap();
+    let chunks = video_chunks(&xml);
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
+    }
+    let total = chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map_or(0, |c| c.0);
+    assert!(total >= 180_000_000, "the whole 20 s: {total}");
+    assert!(decoded_frames(&dash) * 10 >= total * 30 / 10_000_000 * 9, "decodes");
+    let _ = p.pc.close().await;
+    eprintln!("12 s of silent DynamoDB and S3: {:.1} s recorded", total as f64 / 1e7);
+}

@@ -2,7 +2,10 @@
 //! SDK client, and explicit endpoints for DynamoDB- and S3-compatible
 //! servers.
 
+use std::time::Duration;
+
 use aws_config::BehaviorVersion;
+use aws_smithy_types::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 /// Loads the SDK configuration from the environment (region, credentials:
@@ -11,8 +14,21 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
+        .timeout_config(timeouts())
         .load()
         .await
+}
+
+/// Every call is bounded: a server that accepts and never answers (a
+/// stalled connection, a black-holed route) fails the attempt, which the
+/// SDK retries and the caller then handles, instead of hanging a recording.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .read_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(15))
+        .operation_timeout(Duration::from_secs(45))
+        .build()
 }
 
 /// The HTTPS client every SDK client uses: rustls with ring (already linked
@@ -36,6 +52,7 @@ pub fn local_config(endpoint: &str) -> aws_config::SdkConfig {
         ))
         .endpoint_url(endpoint)
         .http_client(https_client())
+        .timeout_config(timeouts())
         .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
             aws_smithy_async::rt::sleep::TokioSleep::new(),
         ))
