@@ -131,6 +131,15 @@ impl Recorder {
                 presentation = Some(Presentation::resume(config.clone(), video, AUDIO, chunks)?);
                 continues_at = end as i64;
                 tracing::warn!(stream = name, video_fragments = v, audio_fragments = a, end_ms = end / 10_000, "continuing the stored recording after its last fragment");
+            } else if let Some(end) = recording::fragments_end(store.as_ref(), &pid).await.map_err(|e| match e {
+                recording::RecordingError::Store(e) => RecorderError::Store(e.to_string()),
+                e => unresumable(&e),
+            })? {
+                // Live, fragments stored, but no manifest yet (the node died
+                // within the first fragments): a new presentation, after
+                // them.
+                continues_at = end as i64;
+                tracing::warn!(stream = name, end_ms = end / 10_000, "unlisted fragments stored; the recording starts after them");
             }
         }
         let (uploader, task) = Uploader::start(store, format!("{pid}/"), uploads);
@@ -197,7 +206,9 @@ impl Recorder {
                 .into_iter()
                 .filter(|a| a.time.saturating_add(START_ALIGNMENT as i64) >= sample.time)
                 .collect();
-            self.origin = early.first().map_or(sample.time, |a| a.time.min(sample.time));
+            // Position 0, or where unlisted stored fragments end (see
+            // `open`): nothing stored is written again.
+            self.origin = early.first().map_or(sample.time, |a| a.time.min(sample.time)) - self.continues_at;
             // DASH's availabilityStartTime is the wall-clock time of
             // position 0: now, less how long before this picture it was.
             let mut config = self.config.clone();

@@ -112,3 +112,54 @@ async fn records_on_local_storage() {
 async fn records_on_dynamodb_and_s3() {
     record_live_then_on_demand(Env::local_aws().await).await;
 }
+
+/// A node went live and died before its first manifest was stored: the
+/// fragments it stored are listed by no manifest. A recorder opened then
+/// starts its presentation after them, so none is written again.
+#[tokio::test]
+async fn unlisted_stored_fragments_are_never_written_again() {
+    use mediastreams_packager::{Presentation, VideoTrackConfig};
+    use mediastreams_storage::ObjectMeta;
+    let env = Env::local_embedded(None).await;
+    let created = env.call("PUT", "/streams/early", Some(json!({"outputs":[{"name":"s","format":"smooth"}]}))).await;
+    let pid = created.json()["playbackId"].as_str().unwrap().to_owned();
+    assert_eq!(env.call("POST", "/streams/early/start-ingest", None).await.status, 200);
+    env.repo.transition("early", mediastreams_model::Transition::MediaArrived, time::OffsetDateTime::now_utc(), None).await.unwrap();
+    let generation = mediastreams_ingest_node::Generation::of(&env.repo.get("early").await.unwrap().unwrap().stream).unwrap();
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 6, 60);
+    // What the dead node stored: its fragments, no manifest.
+    let mut dead = Presentation::new(mediastreams_tests::media::all_outputs_config(0), VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() }, mediastreams_ingest_node::recorder::AUDIO).unwrap();
+    let mut stored = Vec::new();
+    for s in clip.samples(1, 0) {
+        let out = match s {
+            ClipSample::Video(v) => dead.push_video(v).unwrap(),
+            ClipSample::Audio(a) => dead.push_audio(a).unwrap(),
+        };
+        for o in out.objects.into_iter().filter(|o| o.key.contains("Fragments(")) {
+            let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
+            env.media.put(&key, o.body.clone(), &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
+            stored.push((o.key, o.body));
+        }
+    }
+    assert!(stored.len() >= 2, "the dead node stored fragments: {}", stored.len());
+    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "early", &generation, 500_000, Default::default()).await.unwrap();
+    let start = rec.continues_at();
+    assert!(start > 0, "the new presentation starts after the stored fragments");
+    for s in clip.samples(1, start) {
+        match s {
+            ClipSample::Video(v) => {
+                rec.push_video(v, Some(&clip.sps), Some(&clip.pps)).await.unwrap();
+            }
+            ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
+        }
+    }
+    assert_eq!(env.call("POST", "/streams/early/stop-ingest", None).await.status, 202);
+    rec.finish().await.unwrap();
+    for (key, body) in &stored {
+        let o = env.media.get(&ObjectKey::parse(&format!("{pid}/{key}")).unwrap()).await.unwrap().unwrap();
+        assert_eq!(&o.body, body, "{key} was written again");
+    }
+    let video = chunks(&manifest(&env, &pid).await.unwrap(), "video");
+    assert!(video.first().is_some_and(|c| c.0 >= start as u64), "the recording starts after the stored fragments: {video:?} from {start}");
+}

@@ -79,3 +79,39 @@ pub async fn read(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<S
     let [video, audio] = tracks;
     Ok(Some(StoredRecording { live, video, audio }))
 }
+
+/// Where the stored fragments under `{playback_id}/` end (timescale
+/// units), whether or not a manifest lists them: the latest fragment of
+/// each track and level, by its key, and its duration, from its `tfxd`.
+/// `None` when there is none. A node that went live and died before its
+/// first manifest was stored left such fragments; a new presentation
+/// starts after them, so that none is written again.
+pub async fn fragments_end(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<u64>, RecordingError> {
+    let root = format!("{playback_id}/");
+    let prefix = format!("{playback_id}/smooth.ism/");
+    let mut latest: std::collections::BTreeMap<(TrackType, u32), (u64, String)> = std::collections::BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(&prefix, after.as_deref(), MAX_LIST).await?;
+        for key in &page.items {
+            let Some((track, bitrate, t)) = key.strip_prefix(&root).and_then(parse_fragment_key) else { continue };
+            let e = latest.entry((track, bitrate)).or_insert((t, key.clone()));
+            if t > e.0 {
+                *e = (t, key.clone());
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut end = None;
+    for (t, key) in latest.into_values() {
+        let d = match store.get(&ObjectKey::parse(&key)?).await? {
+            Some(o) => fragment_times(&o.body).map_or(0, |(_, d)| d),
+            None => 0,
+        };
+        end = end.max(Some(t + d));
+    }
+    Ok(end)
+}
