@@ -88,7 +88,9 @@ async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<media
         Ok(None) => return Err(problem(Problem::not_found(format!("no stream named \"{name}\"")))),
         Err(e) => {
             tracing::error!(error = %e, "table read failed");
-            return Err(problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again")));
+            let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again");
+            p.retry_after = Some(RETRY_AFTER_SECONDS);
+            return Err(problem(p));
         }
     };
     match &stream.ingest {
