@@ -888,8 +888,7 @@ async fn fault_proxy(upstream: &str) -> FaultProxy {
                 let (sr, sw) = server.into_split();
                 let pump = |mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, hole: Arc<AtomicBool>, dead: Arc<AtomicBool>| async move {
                     let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let Ok(n) = from.read(&mut buf).await else { break };
+                    while let Ok(n) = from.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
