@@ -8,8 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use mediastreams_model::{
-    CreateStreamRequest, IngestSession, IngestToken, PlaybackId, StreamName, StreamState,
-    StreamView, Transition, stream::IngestView,
+    CreateStreamRequest, IngestSession, IngestToken, PlaybackId, StreamName, StreamState, StreamView, Transition, stream::IngestView,
 };
 use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, VersionedStream};
 use serde::Serialize;
@@ -51,12 +50,7 @@ type ApiResult = Result<Response<Bytes>, Problem>;
 
 impl Api {
     pub fn new(repo: StreamRepo, media: Arc<dyn ObjectStore>, config: ApiConfig) -> Self {
-        Api {
-            repo,
-            media,
-            config: Arc::new(config),
-            nodes: None,
-        }
+        Api { repo, media, config: Arc::new(config), nodes: None }
     }
 
     /// Assigns ingest to the least loaded healthy node of `registry`.
@@ -109,9 +103,7 @@ impl Api {
             (
                 None,
                 match e {
-                    RouteError::NotFound => {
-                        Problem::not_found(format!("no resource at {}", req.uri().path()))
-                    }
+                    RouteError::NotFound => Problem::not_found(format!("no resource at {}", req.uri().path())),
                     RouteError::MethodNotAllowed { allow } => {
                         let mut p = Problem::new(
                             StatusCode::METHOD_NOT_ALLOWED,
@@ -126,22 +118,16 @@ impl Api {
         })?;
         let op = route.operation;
         if only.is_some_and(|o| o != op) {
-            return Err((
-                Some(op),
-                Problem::not_found(format!("this function does not serve {}", op.id())),
-            ));
+            return Err((Some(op), Problem::not_found(format!("this function does not serve {}", op.id()))));
         }
         self.authorize(&req).map_err(|p| (Some(op), p))?;
         if req.body().len() > MAX_BODY_BYTES {
             return Err((Some(op), Problem::payload_too_large(MAX_BODY_BYTES)));
         }
         let name = match route.name {
-            Some(n) => Some(StreamName::parse(n).map_err(|e| {
-                (
-                    Some(op),
-                    Problem::bad_request("invalid-name", format!("stream name {n:?}: {e}")),
-                )
-            })?),
+            Some(n) => Some(
+                StreamName::parse(n).map_err(|e| (Some(op), Problem::bad_request("invalid-name", format!("stream name {n:?}: {e}"))))?,
+            ),
             None => None,
         };
         let result = match (op, name) {
@@ -168,11 +154,7 @@ impl Api {
             .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
         match presented {
             Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
-            Some(_) => Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the API key is wrong",
-            )),
+            Some(_) => Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is wrong")),
             None => Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -191,19 +173,12 @@ impl Api {
             None => CreateStreamRequest::default(),
             Some(b) => parse_object(&b)?,
         };
-        let settings = request.into_settings().map_err(|e| {
-            Problem::bad_request("invalid-settings", format!("{}: {e}", e.field()))
-        })?;
+        let settings = request.into_settings().map_err(|e| Problem::bad_request("invalid-settings", format!("{}: {e}", e.field())))?;
         let same_or_conflict = |existing: VersionedStream| -> ApiResult {
             if existing.stream.settings == settings {
                 json(StatusCode::OK, &self.view(&existing))
             } else {
-                Err(Problem::conflict(
-                    "stream-exists",
-                    format!(
-                        "a stream named \"{name}\" already exists with different settings"
-                    ),
-                ))
+                Err(Problem::conflict("stream-exists", format!("a stream named \"{name}\" already exists with different settings")))
             }
         };
         if let Some(existing) = self.repo.get(name.as_str()).await.map_err(repo_problem)? {
@@ -223,15 +198,10 @@ impl Api {
                 Ok(res)
             }
             // Lost a race with another create of the same name.
-            Err(RepoError::AlreadyExists(_)) => {
-                match self.repo.get(name.as_str()).await.map_err(repo_problem)? {
-                    Some(existing) => same_or_conflict(existing),
-                    None => Err(Problem::conflict(
-                        "stream-exists",
-                        format!("stream \"{name}\" is being created and deleted concurrently"),
-                    )),
-                }
-            }
+            Err(RepoError::AlreadyExists(_)) => match self.repo.get(name.as_str()).await.map_err(repo_problem)? {
+                Some(existing) => same_or_conflict(existing),
+                None => Err(Problem::conflict("stream-exists", format!("stream \"{name}\" is being created and deleted concurrently"))),
+            },
             Err(e) => Err(repo_problem(e)),
         }
     }
@@ -242,11 +212,7 @@ impl Api {
     }
 
     async fn find(&self, name: &StreamName) -> Result<VersionedStream, Problem> {
-        self.repo
-            .get(name.as_str())
-            .await
-            .map_err(repo_problem)?
-            .ok_or_else(|| Problem::not_found(format!("no stream named \"{name}\"")))
+        self.repo.get(name.as_str()).await.map_err(repo_problem)?.ok_or_else(|| Problem::not_found(format!("no stream named \"{name}\"")))
     }
 
     async fn list_streams(&self, req: &Request<Bytes>) -> ApiResult {
@@ -255,16 +221,9 @@ impl Api {
         for (k, v) in query_pairs(req.uri().query().unwrap_or(""))? {
             match k.as_str() {
                 "limit" => {
-                    limit = v
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|l| (1..=MAX_PAGE).contains(l))
-                        .ok_or_else(|| {
-                            Problem::bad_request(
-                                "invalid-limit",
-                                format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-                            )
-                        })?;
+                    limit = v.parse::<usize>().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| {
+                        Problem::bad_request("invalid-limit", format!("limit must be a whole number from 1 to {MAX_PAGE}"))
+                    })?;
                 }
                 "continuationToken" => after = Some(decode_token(&v)?),
                 other => {
@@ -275,11 +234,7 @@ impl Api {
                 }
             }
         }
-        let page = self
-            .repo
-            .list(after.as_deref(), limit)
-            .await
-            .map_err(repo_problem)?;
+        let page = self.repo.list(after.as_deref(), limit).await.map_err(repo_problem)?;
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct ListBody {
@@ -297,11 +252,7 @@ impl Api {
     }
 
     async fn delete_stream(&self, name: &StreamName) -> ApiResult {
-        let deleting = self
-            .repo
-            .transition(name.as_str(), Transition::Delete, now(), None)
-            .await
-            .map_err(repo_problem)?;
+        let deleting = self.repo.transition(name.as_str(), Transition::Delete, now(), None).await.map_err(repo_problem)?;
         let prefix = format!("{}/", deleting.stream.playback_id);
         // The record stays in `Deleting` until its media is gone, so a
         // failure here leaves a stream that a repeated DELETE finishes.
@@ -344,39 +295,18 @@ impl Api {
             },
         };
         let url = format!("{}/whip/{}", base.trim_end_matches('/'), name);
-        let session = IngestSession {
-            token_hash: token.hash(),
-            url: url.clone(),
-            node_id,
-            started_at: now(),
-        };
-        let s = self
-            .repo
-            .transition(name.as_str(), Transition::StartIngest, now(), Some(session))
-            .await
-            .map_err(repo_problem)?;
+        let session = IngestSession { token_hash: token.hash(), url: url.clone(), node_id, started_at: now() };
+        let s = self.repo.transition(name.as_str(), Transition::StartIngest, now(), Some(session)).await.map_err(repo_problem)?;
         let mut view = self.view(&s);
-        view.ingest = Some(IngestView {
-            protocol: "whip",
-            url,
-            token: Some(token.as_str().to_owned()),
-        });
+        view.ingest = Some(IngestView { protocol: "whip", url, token: Some(token.as_str().to_owned()) });
         json(StatusCode::OK, &view)
     }
 
     async fn stop_ingest(&self, name: &StreamName) -> ApiResult {
-        let s = self
-            .repo
-            .transition(name.as_str(), Transition::StopIngest, now(), None)
-            .await
-            .map_err(repo_problem)?;
+        let s = self.repo.transition(name.as_str(), Transition::StopIngest, now(), None).await.map_err(repo_problem)?;
         // Stopping a live stream is finished by the ingest node, which
         // finalizes the recording and moves the stream to OnDemand.
-        let status = if s.stream.state == StreamState::Stopping {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        };
+        let status = if s.stream.state == StreamState::Stopping { StatusCode::ACCEPTED } else { StatusCode::OK };
         json(status, &self.view(&s))
     }
 }
@@ -395,10 +325,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// declared `application/json` (or `+json`).
 fn json_body(req: &Request<Bytes>) -> Result<Option<Bytes>, Problem> {
     let body = req.body();
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("").to_ascii_lowercase());
+    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_ascii_lowercase());
     if body.is_empty() && content_type.is_none() {
         return Ok(None);
     }
@@ -410,10 +337,7 @@ fn json_body(req: &Request<Bytes>) -> Result<Option<Bytes>, Problem> {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
-            format!(
-                "the request body must be application/json, not {}",
-                content_type.as_deref().unwrap_or("undeclared")
-            ),
+            format!("the request body must be application/json, not {}", content_type.as_deref().unwrap_or("undeclared")),
         ));
     }
     Ok(Some(body.clone()))
@@ -423,8 +347,7 @@ fn json_body(req: &Request<Bytes>) -> Result<Option<Bytes>, Problem> {
 /// accept a struct written as an array).
 fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let bad = |m: String| Problem::bad_request("invalid-request", format!("request body: {m}"));
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let kind = match &value {
         serde_json::Value::Object(_) => None,
         serde_json::Value::Array(_) => Some("an array"),
@@ -438,11 +361,7 @@ fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Proble
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." {
-            bad(e.into_inner().to_string())
-        } else {
-            bad(format!("{path}: {}", e.into_inner()))
-        }
+        if path == "." { bad(e.into_inner().to_string()) } else { bad(format!("{path}: {}", e.into_inner())) }
     })
 }
 
@@ -453,34 +372,22 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
     })?;
     let mut res = Response::new(Bytes::from(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
 fn repo_problem(e: RepoError) -> Problem {
     match e {
         RepoError::NotFound(name) => Problem::not_found(format!("no stream named {name:?}")),
-        RepoError::AlreadyExists(name) => {
-            Problem::conflict("stream-exists", format!("a stream named {name:?} already exists"))
-        }
+        RepoError::AlreadyExists(name) => Problem::conflict("stream-exists", format!("a stream named {name:?} already exists")),
         RepoError::Transition(t) => Problem::conflict("invalid-state", t.to_string()),
-        RepoError::Contention => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "contention",
-            "the stream is being changed by many requests at once; try again",
-        ),
+        RepoError::Contention => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "contention", "the stream is being changed by many requests at once; try again")
+        }
         RepoError::Table(e) => {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "table error");
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage-unavailable",
-                "the stream table could not be reached; try again",
-            )
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again")
         }
     }
 }
@@ -492,12 +399,7 @@ fn encode_token(after: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Result<String, Problem> {
-    let bad = || {
-        Problem::bad_request(
-            "invalid-continuation-token",
-            "continuationToken is not one this API returned",
-        )
-    };
+    let bad = || Problem::bad_request("invalid-continuation-token", "continuationToken is not one this API returned");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
     let name = s.strip_prefix(TOKEN_PREFIX).ok_or_else(bad)?;
@@ -557,10 +459,7 @@ mod tests {
     fn query_parsing() {
         assert_eq!(
             query_pairs("limit=5&continuationToken=a%3Db").unwrap(),
-            vec![
-                ("limit".into(), "5".into()),
-                ("continuationToken".into(), "a=b".into())
-            ]
+            vec![("limit".into(), "5".into()), ("continuationToken".into(), "a=b".into())]
         );
         assert!(query_pairs("a=%zz").is_err());
         assert!(query_pairs("a=%f").is_err());

@@ -17,10 +17,7 @@ pub enum ConfigError {
 }
 
 fn var(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or(ConfigError::Missing(name))
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
 }
 
 /// Builds the API from the environment:
@@ -35,17 +32,15 @@ fn var(name: &'static str) -> Result<String, ConfigError> {
 pub async fn api_from_env() -> Result<Api, ConfigError> {
     let table = var("TABLE_NAME")?;
     let bucket = var("MEDIA_BUCKET")?;
-    let config = ApiConfig {
-        media_base_url: var("MEDIA_BASE_URL")?,
-        ingest_base_url: var("INGEST_BASE_URL").unwrap_or_default(),
-        api_key: None,
-    };
+    let config =
+        ApiConfig { media_base_url: var("MEDIA_BASE_URL")?, ingest_base_url: var("INGEST_BASE_URL").unwrap_or_default(), api_key: None };
     let sdk = mediastreams_storage::aws::load_config().await;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
     let media = Arc::new(S3Store::from_config(&sdk, bucket, false));
-    let registry = config.ingest_base_url.is_empty().then(|| {
-        mediastreams_storage::NodeRegistry::new(table.clone(), time::Duration::seconds(NODE_TTL_SECONDS))
-    });
+    let registry = config
+        .ingest_base_url
+        .is_empty()
+        .then(|| mediastreams_storage::NodeRegistry::new(table.clone(), time::Duration::seconds(NODE_TTL_SECONDS)));
     let api = Api::new(StreamRepo::new(table), media, config);
     Ok(match registry {
         Some(r) => api.with_node_registry(r),

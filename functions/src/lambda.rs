@@ -13,9 +13,7 @@ use crate::{Api, Operation};
 pub async fn handle(api: &Api, only: Option<Operation>, req: Request) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let body = Bytes::copy_from_slice(body.as_ref());
-    let res = api
-        .handle_only(only, http::Request::from_parts(parts, body))
-        .await;
+    let res = api.handle_only(only, http::Request::from_parts(parts, body)).await;
     let (parts, body) = res.into_parts();
     let body = if body.is_empty() {
         Body::Empty
@@ -34,8 +32,7 @@ pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_current_span(false)
         .without_time() // CloudWatch stamps every line

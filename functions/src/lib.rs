@@ -10,8 +10,8 @@
 mod api;
 pub mod config;
 pub mod lambda;
-pub mod reaper;
 mod problem;
+pub mod reaper;
 mod routes;
 
 pub use api::{Api, ApiConfig, MAX_BODY_BYTES};

@@ -47,31 +47,19 @@ impl Problem {
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            format!("the request body is larger than {limit} bytes"),
-        )
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", format!("the request body is larger than {limit} bytes"))
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the service failed to handle the request; it was logged",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the service failed to handle the request; it was logged")
     }
 
     pub fn into_response(self) -> Response<Bytes> {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut res = Response::new(Bytes::from(body));
-        *res.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *res.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -80,10 +68,7 @@ impl Problem {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         if self.status == 401 {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"mediastreams\""),
-            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mediastreams\""));
         }
         res
     }

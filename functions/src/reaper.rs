@@ -45,7 +45,12 @@ pub struct ReapReport {
 
 /// Finalizes every `Live` or `Stopping` stream assigned to a node that is
 /// not healthy (expired heartbeat, or no record at all).
-pub async fn reap(repo: &StreamRepo, registry: &NodeRegistry, store: &Arc<dyn ObjectStore>, now: OffsetDateTime) -> Result<ReapReport, ReapError> {
+pub async fn reap(
+    repo: &StreamRepo,
+    registry: &NodeRegistry,
+    store: &Arc<dyn ObjectStore>,
+    now: OffsetDateTime,
+) -> Result<ReapReport, ReapError> {
     let healthy: HashSet<String> = registry.all().await?.into_iter().filter(|n| n.is_healthy(now, registry.ttl())).map(|n| n.id).collect();
     let mut report = ReapReport::default();
     let mut after: Option<String> = None;
@@ -80,13 +85,11 @@ pub async fn reap(repo: &StreamRepo, registry: &NodeRegistry, store: &Arc<dyn Ob
 pub async fn finalize(repo: &StreamRepo, store: &Arc<dyn ObjectStore>, name: &str, now: OffsetDateTime) -> Result<bool, ReapError> {
     let Some(current) = repo.get(name).await? else { return Ok(false) };
     match current.stream.state {
-        StreamState::Live => {
-            match repo.transition(name, Transition::StopIngest, now, None).await {
-                Ok(_) => {}
-                Err(RepoError::Transition(_)) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        StreamState::Live => match repo.transition(name, Transition::StopIngest, now, None).await {
+            Ok(_) => {}
+            Err(RepoError::Transition(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        },
         StreamState::Stopping => {}
         _ => return Ok(false),
     }

@@ -69,24 +69,14 @@ pub enum RouteError {
 }
 
 pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError> {
-    let rest = path
-        .strip_prefix("/streams")
-        .ok_or(RouteError::NotFound)?;
+    let rest = path.strip_prefix("/streams").ok_or(RouteError::NotFound)?;
     let segments: Vec<&str> = if rest.is_empty() || rest == "/" {
         Vec::new()
     } else {
-        rest.strip_prefix('/')
-            .ok_or(RouteError::NotFound)?
-            .trim_end_matches('/')
-            .split('/')
-            .collect()
+        rest.strip_prefix('/').ok_or(RouteError::NotFound)?.trim_end_matches('/').split('/').collect()
     };
     let (operation, name, allow) = match segments.as_slice() {
-        [] => (
-            (*method == Method::GET).then_some(Operation::ListStreams),
-            None,
-            "GET",
-        ),
+        [] => ((*method == Method::GET).then_some(Operation::ListStreams), None, "GET"),
         [name] => (
             match *method {
                 Method::GET => Some(Operation::GetStream),
@@ -98,11 +88,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError
             "GET, PUT, DELETE",
         ),
         [name, action @ ("start-ingest" | "stop-ingest")] => (
-            (*method == Method::POST).then_some(if *action == "start-ingest" {
-                Operation::StartIngest
-            } else {
-                Operation::StopIngest
-            }),
+            (*method == Method::POST).then_some(if *action == "start-ingest" { Operation::StartIngest } else { Operation::StopIngest }),
             Some(*name),
             "POST",
         ),
@@ -129,24 +115,12 @@ mod tests {
         assert_eq!(op(Method::PUT, "/streams/a"), Ok((Operation::CreateStream, Some("a"))));
         assert_eq!(op(Method::GET, "/streams/a"), Ok((Operation::GetStream, Some("a"))));
         assert_eq!(op(Method::DELETE, "/streams/a"), Ok((Operation::DeleteStream, Some("a"))));
-        assert_eq!(
-            op(Method::POST, "/streams/a/start-ingest"),
-            Ok((Operation::StartIngest, Some("a")))
-        );
-        assert_eq!(
-            op(Method::POST, "/streams/a/stop-ingest"),
-            Ok((Operation::StopIngest, Some("a")))
-        );
+        assert_eq!(op(Method::POST, "/streams/a/start-ingest"), Ok((Operation::StartIngest, Some("a"))));
+        assert_eq!(op(Method::POST, "/streams/a/stop-ingest"), Ok((Operation::StopIngest, Some("a"))));
         assert_eq!(op(Method::GET, "/other"), Err(RouteError::NotFound));
         assert_eq!(op(Method::GET, "/streamsx"), Err(RouteError::NotFound));
         assert_eq!(op(Method::GET, "/streams/a/b/c"), Err(RouteError::NotFound));
-        assert_eq!(
-            op(Method::POST, "/streams/a"),
-            Err(RouteError::MethodNotAllowed { allow: "GET, PUT, DELETE" })
-        );
-        assert_eq!(
-            op(Method::GET, "/streams/a/start-ingest"),
-            Err(RouteError::MethodNotAllowed { allow: "POST" })
-        );
+        assert_eq!(op(Method::POST, "/streams/a"), Err(RouteError::MethodNotAllowed { allow: "GET, PUT, DELETE" }));
+        assert_eq!(op(Method::GET, "/streams/a/start-ingest"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
     }
 }

@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::util::format::sample::{Sample, Type};
+use ffmpeg_next as ffmpeg;
 use mediastreams_ingest_node::media::audio::OpusToAac;
 
 const RATE: usize = 48_000;
@@ -82,7 +82,15 @@ fn opus_packets(pcm: &[Vec<f32>; 2]) -> Vec<Vec<u8>> {
 /// An ADTS header for a raw AAC-LC frame, 48 kHz stereo.
 fn adts(frame: &[u8]) -> Vec<u8> {
     let len = frame.len() + 7;
-    let mut h = vec![0xff, 0xf1, (1 << 6) | (3 << 2), (2 << 6) | ((len >> 11) & 3) as u8, ((len >> 3) & 0xff) as u8, (((len & 7) << 5) | 0x1f) as u8, 0xfc];
+    let mut h = vec![
+        0xff,
+        0xf1,
+        (1 << 6) | (3 << 2),
+        (2 << 6) | ((len >> 11) & 3) as u8,
+        ((len >> 3) & 0xff) as u8,
+        (((len & 7) << 5) | 0x1f) as u8,
+        0xfc,
+    ];
     h.extend_from_slice(frame);
     h
 }
@@ -134,7 +142,9 @@ fn snr(source: &[f32], decoded: &[f32]) -> (f64, usize) {
     let window = from..from + RATE;
     let lag = (0..8192usize)
         .max_by(|&a, &b| {
-            let c = |lag: usize| window.clone().map(|i| f64::from(source[i]) * f64::from(decoded.get(i + lag).copied().unwrap_or(0.0))).sum::<f64>();
+            let c = |lag: usize| {
+                window.clone().map(|i| f64::from(source[i]) * f64::from(decoded.get(i + lag).copied().unwrap_or(0.0))).sum::<f64>()
+            };
             c(a).total_cmp(&c(b))
         })
         .unwrap_or(0);

@@ -26,7 +26,7 @@ pub mod timeline;
 pub mod uploader;
 pub mod whip;
 
-pub use node::{Generation, IngestNode, NodeConfig, PublishError, Publication};
+pub use node::{Generation, IngestNode, NodeConfig, Publication, PublishError};
 
 /// Resolves at the first SIGTERM or SIGINT (ECS and systemd stop with
 /// SIGTERM; a terminal with SIGINT): the binaries then drain the node.

@@ -80,8 +80,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let args = Args::parse();
@@ -111,12 +110,15 @@ async fn main() -> anyhow::Result<()> {
         let public = node.discover_public_ip(stun).await.with_context(|| format!("learn the public IP from {stun}"))?;
         tracing::info!(%public, stun = %stun, "public address");
     }
-    let id = args.node_id.clone().unwrap_or_else(|| {
-        mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into())
-    });
+    let id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into()));
     let registry = NodeRegistry::new(table, time::Duration::seconds(30));
     let internal_url = match args.internal_url.as_deref() {
-        Some("auto") => Some(format!("http://{}:{}", private_ip().context("find this host's private IP for --internal-url auto")?, args.listen.port())),
+        Some("auto") => {
+            Some(format!("http://{}:{}", private_ip().context("find this host's private IP for --internal-url auto")?, args.listen.port()))
+        }
         other => other.map(str::to_owned),
     };
     node.join_fleet(id.clone(), registry.clone());
@@ -140,9 +142,8 @@ async fn main() -> anyhow::Result<()> {
         },
         HEARTBEAT,
     );
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .merge(mediastreams_ingest_node::whip::endpoint::router(node.clone()));
+    let app =
+        Router::new().route("/healthz", get(|| async { "ok\n" })).merge(mediastreams_ingest_node::whip::endpoint::router(node.clone()));
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     tracing::info!(node = %id, listen = %args.listen, "ingest node up");
     // SIGTERM: refuse new publishers, finalize every stream as on demand

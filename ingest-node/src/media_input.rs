@@ -15,15 +15,40 @@ use tokio::sync::mpsc;
 pub enum StreamInput {
     /// `held`: the unit's bytes of the stream's input budget, released
     /// when the stream task has packaged it.
-    Video { unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64, held: Option<tokio::sync::OwnedSemaphorePermit> },
-    Audio { opus: Bytes, rtp_ext: u64, arrival: Instant, session: u64 },
+    Video {
+        unit: AccessUnit,
+        rtp_ext: u64,
+        arrival: Instant,
+        session: u64,
+        held: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
+    Audio {
+        opus: Bytes,
+        rtp_ext: u64,
+        arrival: Instant,
+        session: u64,
+    },
     /// Audio packets of `session` that never came (20 ms each).
-    AudioLost { samples: usize, session: u64 },
+    AudioLost {
+        samples: usize,
+        session: u64,
+    },
     /// A reader's cumulative reception counters.
-    Reception { video: bool, received: u64, lost: u64 },
-    SessionEnded { session: u64 },
+    Reception {
+        video: bool,
+        received: u64,
+        lost: u64,
+    },
+    SessionEnded {
+        session: u64,
+    },
     /// An RTCP sender report of the session's video or audio track.
-    SenderReport { video: bool, ntp: u64, rtp: u32, session: u64 },
+    SenderReport {
+        video: bool,
+        ntp: u64,
+        rtp: u32,
+        session: u64,
+    },
 }
 
 /// Capacity of a stream task's input queue, in items (about 10 s of

@@ -10,11 +10,10 @@ use futures::FutureExt;
 
 use bytes::Bytes;
 use mediastreams_model::{StreamState, Transition};
-use mediastreams_packager::{
-    AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT,
-    VideoSample, VideoTrackConfig,
-};
 use mediastreams_packager::recovery;
+use mediastreams_packager::{
+    AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT, VideoSample, VideoTrackConfig,
+};
 use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
 
@@ -94,7 +93,14 @@ impl Recorder {
     /// or its stream task did): the presentation continues after the last
     /// stored fragment, and no stored key is written again but the
     /// manifests.
-    pub async fn open(repo: StreamRepo, store: Arc<dyn ObjectStore>, name: &str, generation: &Generation, video_bitrate: u32, uploads: UploaderConfig) -> Result<Recorder, RecorderError> {
+    pub async fn open(
+        repo: StreamRepo,
+        store: Arc<dyn ObjectStore>,
+        name: &str,
+        generation: &Generation,
+        video_bitrate: u32,
+        uploads: UploaderConfig,
+    ) -> Result<Recorder, RecorderError> {
         let s = repo.get(name).await?.ok_or_else(|| RecorderError::NoStream(name.to_owned()))?.stream;
         if Generation::of(&s).as_ref() != Some(generation) {
             return Err(RecorderError::Superseded(name.to_owned()));
@@ -130,7 +136,13 @@ impl Recorder {
                 let (v, a) = (chunks.video.len(), chunks.audio.len());
                 presentation = Some(Presentation::resume(config.clone(), video, AUDIO, chunks)?);
                 continues_at = end as i64;
-                tracing::warn!(stream = name, video_fragments = v, audio_fragments = a, end_ms = end / 10_000, "continuing the stored recording after its last fragment");
+                tracing::warn!(
+                    stream = name,
+                    video_fragments = v,
+                    audio_fragments = a,
+                    end_ms = end / 10_000,
+                    "continuing the stored recording after its last fragment"
+                );
             } else if let Some(end) = recording::fragments_end(store.as_ref(), &pid).await.map_err(|e| match e {
                 recording::RecordingError::Store(e) => RecorderError::Store(e.to_string()),
                 e => unresumable(&e),
@@ -213,11 +225,7 @@ impl Recorder {
             // position 0: now, less how long before this picture it was.
             let mut config = self.config.clone();
             config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
-            let p = Presentation::new(
-                config,
-                VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
-                AUDIO,
-            )?;
+            let p = Presentation::new(config, VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() }, AUDIO)?;
             self.presentation = Some(p);
             for a in early {
                 self.push_audio(a).await?;
@@ -316,8 +324,12 @@ impl Recorder {
             }
         }
         match &stats.failed {
-            None => tracing::info!(stream = %self.name, objects = stats.objects, bytes = stats.bytes, spooled = stats.spooled, "recording finalized"),
-            Some(reason) => tracing::error!(stream = %self.name, objects = stats.objects, not_written = stats.not_written, reason = %reason, "recording failed"),
+            None => {
+                tracing::info!(stream = %self.name, objects = stats.objects, bytes = stats.bytes, spooled = stats.spooled, "recording finalized")
+            }
+            Some(reason) => {
+                tracing::error!(stream = %self.name, objects = stats.objects, not_written = stats.not_written, reason = %reason, "recording failed")
+            }
         }
         Ok(stats)
     }
@@ -373,22 +385,22 @@ async fn mark_live(repo: &StreamRepo, name: &str) -> Result<(), ()> {
 /// this recording's generation only (`Ready -> Live` when it has media but
 /// the first transition never landed: a table down since).
 async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation, has_media: bool) -> Result<(), RepoError> {
-        loop {
-            let Some(current) = repo.get(name).await? else { return Ok(()) };
-            if Generation::of(&current.stream).as_ref() != Some(generation) {
-                return Ok(());
-            }
-            let now = OffsetDateTime::now_utc();
-            let t = match current.stream.state {
-                StreamState::Ready if has_media => Transition::MediaArrived,
-                StreamState::Live => Transition::StopIngest,
-                StreamState::Stopping => Transition::RecordingFinalized,
-                _ => return Ok(()),
-            };
-            match repo.transition(name, t, now, None).await {
-                // Moved on, or someone else moved it (read again).
-                Ok(_) | Err(RepoError::Transition(_)) => {}
-                Err(e) => return Err(e),
-            }
+    loop {
+        let Some(current) = repo.get(name).await? else { return Ok(()) };
+        if Generation::of(&current.stream).as_ref() != Some(generation) {
+            return Ok(());
         }
+        let now = OffsetDateTime::now_utc();
+        let t = match current.stream.state {
+            StreamState::Ready if has_media => Transition::MediaArrived,
+            StreamState::Live => Transition::StopIngest,
+            StreamState::Stopping => Transition::RecordingFinalized,
+            _ => return Ok(()),
+        };
+        match repo.transition(name, t, now, None).await {
+            // Moved on, or someone else moved it (read again).
+            Ok(_) | Err(RepoError::Transition(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -29,9 +29,10 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| p.as_any().is::<SenderReport>()) {
-                msg.message.add(Attribute::DeliverToApplication);
-            }
+            && packets.iter().any(|p| p.as_any().is::<SenderReport>())
+        {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
         self.read.push_back(msg);
         Ok(())
     }

@@ -12,21 +12,20 @@ use mediastreams_rtp::reorder::{ReorderBuffer, Reordered};
 use mediastreams_rtp::seq::TimestampExtender;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder, register_default_interceptors,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder, register_default_interceptors,
 };
 
-use mediastreams_webrtc_proto::candidates::announce;
 use crate::ice::udp_mux::MuxRuntime;
 use crate::ice::udp_mux::UdpMux;
 use crate::media_input::{MediaSink, StreamInput};
+use mediastreams_webrtc_proto::candidates::announce;
 
 /// How long a missing packet is waited for (a NACK round trip).
 const REORDER_WAIT: Duration = Duration::from_millis(150);
@@ -114,12 +113,7 @@ impl PeerConnectionEventHandler for Events {
 }
 
 fn packet(p: &rtc::rtp::Packet) -> RtpPacket {
-    RtpPacket {
-        sequence: p.header.sequence_number,
-        timestamp: p.header.timestamp,
-        marker: p.header.marker,
-        payload: p.payload.clone(),
-    }
+    RtpPacket { sequence: p.header.sequence_number, timestamp: p.header.timestamp, marker: p.header.marker, payload: p.payload.clone() }
 }
 
 async fn send_pli(track: &Arc<dyn TrackRemote>, last: &mut Option<Instant>) {
@@ -310,7 +304,13 @@ pub struct Announce {
 }
 
 /// Answers `offer` on the node's media socket; media goes to `sink`.
-pub(crate) async fn start(mux: Arc<UdpMux>, announce_as: &Announce, session: u64, offer: String, sink: MediaSink) -> Result<(SessionHandle, String), SessionError> {
+pub(crate) async fn start(
+    mux: Arc<UdpMux>,
+    announce_as: &Announce,
+    session: u64,
+    offer: String,
+    sink: MediaSink,
+) -> Result<(SessionHandle, String), SessionError> {
     let mut me = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(rtc::interceptor::Slot::from(crate::sender_reports::SLOT), crate::sender_reports::SenderReportTap::default());
@@ -324,15 +324,20 @@ pub(crate) async fn start(mux: Arc<UdpMux>, announce_as: &Announce, session: u64
     // them. As the DTLS client, the node dropped them whenever it
     // processed the server's last flight after the media that followed it
     // ("remote_srtp_context is not set yet"), and lost the first GOP.
-    let mut settings = SettingEngineBuilder::new()
-        .with_ice_credentials(ufrag, pwd)
-        .with_answering_dtls_role(RTCDtlsRole::Server);
+    let mut settings = SettingEngineBuilder::new().with_ice_credentials(ufrag, pwd).with_answering_dtls_role(RTCDtlsRole::Server);
     if announce_as.media_ip.is_loopback() {
         settings = settings.with_include_loopback_candidate(true);
     }
     let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
     let ended = Arc::new(AtomicBool::new(false));
-    let events = Arc::new(Events { session, input: sink.input.clone(), keyframes: sink.keyframes.clone(), sink, gathered: gathered_tx, ended: ended.clone() });
+    let events = Arc::new(Events {
+        session,
+        input: sink.input.clone(),
+        keyframes: sink.keyframes.clone(),
+        sink,
+        gathered: gathered_tx,
+        ended: ended.clone(),
+    });
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)

@@ -47,7 +47,16 @@ struct SessionClock {
 
 impl SessionClock {
     fn new(session: u64, first_arrival: Instant) -> Self {
-        SessionClock { session, first_arrival, video: None, audio: None, last_rtp: [None; 2], reports: [None; 2], synced: false, last_video_time: None }
+        SessionClock {
+            session,
+            first_arrival,
+            video: None,
+            audio: None,
+            last_rtp: [None; 2],
+            reports: [None; 2],
+            synced: false,
+            last_video_time: None,
+        }
     }
 }
 

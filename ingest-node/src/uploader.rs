@@ -73,9 +73,7 @@ impl Spool {
     }
 
     fn reserve(&self, len: u64) -> bool {
-        self.used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| (u + len <= self.max_bytes).then_some(u + len))
-            .is_ok()
+        self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| (u + len <= self.max_bytes).then_some(u + len)).is_ok()
     }
 
     fn release(&self, len: u64) {
@@ -164,10 +162,7 @@ impl Uploader {
         let budget = Arc::new(Semaphore::new(memory_bytes));
         let shared = Arc::new(Shared { failed: OnceLock::new(), finishing: AtomicBool::new(false), abandoned: AtomicBool::new(false) });
         let handle = tokio::spawn(run(store, rx, budget.clone(), memory_bytes, config.spool.clone(), shared.clone()));
-        (
-            Uploader { tx, budget, memory_bytes, spool: config.spool, shared: shared.clone(), prefix },
-            UploaderTask { handle, shared },
-        )
+        (Uploader { tx, budget, memory_bytes, spool: config.spool, shared: shared.clone(), prefix }, UploaderTask { handle, shared })
     }
 
     /// Why the upload failed, once it has: nothing more will be written.
@@ -329,7 +324,10 @@ async fn put_with_retries(store: &dyn ObjectStore, job: &Job, body: Bytes, share
         }
         let since = *failing_since.get_or_insert(now);
         if shared.finishing.load(Ordering::SeqCst) && now.duration_since(since) >= FINISH_WAIT {
-            return Put::Failed(format!("the media store was unreachable for {} s while the recording was finalized: {e}", FINISH_WAIT.as_secs()));
+            return Put::Failed(format!(
+                "the media store was unreachable for {} s while the recording was finalized: {e}",
+                FINISH_WAIT.as_secs()
+            ));
         }
         tracing::warn!(key = %job.key, error = %e, retry_in_ms = backoff.as_millis() as u64, "upload failed; retrying");
         tokio::time::sleep(backoff).await;

@@ -64,8 +64,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let args = Args::parse();
@@ -80,13 +79,9 @@ async fn main() -> anyhow::Result<()> {
             bucket: args.bucket,
         }
     } else {
-        StorageChoice::Embedded {
-            data_dir: args.data_dir.clone(),
-        }
+        StorageChoice::Embedded { data_dir: args.data_dir.clone() }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let config = LocalConfig {
         storage: storage.clone(),
@@ -104,9 +99,7 @@ async fn main() -> anyhow::Result<()> {
         web_dir: Some(args.web_dir.clone()),
         limits: mediastreams_http::Limits::default(),
     };
-    let backends = open_backends(&storage)
-        .await
-        .context("opening storage")?;
+    let backends = open_backends(&storage).await.context("opening storage")?;
     let (router, node) = build_service(&backends, &config);
     let media = node
         .bind_media()

@@ -7,9 +7,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use mediastreams_functions::{Api, ApiConfig, MAX_BODY_BYTES, Problem};
-use mediastreams_storage::{
-    DynamoTable, EmbeddedTable, LocalDirStore, ObjectStore, S3Store, StreamRepo, Table,
-};
+use mediastreams_storage::{DynamoTable, EmbeddedTable, LocalDirStore, ObjectStore, S3Store, StreamRepo, Table};
 
 /// Where the table and the media live.
 #[derive(Debug, Clone)]
@@ -17,12 +15,7 @@ pub enum StorageChoice {
     /// `{data_dir}/table.redb` and `{data_dir}/media/`.
     Embedded { data_dir: PathBuf },
     /// DynamoDB and S3 (or compatible servers at the given endpoints).
-    Aws {
-        dynamodb_endpoint: Option<String>,
-        table: String,
-        s3_endpoint: Option<String>,
-        bucket: String,
-    },
+    Aws { dynamodb_endpoint: Option<String>, table: String, s3_endpoint: Option<String>, bucket: String },
 }
 
 #[derive(Debug, Clone)]
@@ -52,12 +45,7 @@ pub async fn open_backends(storage: &StorageChoice) -> anyhow::Result<Backends> 
             table: Arc::new(EmbeddedTable::open(&data_dir.join("table.redb"))?),
             media: Arc::new(LocalDirStore::open(data_dir.join("media"))?),
         },
-        StorageChoice::Aws {
-            dynamodb_endpoint,
-            table,
-            s3_endpoint,
-            bucket,
-        } => {
+        StorageChoice::Aws { dynamodb_endpoint, table, s3_endpoint, bucket } => {
             let from_env = mediastreams_storage::aws::load_config().await;
             let sdk = |endpoint: &Option<String>| match endpoint {
                 Some(e) => mediastreams_storage::aws::local_config(e),
@@ -72,10 +60,7 @@ pub async fn open_backends(storage: &StorageChoice) -> anyhow::Result<Backends> 
             if s3_endpoint.is_some() {
                 s.ensure_bucket().await?;
             }
-            Backends {
-                table: Arc::new(t),
-                media: Arc::new(s),
-            }
+            Backends { table: Arc::new(t), media: Arc::new(s) }
         }
     })
 }
@@ -93,21 +78,12 @@ pub fn build_service(backends: &Backends, config: &LocalConfig) -> (Router, Arc<
     let api = Api::new(
         StreamRepo::new(backends.table.clone()),
         backends.media.clone(),
-        ApiConfig {
-            media_base_url: format!("{base}/media"),
-            ingest_base_url: base.to_owned(),
-            api_key: config.api_key.clone(),
-        },
+        ApiConfig { media_base_url: format!("{base}/media"), ingest_base_url: base.to_owned(), api_key: config.api_key.clone() },
     );
-    let node = mediastreams_ingest_node::IngestNode::new(
-        StreamRepo::new(backends.table.clone()),
-        backends.media.clone(),
-        config.ingest.clone(),
-    );
+    let node =
+        mediastreams_ingest_node::IngestNode::new(StreamRepo::new(backends.table.clone()), backends.media.clone(), config.ingest.clone());
     let whip = mediastreams_ingest_node::whip::endpoint::router(node.clone());
-    let media = Router::new()
-        .route("/media/{*key}", get(crate::media::get_object))
-        .with_state(backends.media.clone());
+    let media = Router::new().route("/media/{*key}", get(crate::media::get_object)).with_state(backends.media.clone());
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/streams", axum::routing::any(api_handler))
@@ -116,17 +92,10 @@ pub fn build_service(backends: &Backends, config: &LocalConfig) -> (Router, Arc<
         .merge(media)
         .merge(whip)
         .merge(match &config.web_dir {
-            Some(dir) => Router::new()
-                .route("/", get(crate::web::index))
-                .route("/{*path}", get(crate::web::file))
-                .with_state(dir.clone()),
+            Some(dir) => Router::new().route("/", get(crate::web::index)).route("/{*path}", get(crate::web::file)).with_state(dir.clone()),
             None => Router::new(),
         })
-        .fallback(|| async {
-            Problem::not_found("no resource here")
-                .into_response()
-                .map(Body::from)
-        });
+        .fallback(|| async { Problem::not_found("no resource here").into_response().map(Body::from) });
     (router, node)
 }
 
@@ -138,16 +107,16 @@ async fn api_handler(State((api, limits)): State<(Api, mediastreams_http::Limits
         Ok(b) => b,
         Err(e) => return body_problem(e).into_response().map(Body::from),
     };
-    api.handle(http::Request::from_parts(parts, bytes))
-        .await
-        .map(Body::from)
+    api.handle(http::Request::from_parts(parts, bytes)).await.map(Body::from)
 }
 
 /// The answer to a body that was not read.
 pub fn body_problem(e: mediastreams_http::BodyError) -> Problem {
     match e {
         mediastreams_http::BodyError::TooLarge => Problem::payload_too_large(MAX_BODY_BYTES),
-        mediastreams_http::BodyError::TimedOut => Problem::new(http::StatusCode::REQUEST_TIMEOUT, "body-timeout", "the request body did not arrive in time"),
+        mediastreams_http::BodyError::TimedOut => {
+            Problem::new(http::StatusCode::REQUEST_TIMEOUT, "body-timeout", "the request body did not arrive in time")
+        }
         mediastreams_http::BodyError::Incomplete => Problem::bad_request("incomplete-body", "the request body ended early"),
     }
 }

@@ -22,11 +22,7 @@ fn content_type(path: &str) -> &'static str {
 }
 
 pub(crate) async fn file(State(root): State<PathBuf>, Path(path): Path<String>) -> Response {
-    let not_found = || {
-        mediastreams_functions::Problem::not_found("no resource here")
-            .into_response()
-            .map(Body::from)
-    };
+    let not_found = || mediastreams_functions::Problem::not_found("no resource here").into_response().map(Body::from);
     if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".." || seg.contains('\\')) {
         return not_found();
     }

@@ -60,16 +60,14 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
     let expected = published - live_after;
     assert!((duration - expected).abs() <= 2.0, "recording is {duration} s, published {expected} s (within one fragment)");
     // Played from the start to the end.
-    let after_seek: Vec<f64> = vod
-        .iter()
-        .skip_while(|s| s["t"].as_f64().unwrap_or(0.0) > 2.0)
-        .filter_map(|s| s["t"].as_f64())
-        .collect();
+    let after_seek: Vec<f64> = vod.iter().skip_while(|s| s["t"].as_f64().unwrap_or(0.0) > 2.0).filter_map(|s| s["t"].as_f64()).collect();
     let furthest = after_seek.iter().cloned().fold(0.0, f64::max);
     // To the end: the player page keeps dash.js at the end when its own
     // end timer beats the element's `ended` (seekDurationBackoff 0).
     assert!(!after_seek.is_empty() && furthest >= duration - 0.05, "played {furthest} of {duration} s from the start: {r}");
     let recoveries = live.last().and_then(|s| s["recoveries"].as_u64()).unwrap_or(0);
     let player_live_after = r["playerLiveAfter"].as_f64().unwrap_or(f64::NAN);
-    eprintln!("browser e2e: player live {player_live_after:.1} s after opening, {recoveries} live stall recoveries, Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s");
+    eprintln!(
+        "browser e2e: player live {player_live_after:.1} s after opening, {recoveries} live stall recoveries, Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s"
+    );
 }

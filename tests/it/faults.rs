@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::api::harness::Env;
-use crate::whip::{connect, lossy_relay, media, publisher, send_media, stop_and_check_recording, udp_host_candidates, video_chunks, wait_for_state};
+use crate::whip::{
+    connect, lossy_relay, media, publisher, send_media, stop_and_check_recording, udp_host_candidates, video_chunks, wait_for_state,
+};
 
 /// A table that fails every call while `failing` is set (a throttled or
 /// unreachable DynamoDB).
@@ -130,8 +132,14 @@ async fn fault_env_with(ingest: mediastreams_ingest_node::NodeConfig) -> FaultEn
     let dir = mediastreams_tests::scratch();
     let storage = StorageChoice::Embedded { data_dir: dir.path().to_owned() };
     let real = mediastreams_local::open_backends(&storage).await.unwrap();
-    let table = Arc::new(FaultyTable { inner: real.table, failing: AtomicBool::new(false), failed: AtomicU64::new(0), slow_streams: AtomicBool::new(false) });
-    let store = Arc::new(WriteOnceStore { inner: real.media, written: Mutex::default(), rewritten: Mutex::default(), failing: Default::default() });
+    let table = Arc::new(FaultyTable {
+        inner: real.table,
+        failing: AtomicBool::new(false),
+        failed: AtomicU64::new(0),
+        slow_streams: AtomicBool::new(false),
+    });
+    let store =
+        Arc::new(WriteOnceStore { inner: real.media, written: Mutex::default(), rewritten: Mutex::default(), failing: Default::default() });
     let backends = Backends { table: table.clone(), media: store.clone() };
     let env = Env::local_with_backends(storage, backends, Some(dir), None, ingest, mediastreams_http::Limits::default()).await;
     FaultEnv { env, table, store }
@@ -310,7 +318,8 @@ async fn admitting_a_stream_again_disconnects_the_old_publisher_and_takes_the_ne
     let token = restarted["ingest"]["token"].as_str().unwrap().to_owned();
     let mut new = publisher().await;
     connect(&http, &whip, &token, &mut new).await;
-    let r = http.post(&whip).bearer_auth(&old_token).header("content-type", "application/sdp").body(old.offer.clone()).send().await.unwrap();
+    let r =
+        http.post(&whip).bearer_auth(&old_token).header("content-type", "application/sdp").body(old.offer.clone()).send().await.unwrap();
     assert_eq!(r.status(), 401, "the old token is refused");
     send_media(new.video.clone(), new.audio.clone(), dir.path().to_owned(), 3).await;
     assert_eq!(env.call("GET", "/streams/again", None).await.json()["state"], "Live");
@@ -442,10 +451,8 @@ fn media_files(root: &Path) -> HashMap<PathBuf, Vec<u8>> {
 
 /// The start times of the stored video fragments among `files`.
 fn video_starts(files: &HashMap<PathBuf, Vec<u8>>) -> Vec<u64> {
-    let mut starts: Vec<u64> = files
-        .keys()
-        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("Fragments(video=")?.strip_suffix(')')?.parse().ok())
-        .collect();
+    let mut starts: Vec<u64> =
+        files.keys().filter_map(|p| p.file_name()?.to_str()?.strip_prefix("Fragments(video=")?.strip_suffix(')')?.parse().ok()).collect();
     starts.sort_unstable();
     starts
 }
@@ -487,7 +494,9 @@ async fn sigterm_of_the_local_runner_finalizes_a_live_recording() {
     let runner = LocalRunner::start(data.path(), port);
     let http = reqwest::Client::new();
     let base = runner.base.clone();
-    let created = api(&http, &base, "PUT", "/streams/term", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let created =
+        api(&http, &base, "PUT", "/streams/term", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+            .await;
     let pid = created["playbackId"].as_str().unwrap().to_owned();
     let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
     let started = api(&http, &base, "POST", "/streams/term/start-ingest", None).await;
@@ -520,7 +529,9 @@ async fn a_killed_local_runner_continues_the_recording_when_the_publisher_reconn
     let runner = LocalRunner::start(data.path(), port);
     let http = reqwest::Client::new();
     let base = runner.base.clone();
-    let created = api(&http, &base, "PUT", "/streams/kill", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let created =
+        api(&http, &base, "PUT", "/streams/kill", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+            .await;
     let pid = created["playbackId"].as_str().unwrap().to_owned();
     let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
     let started = api(&http, &base, "POST", "/streams/kill/start-ingest", None).await;
@@ -559,7 +570,11 @@ async fn a_killed_local_runner_continues_the_recording_when_the_publisher_reconn
     assert!(total >= 30_000_000 + stored.len() as u64 * 10_000_000, "both parts recorded: {total}");
     let frames = decoded_frames(&dash);
     assert!(frames * 10 >= total * 30 / 10_000_000 * 8, "{frames} frames of {total}");
-    eprintln!("SIGKILL after 6 s, reconnect for 4 s: {:.1} s recorded, {frames} frames decode, {} stored objects untouched", total as f64 / 1e7, before.len());
+    eprintln!(
+        "SIGKILL after 6 s, reconnect for 4 s: {:.1} s recorded, {frames} frames decode, {} stored objects untouched",
+        total as f64 / 1e7,
+        before.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -570,7 +585,9 @@ async fn a_killed_local_runner_finalizes_the_recording_when_nobody_reconnects() 
     let runner = LocalRunner::start(data.path(), port);
     let http = reqwest::Client::new();
     let base = runner.base.clone();
-    let created = api(&http, &base, "PUT", "/streams/gone", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let created =
+        api(&http, &base, "PUT", "/streams/gone", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+            .await;
     let pid = created["playbackId"].as_str().unwrap().to_owned();
     let started = api(&http, &base, "POST", "/streams/gone/start-ingest", None).await;
     let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
@@ -601,7 +618,11 @@ async fn half_open_connections_neither_stop_the_server_nor_stay_open() {
     let dir = mediastreams_tests::scratch();
     let storage = StorageChoice::Embedded { data_dir: dir.path().to_owned() };
     let backends = mediastreams_local::open_backends(&storage).await.unwrap();
-    let limits = mediastreams_http::Limits { header_read_timeout: Duration::from_secs(2), body_timeout: Duration::from_secs(2), max_connections: 4096 };
+    let limits = mediastreams_http::Limits {
+        header_read_timeout: Duration::from_secs(2),
+        body_timeout: Duration::from_secs(2),
+        max_connections: 4096,
+    };
     let env = Env::local_with_backends(storage, backends, Some(dir), None, Default::default(), limits).await;
     let base = env.media_base.trim_end_matches("/media").to_owned();
     let addr = base.trim_start_matches("http://").to_owned();
@@ -614,7 +635,10 @@ async fn half_open_connections_neither_stop_the_server_nor_stay_open() {
     }
     // A stalled body, too.
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stalled.write_all(b"PUT /streams/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{").await.unwrap();
+    stalled
+        .write_all(b"PUT /streams/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
     // A normal request is answered meanwhile.
     let r = reqwest::Client::new().get(format!("{base}/streams")).timeout(Duration::from_secs(10)).send().await.expect("answered");
     assert_eq!(r.status(), 200);
@@ -744,7 +768,12 @@ async fn sigterm_of_an_ingest_node_finalizes_its_streams_and_deregisters() {
     )
     .with_node_registry(registry.clone());
     let call = |method: &str, path: &str, body: &str| {
-        let req = http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(Bytes::from(body.to_owned())).unwrap();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Bytes::from(body.to_owned()))
+            .unwrap();
         let api = &api;
         async move {
             let r = api.handle(req).await;
@@ -783,7 +812,11 @@ async fn sigterm_of_an_ingest_node_finalizes_its_streams_and_deregisters() {
     sending.abort();
     let _ = p.pc.close().await;
     assert!(status.success(), "a drained exit: {status:?}");
-    assert_eq!(repo.get("drain").await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::OnDemand, "finalized before exiting");
+    assert_eq!(
+        repo.get("drain").await.unwrap().unwrap().stream.state,
+        mediastreams_model::StreamState::OnDemand,
+        "finalized before exiting"
+    );
     assert!(!registry.all().await.unwrap().iter().any(|n| n.id == "drained"), "deregistered");
     let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
     let xml = String::from_utf8(store.get(&key).await.unwrap().unwrap().body.to_vec()).unwrap();
@@ -818,7 +851,14 @@ async fn a_slow_table_delays_neither_the_heartbeat_nor_fools_the_reaper() {
         .unwrap();
     let table: Arc<dyn Table> = f.table.clone();
     let registry = NodeRegistry::new(table.clone(), time::Duration::seconds(30));
-    let template = NodeRecord { id: "n1".into(), whip_base_url: String::new(), capacity: 10, active_streams: 0, heartbeat_at: time::OffsetDateTime::now_utc(), internal_url: None };
+    let template = NodeRecord {
+        id: "n1".into(),
+        whip_base_url: String::new(),
+        capacity: 10,
+        active_streams: 0,
+        heartbeat_at: time::OffsetDateTime::now_utc(),
+        internal_url: None,
+    };
     let beat = node.heartbeat(registry.clone(), template, Duration::from_millis(200));
     let http = reqwest::Client::new();
     let mut p = publisher().await;
@@ -837,7 +877,9 @@ async fn a_slow_table_delays_neither_the_heartbeat_nor_fools_the_reaper() {
     let other = publisher().await;
     let pending_post = {
         let (http, offer) = (http.clone(), other.offer.clone());
-        tokio::spawn(async move { http.post(&other_whip).bearer_auth(&other_token).header("content-type", "application/sdp").body(offer).send().await })
+        tokio::spawn(async move {
+            http.post(&other_whip).bearer_auth(&other_token).header("content-type", "application/sdp").body(offer).send().await
+        })
     };
     let mut beats = Vec::new();
     for _ in 0..15 {
@@ -850,7 +892,14 @@ async fn a_slow_table_delays_neither_the_heartbeat_nor_fools_the_reaper() {
     assert!(beats.iter().all(|b| b.1 == 1), "with its load: {beats:?}");
     // The reaper, a little later, sees a healthy node and leaves its
     // stream alone.
-    let report = mediastreams_functions::reaper::reap(&StreamRepo::new(table.clone()), &registry, &env.media, time::OffsetDateTime::now_utc() + time::Duration::seconds(20)).await.unwrap();
+    let report = mediastreams_functions::reaper::reap(
+        &StreamRepo::new(table.clone()),
+        &registry,
+        &env.media,
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(20),
+    )
+    .await
+    .unwrap();
     assert!(report.finalized.is_empty(), "{report:?}");
     beat.abort();
     pending_post.abort();
@@ -886,7 +935,10 @@ async fn fault_proxy(upstream: &str) -> FaultProxy {
                 let dead = Arc::new(AtomicBool::new(false));
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                let pump = |mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, hole: Arc<AtomicBool>, dead: Arc<AtomicBool>| async move {
+                let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
+                            mut to: tokio::net::tcp::OwnedWriteHalf,
+                            hole: Arc<AtomicBool>,
+                            dead: Arc<AtomicBool>| async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n) = from.read(&mut buf).await {
                         if n == 0 {

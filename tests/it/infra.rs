@@ -17,11 +17,7 @@ fn binaries_in_cargo_toml() -> BTreeSet<String> {
     let text = std::fs::read_to_string(path).unwrap();
     text.split("[[bin]]")
         .skip(1)
-        .filter_map(|b| {
-            b.lines()
-                .find_map(|l| l.strip_prefix("name = "))
-                .map(|n| n.trim_matches('"').to_owned())
-        })
+        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("name = ")).map(|n| n.trim_matches('"').to_owned()))
         .collect()
 }
 

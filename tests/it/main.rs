@@ -9,7 +9,7 @@ mod nodes;
 mod packager_tools;
 mod player;
 mod recorder;
-mod whip;
 mod store_conformance;
 mod stun;
 mod table_conformance;
+mod whip;

@@ -7,7 +7,14 @@ use mediastreams_storage::{NodeRecord, NodeRegistry, Table};
 use time::{Duration, OffsetDateTime};
 
 fn node(id: &str, active: u32, capacity: u32, at: OffsetDateTime) -> NodeRecord {
-    NodeRecord { id: id.into(), whip_base_url: format!("https://{id}.example"), capacity, active_streams: active, heartbeat_at: at, internal_url: None }
+    NodeRecord {
+        id: id.into(),
+        whip_base_url: format!("https://{id}.example"),
+        capacity,
+        active_streams: active,
+        heartbeat_at: at,
+        internal_url: None,
+    }
 }
 
 async fn assignment_prefers_healthy_nodes_with_room(table: Arc<dyn Table>) {
@@ -154,7 +161,11 @@ async fn the_ingest_node_binary_registers_and_serves_whip() {
 /// A node dies while recording: its heartbeat stops, and the reaper
 /// finalizes its stream as on demand from what the store holds; a stream
 /// on a healthy node is left alone.
-async fn a_dead_nodes_stream_becomes_on_demand(table: Arc<dyn Table>, media: Arc<dyn mediastreams_storage::ObjectStore>, media_root: Option<std::path::PathBuf>) {
+async fn a_dead_nodes_stream_becomes_on_demand(
+    table: Arc<dyn Table>,
+    media: Arc<dyn mediastreams_storage::ObjectStore>,
+    media_root: Option<std::path::PathBuf>,
+) {
     use mediastreams_model::Transition;
     use mediastreams_packager::{AudioTrackConfig, Presentation, PresentationConfig, VideoTrackConfig};
     use mediastreams_storage::{ObjectKey, ObjectMeta, StreamRepo};
@@ -175,7 +186,12 @@ async fn a_dead_nodes_stream_becomes_on_demand(table: Arc<dyn Table>, media: Arc
     registry.heartbeat(&node("doomed", 0, 10, now)).await.unwrap();
     registry.heartbeat(&node("alive", 5, 10, now)).await.unwrap();
     let req = |method: &str, path: String, body: &str| {
-        http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(bytes::Bytes::from(body.to_owned())).unwrap()
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(bytes::Bytes::from(body.to_owned()))
+            .unwrap()
     };
     let outputs = r#"{"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}]}"#;
     assert_eq!(api.handle(req("PUT", format!("/streams/{orphan}"), outputs)).await.status(), 201);
@@ -222,7 +238,11 @@ async fn a_dead_nodes_stream_becomes_on_demand(table: Arc<dyn Table>, media: Arc
     let s = repo.get(&orphan).await.unwrap().unwrap().stream;
     assert_eq!(s.state, mediastreams_model::StreamState::OnDemand);
     assert!(s.live.as_ref().and_then(|l| l.ended_at).is_some(), "the recording has an end");
-    assert_eq!(repo.get(&kept).await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::Live, "a healthy node's stream is left alone");
+    assert_eq!(
+        repo.get(&kept).await.unwrap().unwrap().stream.state,
+        mediastreams_model::StreamState::Live,
+        "a healthy node's stream is left alone"
+    );
 
     // The final manifests list every fragment the node wrote, exactly.
     let get = |k: &str| {
@@ -256,7 +276,8 @@ async fn a_dead_nodes_stream_becomes_on_demand(table: Arc<dyn Table>, media: Arc
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         // One line per listing of the stream (under its program too).
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let frames: u64 = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or_else(|| panic!("{text}"));
+        let frames: u64 =
+            text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or_else(|| panic!("{text}"));
         let expected = video.iter().map(|c| c.duration).sum::<u64>() * 30 / 10_000_000;
         assert_eq!(frames, expected, "every published frame decodes");
     }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
-use mediastreams_tests::media::{all_outputs_config, ClipSample, encode_sized_test_clip, encode_test_clip, package_levels, tool};
+use mediastreams_tests::media::{ClipSample, all_outputs_config, encode_sized_test_clip, encode_test_clip, package_levels, tool};
 
 #[derive(Debug, Default)]
 struct Stream {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mediastreams_packager::{AudioTrackConfig, Presentation, PublishedObject, VideoTrackConfig};
 use mediastreams_storage::{ObjectKey, ObjectMeta, ObjectStore};
-use mediastreams_tests::media::{all_outputs_config, ClipSample, TestClip, encode_sized_test_clip, encode_test_clip, package_levels};
+use mediastreams_tests::media::{ClipSample, TestClip, all_outputs_config, encode_sized_test_clip, encode_test_clip, package_levels};
 use serde_json::{Value, json};
 
 use crate::api::harness::Env;
@@ -25,19 +25,13 @@ fn presentation(clip: &TestClip) -> Presentation {
 }
 
 fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 async fn store_all(media: &Arc<dyn ObjectStore>, pid: &str, objects: Vec<PublishedObject>) {
     for o in objects {
         let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
-        media
-            .put(&key, o.body, &ObjectMeta::new(o.content_type, Some(o.cache_control)))
-            .await
-            .unwrap();
+        media.put(&key, o.body, &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
     }
 }
 
@@ -64,11 +58,7 @@ fn play_args(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, sc
         .output()
         .expect("node is required (scripts/install-test-deps)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "play.mjs failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
     if !extra.contains(&"--stock") {
         // No player request leaves our origin (dash.js's default time
@@ -80,7 +70,11 @@ fn play_args(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, sc
 
 async fn stream(env: &Env, name: &str) -> Value {
     let r = env
-        .call("PUT", &format!("/streams/{name}"), Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}]})))
+        .call(
+            "PUT",
+            &format!("/streams/{name}"),
+            Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}]})),
+        )
         .await;
     assert_eq!(r.status, 201);
     r.json()
@@ -169,7 +163,9 @@ async fn gstreamer_plays_hls_and_dash_on_demand_to_the_end() {
     }
     objects.extend(p.finish().objects);
     store_all(&env.media, pid, objects).await;
-    for (what, url) in [("DASH", s["outputs"][1]["url"].as_str().unwrap().to_owned()), ("HLS", s["outputs"][2]["url"].as_str().unwrap().to_owned())] {
+    for (what, url) in
+        [("DASH", s["outputs"][1]["url"].as_str().unwrap().to_owned()), ("HLS", s["outputs"][2]["url"].as_str().unwrap().to_owned())]
+    {
         let report = tokio::task::spawn_blocking(move || gst_play(&url)).await.unwrap();
         assert_eq!(report["errors"], json!([]), "GStreamer {what}: {report}");
         assert_eq!(report["eos"], true, "GStreamer {what} reached end-of-stream: {report}");
@@ -227,7 +223,13 @@ async fn publish_live(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, 
 /// rewritten once it lists `n` video fragments (the fragments go on), so a
 /// player opened at any later time reads the manifest a viewer who joined
 /// then would have read: dash.js never re-reads a live Smooth manifest.
-async fn publish_live_joined_at(media: Arc<dyn ObjectStore>, pid: String, clip: TestClip, seconds: u32, listed: Option<usize>) -> Presentation {
+async fn publish_live_joined_at(
+    media: Arc<dyn ObjectStore>,
+    pid: String,
+    clip: TestClip,
+    seconds: u32,
+    listed: Option<usize>,
+) -> Presentation {
     let mut p = presentation(&clip);
     let loops = seconds.div_ceil((clip.video.len() / 30) as u32);
     let started = Instant::now();
@@ -272,9 +274,7 @@ async fn dash_js_follows_a_live_smooth_stream() {
     // Let a few fragments exist, as when a viewer joins a running stream.
     tokio::time::sleep(Duration::from_secs(9)).await;
     let origin = origin(&env);
-    let report = tokio::task::spawn_blocking(move || play(&origin, &url, "live", watch, "player-smooth-live.png"))
-        .await
-        .unwrap();
+    let report = tokio::task::spawn_blocking(move || play(&origin, &url, "live", watch, "player-smooth-live.png")).await.unwrap();
     let mut p = publisher.await.unwrap();
     store_all(&env.media, &pid, p.finish().objects).await;
 
@@ -309,7 +309,13 @@ async fn a_stock_dash_js_starts_a_live_smooth_stream_joined_early() {
         let s = stream(&env, &format!("join-{listed}")).await;
         let pid = s["playbackId"].as_str().unwrap().to_owned();
         let url = s["outputs"][0]["url"].as_str().unwrap().to_owned();
-        let publisher = tokio::spawn(publish_live_joined_at(env.media.clone(), pid.clone(), clip.clone(), 2 * listed as u32 + 2 * WATCH + 8, Some(listed)));
+        let publisher = tokio::spawn(publish_live_joined_at(
+            env.media.clone(),
+            pid.clone(),
+            clip.clone(),
+            2 * listed as u32 + 2 * WATCH + 8,
+            Some(listed),
+        ));
         // Open the player once the frozen manifest exists.
         let key = ObjectKey::parse(&format!("{pid}/{}", mediastreams_packager::layout::SMOOTH_MANIFEST)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -319,7 +325,11 @@ async fn a_stock_dash_js_starts_a_live_smooth_stream_joined_early() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let o = origin.clone();
-        let report = tokio::task::spawn_blocking(move || play_args("dashjs", &o, &url, "live", WATCH, &format!("player-smooth-join-{listed}.png"), &["--stock"])).await.unwrap();
+        let report = tokio::task::spawn_blocking(move || {
+            play_args("dashjs", &o, &url, "live", WATCH, &format!("player-smooth-join-{listed}.png"), &["--stock"])
+        })
+        .await
+        .unwrap();
         publisher.abort();
         assert_eq!(report["errors"], json!([]), "joined at {listed} fragments: player errors: {report}");
         let samples = report["samples"].as_array().unwrap();
@@ -327,7 +337,10 @@ async fn a_stock_dash_js_starts_a_live_smooth_stream_joined_early() {
         let first = times.iter().cloned().find(|t| *t > 0.0).unwrap_or(0.0);
         let advanced = times.last().unwrap_or(&0.0) - first;
         assert!(advanced >= f64::from(WATCH) / 2.0, "joined at {listed} fragments: advanced {advanced} s in {WATCH} s: {times:?} {report}");
-        assert!(samples.iter().any(|s| s["width"].as_u64() == Some(320) && s["colours"].as_i64().unwrap_or(0) > 8), "joined at {listed} fragments: video is drawn: {report}");
+        assert!(
+            samples.iter().any(|s| s["width"].as_u64() == Some(320) && s["colours"].as_i64().unwrap_or(0) > 8),
+            "joined at {listed} fragments: video is drawn: {report}"
+        );
         eprintln!("stock dash.js joined at {listed} listed fragments: advanced {advanced:.1} s in {WATCH} s");
     }
 }
@@ -372,10 +385,7 @@ async fn dash_js_switches_between_video_levels_of_a_smooth_recording() {
     let sizes: Vec<(u64, u64)> = samples.iter().map(|s| (s["width"].as_u64().unwrap_or(0), s["height"].as_u64().unwrap_or(0))).collect();
     let first_high = sizes.iter().position(|&s| s == (320, 240));
     let first_low = sizes.iter().position(|&s| s == (160, 120));
-    assert!(
-        matches!((first_high, first_low), (Some(h), Some(l)) if h < l),
-        "played the high level, then the low one: {sizes:?} {report}"
-    );
+    assert!(matches!((first_high, first_low), (Some(h), Some(l)) if h < l), "played the high level, then the low one: {sizes:?} {report}");
     let bandwidths: Vec<u64> = samples.iter().filter_map(|s| s["bandwidth"].as_u64()).collect();
     assert!(bandwidths.contains(&500_000) && bandwidths.contains(&150_000), "both levels were selected: {bandwidths:?}");
     assert!(samples.iter().any(|s| s["colours"].as_i64().unwrap_or(0) > 8), "frames are drawn");

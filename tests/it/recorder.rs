@@ -25,13 +25,20 @@ fn chunks(xml: &str, kind: &str) -> Vec<(u64, u64)> {
 }
 
 async fn record_live_then_on_demand(env: Env) {
-    let created = env.call("PUT", "/streams/rec", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
+    let created =
+        env.call("PUT", "/streams/rec", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]}))).await;
     let pid = created.json()["playbackId"].as_str().unwrap().to_owned();
     let stale = mediastreams_ingest_node::Generation { playback_id: pid.clone(), token_hash: mediastreams_model::TokenHash::of("stale") };
-    assert!(Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default()).await.is_err(), "a Created stream takes no media");
+    assert!(
+        Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default()).await.is_err(),
+        "a Created stream takes no media"
+    );
     assert_eq!(env.call("POST", "/streams/rec/start-ingest", None).await.status, 200);
     let generation = mediastreams_ingest_node::Generation::of(&env.repo.get("rec").await.unwrap().unwrap().stream).unwrap();
-    assert!(Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default()).await.is_err(), "another generation's recorder is refused");
+    assert!(
+        Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default()).await.is_err(),
+        "another generation's recorder is refused"
+    );
 
     let dir = mediastreams_tests::scratch();
     let clip = encode_test_clip(dir.path(), 6, 60);
@@ -65,10 +72,11 @@ async fn record_live_then_on_demand(env: Env) {
     let mut live_manifest = None;
     for _ in 0..50 {
         if let Some(m) = manifest(&env, &pid).await
-            && chunks(&m, "video").len() >= 3 {
-                live_manifest = Some(m);
-                break;
-            }
+            && chunks(&m, "video").len() >= 3
+        {
+            live_manifest = Some(m);
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let live_manifest = live_manifest.expect("a live manifest with fragments");
@@ -129,7 +137,12 @@ async fn unlisted_stored_fragments_are_never_written_again() {
     let dir = mediastreams_tests::scratch();
     let clip = encode_test_clip(dir.path(), 6, 60);
     // What the dead node stored: its fragments, no manifest.
-    let mut dead = Presentation::new(mediastreams_tests::media::all_outputs_config(0), VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() }, mediastreams_ingest_node::recorder::AUDIO).unwrap();
+    let mut dead = Presentation::new(
+        mediastreams_tests::media::all_outputs_config(0),
+        VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
+        mediastreams_ingest_node::recorder::AUDIO,
+    )
+    .unwrap();
     let mut stored = Vec::new();
     for s in clip.samples(1, 0) {
         let out = match s {

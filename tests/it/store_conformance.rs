@@ -18,9 +18,7 @@ fn fragment_meta() -> ObjectMeta {
 async fn put_then_get_keeps_bytes_and_meta(s: Arc<dyn ObjectStore>) {
     let all_bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     let k = key("p1/smooth.ism/QualityLevels(2500000)/Fragments(video=20000000)");
-    s.put(&k, Bytes::from(all_bytes.clone()), &fragment_meta())
-        .await
-        .unwrap();
+    s.put(&k, Bytes::from(all_bytes.clone()), &fragment_meta()).await.unwrap();
     let o = s.get(&k).await.unwrap().expect("stored object");
     assert_eq!(o.body.as_ref(), all_bytes.as_slice());
     assert_eq!(o.meta, fragment_meta());
@@ -34,9 +32,7 @@ async fn put_then_get_keeps_bytes_and_meta(s: Arc<dyn ObjectStore>) {
 
 async fn get_missing_is_none(s: Arc<dyn ObjectStore>) {
     assert!(s.get(&key("nothing/here")).await.unwrap().is_none());
-    s.put(&key("dir/file"), Bytes::from_static(b"x"), &fragment_meta())
-        .await
-        .unwrap();
+    s.put(&key("dir/file"), Bytes::from_static(b"x"), &fragment_meta()).await.unwrap();
     // A prefix is not an object.
     assert!(s.get(&key("dir")).await.unwrap().is_none());
 }
@@ -87,10 +83,7 @@ async fn list_is_ordered_paginated_and_prefix_exact(s: Arc<dyn ObjectStore>) {
         }
     }
     assert_eq!(seen, expected);
-    let deep = s
-        .list("pid/smooth.ism/QualityLevels(128000)/", None, 100)
-        .await
-        .unwrap();
+    let deep = s.list("pid/smooth.ism/QualityLevels(128000)/", None, 100).await.unwrap();
     assert_eq!(deep.items.len(), 5);
     assert!(deep.items.iter().all(|k| k.contains("audio=")));
     assert_eq!(deep.next, None);

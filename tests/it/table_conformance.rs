@@ -8,12 +8,7 @@ use mediastreams_storage::{Precondition, Record, Table, TableError};
 use mediastreams_tests as support;
 
 fn rec(key: &str, collection: &str, version: u64, body: &str) -> Record {
-    Record {
-        key: key.into(),
-        collection: collection.into(),
-        version,
-        body: body.into(),
-    }
+    Record { key: key.into(), collection: collection.into(), version, body: body.into() }
 }
 
 async fn get_missing_is_none(t: Arc<dyn Table>) {
@@ -25,65 +20,41 @@ async fn create_only_when_absent(t: Arc<dyn Table>) {
     t.put(&r, Precondition::Absent).await.unwrap();
     assert_eq!(t.get("k").await.unwrap(), Some(r.clone()));
     let again = rec("k", "c", 1, r#"{"a":2}"#);
-    assert!(matches!(
-        t.put(&again, Precondition::Absent).await,
-        Err(TableError::ConditionFailed)
-    ));
+    assert!(matches!(t.put(&again, Precondition::Absent).await, Err(TableError::ConditionFailed)));
     assert_eq!(t.get("k").await.unwrap(), Some(r), "failed put changed nothing");
 }
 
 async fn update_needs_the_current_version(t: Arc<dyn Table>) {
-    t.put(&rec("k", "c", 1, "1"), Precondition::Absent)
-        .await
-        .unwrap();
+    t.put(&rec("k", "c", 1, "1"), Precondition::Absent).await.unwrap();
     // Wrong versions fail and change nothing.
     for wrong in [0, 2, 7] {
-        assert!(matches!(
-            t.put(&rec("k", "c", wrong + 1, "x"), Precondition::Version(wrong))
-                .await,
-            Err(TableError::ConditionFailed)
-        ));
+        assert!(matches!(t.put(&rec("k", "c", wrong + 1, "x"), Precondition::Version(wrong)).await, Err(TableError::ConditionFailed)));
     }
     // A version precondition on a missing record fails too.
-    assert!(matches!(
-        t.put(&rec("missing", "c", 2, "x"), Precondition::Version(1))
-            .await,
-        Err(TableError::ConditionFailed)
-    ));
+    assert!(matches!(t.put(&rec("missing", "c", 2, "x"), Precondition::Version(1)).await, Err(TableError::ConditionFailed)));
     assert_eq!(t.get("missing").await.unwrap(), None);
-    t.put(&rec("k", "c", 2, "2"), Precondition::Version(1))
-        .await
-        .unwrap();
+    t.put(&rec("k", "c", 2, "2"), Precondition::Version(1)).await.unwrap();
     assert_eq!(t.get("k").await.unwrap(), Some(rec("k", "c", 2, "2")));
 }
 
 async fn delete_needs_the_current_version(t: Arc<dyn Table>) {
-    t.put(&rec("k", "c", 1, "1"), Precondition::Absent)
-        .await
-        .unwrap();
+    t.put(&rec("k", "c", 1, "1"), Precondition::Absent).await.unwrap();
     assert!(matches!(t.delete("k", 2).await, Err(TableError::ConditionFailed)));
-    assert!(matches!(
-        t.delete("missing", 1).await,
-        Err(TableError::ConditionFailed)
-    ));
+    assert!(matches!(t.delete("missing", 1).await, Err(TableError::ConditionFailed)));
     assert!(t.get("k").await.unwrap().is_some());
     t.delete("k", 1).await.unwrap();
     assert_eq!(t.get("k").await.unwrap(), None);
     let listed = t.list("c", None, 10).await.unwrap();
     assert!(listed.items.is_empty(), "deleted records leave the listing");
     // The key can be created again.
-    t.put(&rec("k", "c", 1, "new"), Precondition::Absent)
-        .await
-        .unwrap();
+    t.put(&rec("k", "c", 1, "new"), Precondition::Absent).await.unwrap();
 }
 
 async fn list_is_ordered_and_paginated(t: Arc<dyn Table>) {
     // 21 keys written out of order; pages of 7 end exactly at the last key.
     let mut keys: Vec<String> = (0..21).map(|i| format!("stream#s{:02}", (i * 8) % 21)).collect();
     for k in &keys {
-        t.put(&rec(k, "c", 1, "{}"), Precondition::Absent)
-            .await
-            .unwrap();
+        t.put(&rec(k, "c", 1, "{}"), Precondition::Absent).await.unwrap();
     }
     keys.sort();
     let mut seen = Vec::new();
@@ -124,16 +95,11 @@ async fn list_keeps_collections_apart(t: Arc<dyn Table>) {
 }
 
 async fn concurrent_writers_exactly_one_wins(t: Arc<dyn Table>) {
-    t.put(&rec("k", "c", 1, "0"), Precondition::Absent)
-        .await
-        .unwrap();
+    t.put(&rec("k", "c", 1, "0"), Precondition::Absent).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let t = t.clone();
-            tokio::spawn(async move {
-                t.put(&rec("k", "c", 2, &i.to_string()), Precondition::Version(1))
-                    .await
-            })
+            tokio::spawn(async move { t.put(&rec("k", "c", 2, &i.to_string()), Precondition::Version(1)).await })
         })
         .collect();
     let mut winners = BTreeSet::new();
@@ -154,9 +120,7 @@ async fn concurrent_writers_exactly_one_wins(t: Arc<dyn Table>) {
     let creates: Vec<_> = (0..8)
         .map(|i| {
             let t = t.clone();
-            tokio::spawn(async move {
-                t.put(&rec("new", "c", 1, &i.to_string()), Precondition::Absent).await
-            })
+            tokio::spawn(async move { t.put(&rec("new", "c", 1, &i.to_string()), Precondition::Absent).await })
         })
         .collect();
     let mut ok = 0;

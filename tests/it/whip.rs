@@ -16,16 +16,17 @@ use rtc::media::io::h26x_reader::H26xSampleReader;
 use rtc::media::io::ogg_reader::OggReader;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
-    register_default_interceptors,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder, register_default_interceptors,
 };
 
 use crate::api::harness::Env;
@@ -64,7 +65,13 @@ fn codec(kind: RtpCodecKind) -> RTCRtpCodecParameters {
             payload_type: 102,
         },
         _ => RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
             payload_type: 111,
         },
     }
@@ -93,7 +100,9 @@ pub(crate) async fn publisher() -> Publisher {
         .with_media_engine(me)
         .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Events { gathered: gathered_tx, connected: connected_tx, state: state_tx }) as Arc<dyn PeerConnectionEventHandler>)
+        .with_handler(
+            Arc::new(Events { gathered: gathered_tx, connected: connected_tx, state: state_tx }) as Arc<dyn PeerConnectionEventHandler>
+        )
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
         .build()
         .await
@@ -137,7 +146,12 @@ fn rand_ssrc() -> u32 {
 }
 
 /// Sends the clip's H.264 and Opus in real time for `seconds`, looping.
-pub(crate) async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<TrackLocalStaticSample>, dir: std::path::PathBuf, seconds: u64) {
+pub(crate) async fn send_media(
+    video: Arc<TrackLocalStaticSample>,
+    audio: Arc<TrackLocalStaticSample>,
+    dir: std::path::PathBuf,
+    seconds: u64,
+) {
     let h264 = dir.join("clip.h264");
     let ogg = dir.join("clip.ogg");
     let ssrc_v = *video.ssrcs().await.first().unwrap();
@@ -152,7 +166,10 @@ pub(crate) async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<Tr
                     break 'outer;
                 }
                 let d = if s.timed { Duration::from_micros(33_333) } else { Duration::ZERO };
-                let _ = video.sample_writer(ssrc_v, 102).write_sample(&Sample { data: s.data, duration: d, ..Sample::new(Instant::now()) }).await;
+                let _ = video
+                    .sample_writer(ssrc_v, 102)
+                    .write_sample(&Sample { data: s.data, duration: d, ..Sample::new(Instant::now()) })
+                    .await;
                 if s.timed {
                     n += 1;
                     if let Some(w) = (Duration::from_micros(33_333) * n as u32).checked_sub(start.elapsed()) {
@@ -178,7 +195,10 @@ pub(crate) async fn send_media(video: Arc<TrackLocalStaticSample>, audio: Arc<Tr
                     continue; // header pages
                 }
                 let d = Duration::from_micros(samples * 1_000_000 / 48_000);
-                let _ = audio.sample_writer(ssrc_a, 111).write_sample(&Sample { data: page.freeze(), duration: d, ..Sample::new(Instant::now()) }).await;
+                let _ = audio
+                    .sample_writer(ssrc_a, 111)
+                    .write_sample(&Sample { data: page.freeze(), duration: d, ..Sample::new(Instant::now()) })
+                    .await;
                 n += samples;
                 if let Some(w) = Duration::from_micros(n * 1_000_000 / 48_000).checked_sub(start.elapsed()) {
                     tokio::time::sleep(w).await;
@@ -263,14 +283,16 @@ async fn publishers_share_the_nodes_one_media_port() {
     assert!(!ports[0].is_empty(), "the answer has a host candidate: {}", sessions[0].3);
     // The node is the DTLS server: it can decrypt the publisher's first
     // packets (see ingest-node's session.rs).
-    assert!(sessions.iter().all(|s| s.3.lines().filter(|l| l.starts_with("a=setup:")).all(|l| l.trim() == "a=setup:passive")), "{}", sessions[0].3);
+    assert!(
+        sessions.iter().all(|s| s.3.lines().filter(|l| l.starts_with("a=setup:")).all(|l| l.trim() == "a=setup:passive")),
+        "{}",
+        sessions[0].3
+    );
     assert!(ports[0].iter().all(|(ip, port)| ip == "127.0.0.1" && *port != 0), "{ports:?}");
     assert_eq!(ports[0], ports[1], "both sessions are reached on the same address and port");
     // Both publish at once through the one port.
-    let sends: Vec<_> = sessions
-        .iter()
-        .map(|s| tokio::spawn(send_media(s.2.video.clone(), s.2.audio.clone(), dir.path().to_owned(), 5)))
-        .collect();
+    let sends: Vec<_> =
+        sessions.iter().map(|s| tokio::spawn(send_media(s.2.video.clone(), s.2.audio.clone(), dir.path().to_owned(), 5))).collect();
     for s in sends {
         s.await.unwrap();
     }
@@ -311,7 +333,17 @@ pub(crate) async fn stop_and_check_recording(env: &Env, name: &str, pid: &str, d
     let total = chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0);
     assert!(total >= min, "{name}: recorded {total}, expected at least {min}: {chunks:?}");
     let out = mediastreams_tests::media::tool("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(dash_url)
         .output()
         .unwrap();
@@ -482,7 +514,6 @@ async fn publish_and_record(env: Env) {
     let _ = p.pc.close().await;
 }
 
-
 /// What the lossy relay did.
 #[derive(Debug, Default)]
 pub(crate) struct RelayCounters {
@@ -497,7 +528,12 @@ pub(crate) struct RelayCounters {
 /// RTCP pass untouched. The publisher is pointed at the relay by rewriting
 /// the answer's candidates. With `only_payload_type`, only RTP packets of
 /// that payload type count (and suffer).
-pub(crate) async fn lossy_relay(node: std::net::SocketAddr, drop_every: u64, swap_every: u64, only_payload_type: Option<u8>) -> (std::net::SocketAddr, Arc<RelayCounters>) {
+pub(crate) async fn lossy_relay(
+    node: std::net::SocketAddr,
+    drop_every: u64,
+    swap_every: u64,
+    only_payload_type: Option<u8>,
+) -> (std::net::SocketAddr, Arc<RelayCounters>) {
     use std::sync::atomic::Ordering::Relaxed;
     let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -578,9 +614,15 @@ async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
     let (total, frames) = stop_and_check_recording(&env, "lossy", &pid, &dash_url, 80_000_000, 9).await;
     let _ = p.pc.close().await;
     let (rtp, dropped, reordered) = (counters.rtp.load(Relaxed), counters.dropped.load(Relaxed), counters.reordered.load(Relaxed));
-    assert!(rtp > 500 && dropped >= rtp / 30 && reordered >= rtp / 15, "the relay dropped {dropped} and reordered {reordered} of {rtp} RTP packets");
+    assert!(
+        rtp > 500 && dropped >= rtp / 30 && reordered >= rtp / 15,
+        "the relay dropped {dropped} and reordered {reordered} of {rtp} RTP packets"
+    );
     let stats = env.call("GET", "/streams/lossy", None).await.json()["stats"].clone();
-    eprintln!("lossy relay: dropped {dropped}, reordered {reordered} of {rtp} RTP packets; recorded {:.1} s, {frames} frames decode; node stats {stats}", total as f64 / 1e7);
+    eprintln!(
+        "lossy relay: dropped {dropped}, reordered {reordered} of {rtp} RTP packets; recorded {:.1} s, {frames} frames decode; node stats {stats}",
+        total as f64 / 1e7
+    );
 }
 
 /// Serves a node's WHIP endpoint on a loopback port; returns its base URL.
@@ -652,7 +694,10 @@ async fn a_node_hands_a_publisher_to_the_node_the_stream_is_assigned_to() {
     let mut p = publisher().await;
     let (session, answer) = connect_with_answer(&http, &whip, &token, &mut p).await;
     let ports: Vec<u16> = udp_host_candidates(&answer).into_iter().map(|(_, port)| port).collect();
-    assert!(!ports.is_empty() && ports.iter().all(|&port| port == b_media.port()), "answered by node b ({b_media}), not a ({a_media}): {ports:?}");
+    assert!(
+        !ports.is_empty() && ports.iter().all(|&port| port == b_media.port()),
+        "answered by node b ({b_media}), not a ({a_media}): {ports:?}"
+    );
     send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 4).await;
     assert_eq!(repo.get("fleet").await.unwrap().unwrap().stream.state, mediastreams_model::StreamState::Live);
     assert_eq!((a.active_streams(), b.active_streams()), (0, 1), "node b records the stream");
@@ -702,7 +747,19 @@ async fn a_third_party_publisher_aiortc_goes_live_then_on_demand() {
     let dir = mediastreams_tests::scratch();
     let clip = dir.path().join("clip.mp4");
     let ok = mediastreams_tests::media::tool("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=4", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=4",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=4",
+        ])
         .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
         .arg(&clip)
         .status()
@@ -785,7 +842,9 @@ async fn a_resolution_change_mid_stream_plays_through() {
     assert!(widths.iter().skip_while(|&&w| w == 320).all(|&w| w == 160), "the large frames come first: {widths:?}");
     // dash.js plays the recording through the change.
     let origin = env.media_base.trim_end_matches("/media").to_owned();
-    let report = tokio::task::spawn_blocking(move || crate::player::play(&origin, &smooth_url, "vod", 8, "player-resolution-change.png")).await.unwrap();
+    let report = tokio::task::spawn_blocking(move || crate::player::play(&origin, &smooth_url, "vod", 8, "player-resolution-change.png"))
+        .await
+        .unwrap();
     assert_eq!(report["errors"], json!([]), "{report}");
     let samples = report["samples"].as_array().unwrap();
     let furthest = samples.last().and_then(|s| s["t"].as_f64()).unwrap_or(0.0);
@@ -867,7 +926,8 @@ async fn sessions_are_released_when_publishers_leave() {
         let name = format!("leak{i}");
         call("PUT", format!("/streams/{name}")).await;
         let started = call("POST", format!("/streams/{name}/start-ingest")).await;
-        let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+        let (whip, token) =
+            (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
         let mut p = publisher().await;
         let session = connect(&http, &whip, &token, &mut p).await;
         send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 1).await;

@@ -26,15 +26,8 @@ pub fn aws_endpoint() -> String {
 /// A name no other test in any process uses: `{prefix}-{pid}-{n}-{nanos}`.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A fresh DynamoDB table on the test server.
@@ -55,10 +48,7 @@ pub async fn s3_store() -> Arc<S3Store> {
 
 /// A scratch directory removed when dropped.
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("mediastreams-test-")
-        .tempdir()
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("mediastreams-test-").tempdir().expect("temp dir")
 }
 
 /// A fresh embedded table in `dir`.
@@ -73,10 +63,7 @@ pub fn local_store(dir: &tempfile::TempDir) -> Arc<LocalDirStore> {
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
 /// A binary of the workspace, built next to the test executable
@@ -84,16 +71,8 @@ pub fn workspace_root() -> PathBuf {
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/it-xxxx -> target/debug/{name}
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let dir = exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).unwrap_or_default();
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with scripts/test (cargo nextest run --workspace)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is not built; run the tests with scripts/test (cargo nextest run --workspace)", path.display());
     path
 }

@@ -36,10 +36,7 @@ impl ClipSample {
 /// Runs a tool that the tests need, failing clearly when it is missing.
 pub fn tool(name: &str) -> Command {
     let probe = Command::new(name).arg("-version").output();
-    assert!(
-        probe.is_ok_and(|o| o.status.success()),
-        "{name} is required (Debian package ffmpeg; scripts/install-test-deps installs it)"
-    );
+    assert!(probe.is_ok_and(|o| o.status.success()), "{name} is required (Debian package ffmpeg; scripts/install-test-deps installs it)");
     Command::new(name)
 }
 
@@ -154,7 +151,11 @@ impl TestClip {
         for l in 0..u64::from(loops) {
             for (i, (key, data)) in self.video.iter().enumerate() {
                 let n = l * frames + i as u64;
-                out.push(ClipSample::Video(VideoSample { time: origin + (n * 10_000_000 / 30) as i64, keyframe: *key, data: data.clone() }));
+                out.push(ClipSample::Video(VideoSample {
+                    time: origin + (n * 10_000_000 / 30) as i64,
+                    keyframe: *key,
+                    data: data.clone(),
+                }));
             }
             for (i, data) in self.audio.iter().enumerate() {
                 let n = l * audio_frames + i as u64;
@@ -174,10 +175,8 @@ pub fn package_levels(
     levels: &[(&TestClip, u32)],
 ) -> Vec<mediastreams_packager::PublishedObject> {
     use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
-    let videos = levels
-        .iter()
-        .map(|(clip, bitrate)| VideoTrackConfig { bitrate: *bitrate, sps: clip.sps.clone(), pps: clip.pps.clone() })
-        .collect();
+    let videos =
+        levels.iter().map(|(clip, bitrate)| VideoTrackConfig { bitrate: *bitrate, sps: clip.sps.clone(), pps: clip.pps.clone() }).collect();
     let audio = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
     let mut p = Presentation::with_video_levels(config, videos, audio).expect("a valid presentation");
     let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();

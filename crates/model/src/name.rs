@@ -26,10 +26,7 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
         return Err(NameError::BadStart);
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
         return Err(NameError::BadCharacter(bad));
     }
     // Only ASCII is left, so bytes are characters.

@@ -57,10 +57,7 @@ fn default_format() -> OutputFormat {
 impl OutputSpec {
     /// The output created when a request names none.
     pub fn default_smooth() -> Self {
-        OutputSpec {
-            name: "smooth".to_owned(),
-            format: OutputFormat::Smooth,
-        }
+        OutputSpec { name: "smooth".to_owned(), format: OutputFormat::Smooth }
     }
 
     pub fn validate(&self) -> Result<(), NameError> {
@@ -80,12 +77,7 @@ pub struct Output {
 /// The streaming URL of a format's manifest for a playback id under a media
 /// base URL (`https://media.example.com` or `http://127.0.0.1:8080/media`).
 pub fn streaming_url(media_base: &str, playback_id: &str, format: OutputFormat) -> String {
-    format!(
-        "{}/{}/{}",
-        media_base.trim_end_matches('/'),
-        playback_id,
-        format.manifest_path()
-    )
+    format!("{}/{}/{}", media_base.trim_end_matches('/'), playback_id, format.manifest_path())
 }
 
 #[cfg(test)]
@@ -94,18 +86,9 @@ mod tests {
 
     #[test]
     fn urls_follow_the_documented_layout() {
-        assert_eq!(
-            streaming_url("http://h/media/", "abc", OutputFormat::Smooth),
-            "http://h/media/abc/smooth.ism/Manifest"
-        );
-        assert_eq!(
-            streaming_url("https://cdn", "abc", OutputFormat::Dash),
-            "https://cdn/abc/dash/manifest.mpd"
-        );
-        assert_eq!(
-            streaming_url("https://cdn", "abc", OutputFormat::Hls),
-            "https://cdn/abc/hls/main.m3u8"
-        );
+        assert_eq!(streaming_url("http://h/media/", "abc", OutputFormat::Smooth), "http://h/media/abc/smooth.ism/Manifest");
+        assert_eq!(streaming_url("https://cdn", "abc", OutputFormat::Dash), "https://cdn/abc/dash/manifest.mpd");
+        assert_eq!(streaming_url("https://cdn", "abc", OutputFormat::Hls), "https://cdn/abc/hls/main.m3u8");
     }
 
     #[test]

@@ -132,10 +132,7 @@ mod tests {
     #[test]
     fn sha256_matches_a_known_vector() {
         // FIPS 180-2 example: SHA-256("abc").
-        assert_eq!(
-            TokenHash::of("abc").0,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(TokenHash::of("abc").0, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -117,10 +117,7 @@ impl Transition {
             (Transition::Delete, Created | OnDemand | Deleting | Failed) => Deleting,
             (Transition::RecordingFailed, Ready | Live | Stopping) => Failed,
             _ => {
-                return Err(TransitionError {
-                    transition: self,
-                    from,
-                });
+                return Err(TransitionError { transition: self, from });
             }
         };
         Ok(to)
@@ -141,8 +138,7 @@ mod tests {
     use Transition::*;
 
     const STATES: [StreamState; 7] = [Created, Ready, Live, Stopping, OnDemand, Deleting, Failed];
-    const TRANSITIONS: [Transition; 6] =
-        [StartIngest, StopIngest, MediaArrived, RecordingFinalized, Delete, RecordingFailed];
+    const TRANSITIONS: [Transition; 6] = [StartIngest, StopIngest, MediaArrived, RecordingFinalized, Delete, RecordingFailed];
 
     #[test]
     fn the_whole_table() {
@@ -162,10 +158,7 @@ mod tests {
         ];
         for t in TRANSITIONS {
             for s in STATES {
-                let expected = allowed
-                    .iter()
-                    .find(|(at, af, _)| *at == t && *af == s)
-                    .map(|(_, _, to)| *to);
+                let expected = allowed.iter().find(|(at, af, _)| *at == t && *af == s).map(|(_, _, to)| *to);
                 assert_eq!(t.apply(s).ok(), expected, "{t:?} from {s:?}");
             }
         }

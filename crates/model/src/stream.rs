@@ -85,10 +85,7 @@ impl CreateStreamRequest {
         let mut names = BTreeSet::new();
         let mut formats = BTreeSet::new();
         for o in &outputs {
-            o.validate().map_err(|source| SettingsError::BadOutputName {
-                name: o.name.clone(),
-                source,
-            })?;
+            o.validate().map_err(|source| SettingsError::BadOutputName { name: o.name.clone(), source })?;
             if !names.insert(o.name.as_str()) {
                 return Err(SettingsError::DuplicateOutputName(o.name.clone()));
             }
@@ -96,9 +93,7 @@ impl CreateStreamRequest {
                 return Err(SettingsError::DuplicateFormat(o.format.as_str()));
             }
         }
-        let fragment_duration_ms = self
-            .fragment_duration_ms
-            .unwrap_or(DEFAULT_FRAGMENT_DURATION_MS);
+        let fragment_duration_ms = self.fragment_duration_ms.unwrap_or(DEFAULT_FRAGMENT_DURATION_MS);
         if !FRAGMENT_DURATION_MS_RANGE.contains(&fragment_duration_ms) {
             return Err(SettingsError::FragmentDuration(fragment_duration_ms));
         }
@@ -106,11 +101,7 @@ impl CreateStreamRequest {
         if !DVR_WINDOW_SECONDS_RANGE.contains(&dvr_window_seconds) {
             return Err(SettingsError::DvrWindow(dvr_window_seconds));
         }
-        Ok(Settings {
-            outputs,
-            fragment_duration_ms,
-            dvr_window_seconds,
-        })
+        Ok(Settings { outputs, fragment_duration_ms, dvr_window_seconds })
     }
 }
 
@@ -193,12 +184,7 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(
-        name: StreamName,
-        playback_id: PlaybackId,
-        settings: Settings,
-        now: OffsetDateTime,
-    ) -> Self {
+    pub fn new(name: StreamName, playback_id: PlaybackId, settings: Settings, now: OffsetDateTime) -> Self {
         Stream {
             name,
             playback_id,
@@ -215,12 +201,7 @@ impl Stream {
 
     /// Applies a transition to this record: the new state and the fields
     /// that go with it. `ingest` is required for `StartIngest`.
-    pub fn transition(
-        &self,
-        t: Transition,
-        now: OffsetDateTime,
-        ingest: Option<IngestSession>,
-    ) -> Result<Stream, TransitionError> {
+    pub fn transition(&self, t: Transition, now: OffsetDateTime, ingest: Option<IngestSession>) -> Result<Stream, TransitionError> {
         let to = t.apply(self.state)?;
         let mut next = self.clone();
         next.state = to;
@@ -233,12 +214,7 @@ impl Stream {
                     live.ended_at = Some(now);
                 }
             }
-            Transition::MediaArrived => {
-                next.live = Some(LiveInfo {
-                    started_at: now,
-                    ended_at: None,
-                })
-            }
+            Transition::MediaArrived => next.live = Some(LiveInfo { started_at: now, ended_at: None }),
             Transition::RecordingFinalized => next.ingest = None,
             Transition::RecordingFailed => {
                 next.ingest = None;
@@ -271,11 +247,7 @@ impl Stream {
             dvr_window_seconds: self.settings.dvr_window_seconds,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            ingest: self.ingest.as_ref().map(|i| IngestView {
-                protocol: "whip",
-                url: i.url.clone(),
-                token: None,
-            }),
+            ingest: self.ingest.as_ref().map(|i| IngestView { protocol: "whip", url: i.url.clone(), token: None }),
             live: self.live.clone(),
             stats: self.stats.clone(),
             failure: self.failure.clone(),
@@ -284,11 +256,7 @@ impl Stream {
 
     /// The URL of one format's manifest, when the stream has that output.
     pub fn output_url(&self, media_base: &str, format: OutputFormat) -> Option<String> {
-        self.settings
-            .outputs
-            .iter()
-            .any(|o| o.format == format)
-            .then(|| streaming_url(media_base, self.playback_id.as_str(), format))
+        self.settings.outputs.iter().any(|o| o.format == format).then(|| streaming_url(media_base, self.playback_id.as_str(), format))
     }
 }
 
@@ -332,9 +300,7 @@ mod tests {
     use super::*;
 
     fn req(json: &str) -> Result<Settings, SettingsError> {
-        serde_json::from_str::<CreateStreamRequest>(json)
-            .unwrap()
-            .into_settings()
+        serde_json::from_str::<CreateStreamRequest>(json).unwrap().into_settings()
     }
 
     #[test]
@@ -344,69 +310,34 @@ mod tests {
         assert_eq!(s.fragment_duration_ms, 2000);
         assert_eq!(s.dvr_window_seconds, 1800);
         // Spelling the defaults out means the same stream.
-        assert_eq!(
-            req(r#"{"outputs":[{"name":"smooth","format":"smooth"}],"fragmentDurationMs":2000}"#)
-                .unwrap(),
-            s
-        );
+        assert_eq!(req(r#"{"outputs":[{"name":"smooth","format":"smooth"}],"fragmentDurationMs":2000}"#).unwrap(), s);
     }
 
     #[test]
     fn invalid_settings() {
         assert_eq!(req(r#"{"outputs":[]}"#), Err(SettingsError::NoOutputs));
-        assert_eq!(
-            req(r#"{"outputs":[{"name":"a"},{"name":"a","format":"dash"}]}"#),
-            Err(SettingsError::DuplicateOutputName("a".into()))
-        );
-        assert_eq!(
-            req(r#"{"outputs":[{"name":"a"},{"name":"b"}]}"#),
-            Err(SettingsError::DuplicateFormat("smooth"))
-        );
-        assert!(matches!(
-            req(r#"{"outputs":[{"name":"A"}]}"#),
-            Err(SettingsError::BadOutputName { .. })
-        ));
-        assert_eq!(
-            req(r#"{"fragmentDurationMs":999}"#),
-            Err(SettingsError::FragmentDuration(999))
-        );
-        assert_eq!(
-            req(r#"{"dvrWindowSeconds":86401}"#),
-            Err(SettingsError::DvrWindow(86401))
-        );
+        assert_eq!(req(r#"{"outputs":[{"name":"a"},{"name":"a","format":"dash"}]}"#), Err(SettingsError::DuplicateOutputName("a".into())));
+        assert_eq!(req(r#"{"outputs":[{"name":"a"},{"name":"b"}]}"#), Err(SettingsError::DuplicateFormat("smooth")));
+        assert!(matches!(req(r#"{"outputs":[{"name":"A"}]}"#), Err(SettingsError::BadOutputName { .. })));
+        assert_eq!(req(r#"{"fragmentDurationMs":999}"#), Err(SettingsError::FragmentDuration(999)));
+        assert_eq!(req(r#"{"dvrWindowSeconds":86401}"#), Err(SettingsError::DvrWindow(86401)));
         assert!(serde_json::from_str::<CreateStreamRequest>(r#"{"output":[]}"#).is_err());
     }
 
     #[test]
     fn transitions_carry_their_fields() {
         let now = OffsetDateTime::UNIX_EPOCH;
-        let s = Stream::new(
-            StreamName::parse("a").unwrap(),
-            PlaybackId::from_stored("0".repeat(32)),
-            req("{}").unwrap(),
-            now,
-        );
-        let session = IngestSession {
-            token_hash: TokenHash::of("t"),
-            url: "http://x/whip/a".into(),
-            node_id: None,
-            started_at: now,
-        };
-        let ready = s
-            .transition(Transition::StartIngest, now, Some(session))
-            .unwrap();
+        let s = Stream::new(StreamName::parse("a").unwrap(), PlaybackId::from_stored("0".repeat(32)), req("{}").unwrap(), now);
+        let session = IngestSession { token_hash: TokenHash::of("t"), url: "http://x/whip/a".into(), node_id: None, started_at: now };
+        let ready = s.transition(Transition::StartIngest, now, Some(session)).unwrap();
         assert!(ready.ingest.is_some());
         let later = now + time::Duration::seconds(5);
-        let live = ready
-            .transition(Transition::MediaArrived, later, None)
-            .unwrap();
+        let live = ready.transition(Transition::MediaArrived, later, None).unwrap();
         assert_eq!(live.live.as_ref().unwrap().started_at, later);
         let stopping = live.transition(Transition::StopIngest, later, None).unwrap();
         assert_eq!(stopping.state, StreamState::Stopping);
         assert_eq!(stopping.live.as_ref().unwrap().ended_at, Some(later));
-        let done = stopping
-            .transition(Transition::RecordingFinalized, later, None)
-            .unwrap();
+        let done = stopping.transition(Transition::RecordingFinalized, later, None).unwrap();
         assert_eq!(done.state, StreamState::OnDemand);
         assert!(done.ingest.is_none());
         let back = ready.transition(Transition::StopIngest, later, None).unwrap();
@@ -424,10 +355,7 @@ mod tests {
             now,
         );
         let v = serde_json::to_value(s.view("http://m")).unwrap();
-        assert_eq!(
-            v["outputs"][1]["url"],
-            format!("http://m/{}/dash/manifest.mpd", "ab".repeat(16))
-        );
+        assert_eq!(v["outputs"][1]["url"], format!("http://m/{}/dash/manifest.mpd", "ab".repeat(16)));
         assert!(!v.to_string().contains("tokenHash"));
     }
 }

@@ -16,7 +16,13 @@ fn sps() -> Bytes {
 fn main() {
     const SECONDS: u64 = 600;
     let mut p = Presentation::new(
-        PresentationConfig { fragment_duration: 20_000_000, dvr_window: 18_000_000_000, dash: true, hls: true, availability_start_unix_ms: 0 },
+        PresentationConfig {
+            fragment_duration: 20_000_000,
+            dvr_window: 18_000_000_000,
+            dash: true,
+            hls: true,
+            availability_start_unix_ms: 0,
+        },
         VideoTrackConfig { bitrate: 1_500_000, sps: sps(), pps: Bytes::from_static(&[0x68, 0xcb, 0x83, 0xcb, 0x20]) },
         AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
@@ -52,5 +58,9 @@ fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     println!("packaged {SECONDS} s of media ({v} video frames, {a} AAC frames) in {elapsed:.3} s");
     println!("  {:.0} media seconds per second of packaging", SECONDS as f64 / elapsed);
-    println!("  {objects} objects, {:.1} MB, of which {:.1} MB manifests (rewritten per fragment)", bytes as f64 / 1e6, manifest_bytes as f64 / 1e6);
+    println!(
+        "  {objects} objects, {:.1} MB, of which {:.1} MB manifests (rewritten per fragment)",
+        bytes as f64 / 1e6,
+        manifest_bytes as f64 / 1e6
+    );
 }

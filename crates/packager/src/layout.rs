@@ -67,14 +67,8 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(
-            fragment_key(TrackType::Video, 2_500_000, 0),
-            "smooth.ism/QualityLevels(2500000)/Fragments(video=0)"
-        );
-        assert_eq!(
-            fragment_key(TrackType::Audio, 128_000, 20_053_333),
-            "smooth.ism/QualityLevels(128000)/Fragments(audio=20053333)"
-        );
+        assert_eq!(fragment_key(TrackType::Video, 2_500_000, 0), "smooth.ism/QualityLevels(2500000)/Fragments(video=0)");
+        assert_eq!(fragment_key(TrackType::Audio, 128_000, 20_053_333), "smooth.ism/QualityLevels(128000)/Fragments(audio=20053333)");
         assert_eq!(init_key(TrackType::Video, 1), "smooth.ism/QualityLevels(1)/init-video.mp4");
         assert_eq!(hls_media_playlist_key(TrackType::Audio, 9), "hls/audio-9.m3u8");
     }

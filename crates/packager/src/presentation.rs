@@ -445,7 +445,11 @@ impl Presentation {
     /// A presentation whose video has several quality levels (level 0
     /// first: it decides the fragment times), each pushed with
     /// [`Presentation::push_video_level`].
-    pub fn with_video_levels(config: PresentationConfig, videos: Vec<VideoTrackConfig>, audio: AudioTrackConfig) -> Result<Self, PackagerError> {
+    pub fn with_video_levels(
+        config: PresentationConfig,
+        videos: Vec<VideoTrackConfig>,
+        audio: AudioTrackConfig,
+    ) -> Result<Self, PackagerError> {
         let mut levels = Vec::with_capacity(videos.len());
         for (i, video) in videos.iter().enumerate() {
             if videos[..i].iter().any(|v| v.bitrate == video.bitrate) {
@@ -471,14 +475,7 @@ impl Presentation {
         let followers = levels.map(Follower::new).collect();
         let aac = AudioConfig::aac_lc(audio.sample_rate, audio.channels)?;
         let asc = aac.audio_specific_config()?;
-        let video_track = Track {
-            level: leader,
-            frag_start: None,
-            samples: Vec::new(),
-            frag_len: 0,
-            held: None,
-            published: Vec::new(),
-        };
+        let video_track = Track { level: leader, frag_start: None, samples: Vec::new(), frag_len: 0, held: None, published: Vec::new() };
         let audio_track = Track::new(
             TrackType::Audio,
             LevelInfo {
@@ -517,7 +514,12 @@ impl Presentation {
     /// back. New samples go after its end (the caller places them there,
     /// from [`Presentation::end_time`]); no stored key is written again but
     /// the manifests, which list the stored fragments first.
-    pub fn resume(config: PresentationConfig, video: VideoTrackConfig, audio: AudioTrackConfig, stored: Stored) -> Result<Self, PackagerError> {
+    pub fn resume(
+        config: PresentationConfig,
+        video: VideoTrackConfig,
+        audio: AudioTrackConfig,
+        stored: Stored,
+    ) -> Result<Self, PackagerError> {
         let mut p = Self::new(config, video, audio)?;
         for (track, chunks) in [(&mut p.video, stored.video), (&mut p.audio, stored.audio)] {
             // The stored fragments' initialization segments are there too.
@@ -537,11 +539,7 @@ impl Presentation {
     /// continues the timeline from here.
     pub fn end_time(&self) -> u64 {
         let v = self.pending_video.as_ref().map(|p| p.time as u64 + u64::from(self.last_video_duration));
-        [v, self.video.end(), self.audio.end(), self.audio_next_time()]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(0)
+        [v, self.video.end(), self.audio.end(), self.audio_next_time()].into_iter().flatten().max().unwrap_or(0)
     }
 
     /// Fragments published so far, per track (video, audio).
@@ -621,9 +619,10 @@ impl Presentation {
                 self.add_video(p, delta as u32);
             }
         } else if let Some(end) = self.video.end()
-            && (s.time as u64) < end {
-                return Err(PackagerError::NonMonotonic { track: "video", time: s.time, last: end as i64 });
-            }
+            && (s.time as u64) < end
+        {
+            return Err(PackagerError::NonMonotonic { track: "video", time: s.time, last: end as i64 });
+        }
         let mut s = s;
         let mut t = s.time as u64;
         let first_ever = self.video.frag_start.is_none() && self.pending_video.is_none();
@@ -631,10 +630,12 @@ impl Presentation {
             // Both tracks start together: a player placed at the start of a
             // recording waits forever for a track that starts later.
             if let Some(a) = self.audio_anchor
-                && a < t && t - a <= START_ALIGNMENT {
-                    t = a;
-                    s.time = a as i64;
-                }
+                && a < t
+                && t - a <= START_ALIGNMENT
+            {
+                t = a;
+                s.time = a as i64;
+            }
         }
         if self.video.samples.is_empty() {
             // A fragment starts at its first sample; one that starts less
@@ -642,10 +643,12 @@ impl Presentation {
             // publisher session) is moved back onto it, keeping the
             // timeline contiguous.
             if let Some(end) = self.video.end()
-                && t > end && t - end <= u64::from(self.last_video_duration) {
-                    t = end;
-                    s.time = end as i64;
-                }
+                && t > end
+                && t - end <= u64::from(self.last_video_duration)
+            {
+                t = end;
+                s.time = end as i64;
+            }
             self.video.frag_start = Some(t);
         } else {
             let elapsed = t.saturating_sub(self.video.frag_start.unwrap_or(t));
@@ -660,9 +663,7 @@ impl Presentation {
             // Arrived before the boundary: ask again when it is reached.
             self.keyframe_requested = None;
         } else if t >= start + self.config.fragment_duration
-            && self
-                .keyframe_requested
-                .is_none_or(|at| t >= at + self.config.keyframe_retry())
+            && self.keyframe_requested.is_none_or(|at| t >= at + self.config.keyframe_retry())
         {
             self.keyframe_requested = Some(t);
             out.keyframe_needed = true;
@@ -742,14 +743,17 @@ impl Presentation {
                 // Both tracks start together (see push_video).
                 // Video that started later and has written nothing yet (only
                 // its first frame is pending) starts with the audio instead.
-                if self.video.samples.is_empty() && self.video.held.is_none() && self.video.published.is_empty()
-                    && let Some(p) = self.pending_video.as_mut() {
-                        let v = p.time as u64;
-                        if time < v && v - time <= START_ALIGNMENT {
-                            p.time = time as i64;
-                            self.video.frag_start = Some(time);
-                        }
+                if self.video.samples.is_empty()
+                    && self.video.held.is_none()
+                    && self.video.published.is_empty()
+                    && let Some(p) = self.pending_video.as_mut()
+                {
+                    let v = p.time as u64;
+                    if time < v && v - time <= START_ALIGNMENT {
+                        p.time = time as i64;
+                        self.video.frag_start = Some(time);
                     }
+                }
                 let video_start = self.video.frag_start.or(self.pending_video.as_ref().map(|p| p.time as u64));
                 let time = match video_start {
                     // Moving all audio earlier shifts A/V sync: only a little.

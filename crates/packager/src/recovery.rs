@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::TrackType;
 use crate::layout::{self, PublishedObject};
 use crate::manifest::dash::DashClock;
 use crate::manifest::{Chunk, LevelDetail, LevelInfo, ManifestMode, TrackManifest};
-use crate::TrackType;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoveryError {
@@ -254,7 +254,12 @@ mod tests {
             parse_fragment_key("smooth.ism/QualityLevels(128000)/Fragments(audio=20053333)"),
             Some((TrackType::Audio, 128_000, 20_053_333))
         );
-        for bad in ["smooth.ism/QualityLevels(x)/Fragments(video=1)", "smooth.ism/QualityLevels(1)/init-video.mp4", "smooth.ism/Manifest", "smooth.ism/QualityLevels(1)/Fragments(text=1)"] {
+        for bad in [
+            "smooth.ism/QualityLevels(x)/Fragments(video=1)",
+            "smooth.ism/QualityLevels(1)/init-video.mp4",
+            "smooth.ism/Manifest",
+            "smooth.ism/QualityLevels(1)/Fragments(text=1)",
+        ] {
             assert_eq!(parse_fragment_key(bad), None, "{bad}");
         }
     }

@@ -9,11 +9,22 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Video { delta: i64, keyframe: bool, size: usize },
-    Audio { jitter: i64 },
+    Video {
+        delta: i64,
+        keyframe: bool,
+        size: usize,
+    },
+    Audio {
+        jitter: i64,
+    },
     /// A sample of the second video level.
-    Video2 { delta: i64, keyframe: bool },
-    EndSession { gap: i64 },
+    Video2 {
+        delta: i64,
+        keyframe: bool,
+    },
+    EndSession {
+        gap: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {

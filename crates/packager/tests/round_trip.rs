@@ -123,7 +123,10 @@ fn live_then_on_demand_is_continuous_everywhere() {
             contiguous(&a);
             // A manifest only lists fragments already written.
             for c in &v {
-                assert!(written.contains(&layout::fragment_key(mediastreams_packager::TrackType::Video, 1_000_000, c.t)), "listed before written: video {c:?}");
+                assert!(
+                    written.contains(&layout::fragment_key(mediastreams_packager::TrackType::Video, 1_000_000, c.t)),
+                    "listed before written: video {c:?}"
+                );
             }
             for c in &a {
                 assert!(written.contains(&layout::fragment_key(mediastreams_packager::TrackType::Audio, 128_000, c.t)));
@@ -174,7 +177,9 @@ fn live_then_on_demand_is_continuous_everywhere() {
 
     // Every fragment parses, and agrees with the manifest and its neighbours.
     let mut video_samples = 0;
-    for (track, bitrate, list) in [(mediastreams_packager::TrackType::Video, 1_000_000, &fv), (mediastreams_packager::TrackType::Audio, 128_000, &fa)] {
+    for (track, bitrate, list) in
+        [(mediastreams_packager::TrackType::Video, 1_000_000, &fv), (mediastreams_packager::TrackType::Audio, 128_000, &fa)]
+    {
         for (i, c) in list.iter().enumerate() {
             let key = layout::fragment_key(track, bitrate, c.t);
             let f = parse_fragment(&store[&key]);
@@ -183,7 +188,11 @@ fn live_then_on_demand_is_continuous_everywhere() {
             assert_eq!(f.durations.iter().map(|&d| u64::from(d)).sum::<u64>(), c.d, "sample durations sum to the fragment's");
             match list.get(i + 1) {
                 Some(next) => assert_eq!(f.tfrf, Some(vec![(next.t, next.d)]), "tfrf announces the next fragment"),
-                None => assert_eq!(f.tfrf, Some(vec![]), "the last fragment announces nothing (an empty tfrf: live players still reading it need one)"),
+                None => assert_eq!(
+                    f.tfrf,
+                    Some(vec![]),
+                    "the last fragment announces nothing (an empty tfrf: live players still reading it need one)"
+                ),
             }
             if track == mediastreams_packager::TrackType::Video {
                 video_samples += f.sample_count;
@@ -216,7 +225,10 @@ fn live_then_on_demand_is_continuous_everywhere() {
     assert_eq!(hls.matches("#EXTINF:").count(), fv.len());
     assert!(hls.ends_with("#EXT-X-ENDLIST\n"));
     assert!(hls.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
-    for k in [layout::init_key(mediastreams_packager::TrackType::Video, 1_000_000), layout::init_key(mediastreams_packager::TrackType::Audio, 128_000)] {
+    for k in [
+        layout::init_key(mediastreams_packager::TrackType::Video, 1_000_000),
+        layout::init_key(mediastreams_packager::TrackType::Audio, 128_000),
+    ] {
         let body = store[&k].clone();
         let mut b: &[u8] = &body;
         assert!(matches!(Any::decode(&mut b).unwrap(), Any::Ftyp(_)));
@@ -235,7 +247,11 @@ fn tracks_start_together_whichever_comes_first() {
     p.push_video(VideoSample { time: 946_000, keyframe: true, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap();
     p.push_audio(AudioFrame { time: 640_000, data: Bytes::from_static(&[1]) }).unwrap();
     for i in 1..200u64 {
-        let _ = p.push_video(VideoSample { time: 946_000 + (i * 333_333) as i64, keyframe: i % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x41]) });
+        let _ = p.push_video(VideoSample {
+            time: 946_000 + (i * 333_333) as i64,
+            keyframe: i % 60 == 0,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x41]),
+        });
         let _ = p.push_audio(AudioFrame { time: 640_000 + (i * 213_333) as i64, data: Bytes::from_static(&[1]) });
     }
     p.finish();
@@ -282,7 +298,11 @@ fn a_publisher_that_honours_no_request_still_gets_bounded_fragments() {
     for v in 0..(30 * 30u64) {
         let keyframe = v % 300 == 0;
         let out = p
-            .push_video(mediastreams_packager::VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x41]) })
+            .push_video(mediastreams_packager::VideoSample {
+                time: (v * 10_000_000 / 30) as i64,
+                keyframe,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x41]),
+            })
             .unwrap();
         objects.extend(out.objects);
     }
@@ -415,7 +435,9 @@ fn a_paused_level_does_not_hold_the_others_back() {
         let keyframe = v % 60 == 0;
         objects.extend(p.push_video(VideoSample { time, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap().objects);
         if v < 90 {
-            objects.extend(p.push_video_level(1, VideoSample { time, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap().objects);
+            objects.extend(
+                p.push_video_level(1, VideoSample { time, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap().objects,
+            );
         }
     }
     let live_lists: Vec<usize> = objects
@@ -427,7 +449,8 @@ fn a_paused_level_does_not_hold_the_others_back() {
     objects.extend(p.finish().objects);
     let (v, _) = p.published();
     assert_eq!(v.len(), 10);
-    let second: Vec<&str> = objects.iter().filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments")).map(|o| o.key.as_str()).collect();
+    let second: Vec<&str> =
+        objects.iter().filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments")).map(|o| o.key.as_str()).collect();
     assert_eq!(second.len(), 2, "the paused level wrote the fragments it had samples for: {second:?}");
     assert_eq!(
         p.push_video_level(2, VideoSample { time: 0, keyframe: true, data: Bytes::new() }),
@@ -446,10 +469,7 @@ fn levels_are_checked() {
         PackagerError::DuplicateBitrate(1)
     );
     let mut p = Presentation::new(common::config(false, false), video, audio).unwrap();
-    assert_eq!(
-        p.push_video_level(1, VideoSample { time: 0, keyframe: true, data: Bytes::new() }),
-        Err(PackagerError::NoSuchLevel(1))
-    );
+    assert_eq!(p.push_video_level(1, VideoSample { time: 0, keyframe: true, data: Bytes::new() }), Err(PackagerError::NoSuchLevel(1)));
 }
 
 #[test]
@@ -503,7 +523,17 @@ fn a_presentation_whose_packager_died_is_finished_from_storage() {
     }
     let objects = final_manifests(&live, &tracks[0], &tracks[1], Formats { dash: true, hls: true }, 20_000_000);
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-    assert_eq!(keys, ["smooth.ism/Manifest", "dash/manifest.mpd", "hls/main.m3u8", "hls/audio-128000.m3u8", "hls/video-1000000.m3u8", "hls/video-300000.m3u8"]);
+    assert_eq!(
+        keys,
+        [
+            "smooth.ism/Manifest",
+            "dash/manifest.mpd",
+            "hls/main.m3u8",
+            "hls/audio-128000.m3u8",
+            "hls/video-1000000.m3u8",
+            "hls/video-300000.m3u8"
+        ]
+    );
     let (v, a, is_live, _) = smooth_chunks(std::str::from_utf8(&objects[0].body).unwrap());
     assert!(!is_live);
     let as_c = |cs: &[mediastreams_packager::manifest::Chunk]| cs.iter().map(|c| C { t: c.start, d: c.duration }).collect::<Vec<_>>();
@@ -527,10 +557,12 @@ fn a_presentation_without_audio_lists_no_audio_track_live_or_recovered() {
     let mut p = common::presentation(false, false);
     let mut objects = Vec::new();
     for v in 0..(12 * 30u64) {
-        let sample = VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+        let sample =
+            VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
         objects.extend(p.push_video(sample).unwrap().objects);
     }
-    let live: Vec<&str> = objects.iter().filter(|o| o.key == layout::SMOOTH_MANIFEST).map(|o| std::str::from_utf8(&o.body).unwrap()).collect();
+    let live: Vec<&str> =
+        objects.iter().filter(|o| o.key == layout::SMOOTH_MANIFEST).map(|o| std::str::from_utf8(&o.body).unwrap()).collect();
     let first = smooth_chunks(live[0]);
     assert_eq!((first.0.len(), first.1.len()), (3, 0), "the first live manifest waits for three video fragments");
     assert!(live.iter().all(|m| !m.contains("Type=\"audio\"")), "no audio track while live");

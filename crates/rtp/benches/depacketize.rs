@@ -51,5 +51,9 @@ fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!("{} packets, {units} access units in {elapsed:.3} s", packets.len());
-    println!("  {:.0} packets per second ({:.0}x real time for one 30 fps stream)", packets.len() as f64 / elapsed, f64::from(FRAMES) / 30.0 / elapsed);
+    println!(
+        "  {:.0} packets per second ({:.0}x real time for one 30 fps stream)",
+        packets.len() as f64 / elapsed,
+        f64::from(FRAMES) / 30.0 / elapsed
+    );
 }

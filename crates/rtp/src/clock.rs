@@ -54,8 +54,7 @@ impl TrackClock {
     /// The timeline position of an extended RTP timestamp (floor).
     pub fn to_timeline(&self, rtp: u64) -> i64 {
         let delta = i128::from(rtp) - i128::from(self.anchor_rtp);
-        let t = i128::from(self.anchor_time)
-            + (delta * i128::from(TIMESCALE)).div_euclid(i128::from(self.clock_rate.max(1)));
+        let t = i128::from(self.anchor_time) + (delta * i128::from(TIMESCALE)).div_euclid(i128::from(self.clock_rate.max(1)));
         t.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
@@ -109,8 +108,7 @@ pub fn anchor_tracks(origin: i64, tracks: &[TrackStart]) -> Vec<TrackClock> {
         .map(|t| match (all_reports, t.sender_clock) {
             (true, Some(sr)) => {
                 let since_report = i128::from(t.first_rtp) - i128::from(sr.rtp);
-                ntp_to_timeline(sr.ntp)
-                    + since_report * i128::from(TIMESCALE) / i128::from(t.clock_rate.max(1))
+                ntp_to_timeline(sr.ntp) + since_report * i128::from(TIMESCALE) / i128::from(t.clock_rate.max(1))
             }
             _ => (t.first_arrival.as_nanos() / 100) as i128,
         })
@@ -209,7 +207,12 @@ mod tests {
     #[test]
     fn arrival_times_stand_in_without_reports() {
         let a = TrackStart { clock_rate: 48_000, first_rtp: 0, first_arrival: Duration::from_millis(1_000), sender_clock: None };
-        let v = TrackStart { clock_rate: 90_000, first_rtp: 0, first_arrival: Duration::from_millis(1_040), sender_clock: Some(SenderClock { ntp: 0, rtp: 0 }) };
+        let v = TrackStart {
+            clock_rate: 90_000,
+            first_rtp: 0,
+            first_arrival: Duration::from_millis(1_040),
+            sender_clock: Some(SenderClock { ntp: 0, rtp: 0 }),
+        };
         let clocks = anchor_tracks(0, &[a, v]);
         assert_eq!(clocks[0].anchor_time, 0);
         assert_eq!(clocks[1].anchor_time, 400_000);

@@ -184,12 +184,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pkt(seq: u16) -> RtpPacket {
-        RtpPacket {
-            sequence: seq,
-            timestamp: u32::from(seq) * 3000,
-            marker: true,
-            payload: Bytes::from(vec![seq as u8]),
-        }
+        RtpPacket { sequence: seq, timestamp: u32::from(seq) * 3000, marker: true, payload: Bytes::from(vec![seq as u8]) }
     }
 
     fn drain(b: &mut ReorderBuffer, now: Duration) -> Vec<Reordered> {
@@ -250,10 +245,7 @@ mod tests {
         b.push(pkt(4), 110 * MS);
         assert_eq!(b.deadline(), Some(210 * MS));
         assert_eq!(drain(&mut b, 209 * MS), vec![]);
-        assert_eq!(
-            drain(&mut b, 210 * MS),
-            vec![Reordered::Lost { count: 2 }, Reordered::Packet(pkt(4))]
-        );
+        assert_eq!(drain(&mut b, 210 * MS), vec![Reordered::Lost { count: 2 }, Reordered::Packet(pkt(4))]);
         // A retransmission arriving after the hole was given up is late.
         b.push(pkt(2), 220 * MS);
         assert_eq!(drain(&mut b, 220 * MS), vec![]);

@@ -5,18 +5,14 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_smithy_types::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_types::timeout::TimeoutConfig;
 
 /// Loads the SDK configuration from the environment (region, credentials:
 /// Lambda and ECS roles, `AWS_*` variables, profiles) with the project's
 /// HTTPS client.
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
-        .timeout_config(timeouts())
-        .load()
-        .await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client()).timeout_config(timeouts()).load().await
 }
 
 /// Every call is bounded: a server that accepts and never answers (a
@@ -34,9 +30,7 @@ pub fn timeouts() -> TimeoutConfig {
 /// The HTTPS client every SDK client uses: rustls with ring (already linked
 /// for WebRTC), instead of the SDK's default aws-lc build.
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
 /// Configuration for a local DynamoDB/S3-compatible server at `endpoint`,
@@ -47,14 +41,10 @@ pub fn local_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-            creds,
-        ))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
         .endpoint_url(endpoint)
         .http_client(https_client())
         .timeout_config(timeouts())
-        .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
-            aws_smithy_async::rt::sleep::TokioSleep::new(),
-        ))
+        .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
         .build()
 }

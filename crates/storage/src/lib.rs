@@ -19,10 +19,7 @@ pub mod recording;
 pub mod streams;
 pub mod table;
 
-pub use object::{
-    LocalDirStore, Object, ObjectKey, ObjectKeyError, ObjectMeta, ObjectStore, S3Store,
-    StoreError,
-};
 pub use nodes::{NodeRecord, NodeRegistry};
+pub use object::{LocalDirStore, Object, ObjectKey, ObjectKeyError, ObjectMeta, ObjectStore, S3Store, StoreError};
 pub use streams::{RepoError, StreamRepo, VersionedStream};
 pub use table::{DynamoTable, EmbeddedTable, Page, Precondition, Record, Table, TableError};

@@ -97,7 +97,8 @@ impl NodeRegistry {
         loop {
             let page = self.table.list(COLLECTION, after.as_deref(), 1000).await?;
             for r in page.items {
-                let node: NodeRecord = serde_json::from_str(&r.body).map_err(|e| TableError::Corrupt { key: r.key.clone(), reason: e.to_string() })?;
+                let node: NodeRecord =
+                    serde_json::from_str(&r.body).map_err(|e| TableError::Corrupt { key: r.key.clone(), reason: e.to_string() })?;
                 out.push(node);
             }
             match page.next {
@@ -109,12 +110,8 @@ impl NodeRegistry {
 
     /// The least loaded healthy node with room (by fill ratio, then id).
     pub async fn pick(&self, now: OffsetDateTime) -> Result<Option<NodeRecord>, RepoError> {
-        let mut candidates: Vec<NodeRecord> = self
-            .all()
-            .await?
-            .into_iter()
-            .filter(|n| n.is_healthy(now, self.ttl) && n.active_streams < n.capacity)
-            .collect();
+        let mut candidates: Vec<NodeRecord> =
+            self.all().await?.into_iter().filter(|n| n.is_healthy(now, self.ttl) && n.active_streams < n.capacity).collect();
         candidates.sort_by(|a, b| {
             let fa = u64::from(a.active_streams) * u64::from(b.capacity.max(1));
             let fb = u64::from(b.active_streams) * u64::from(a.capacity.max(1));

@@ -61,14 +61,8 @@ impl StreamRepo {
 
     fn decode(record: Record) -> Result<VersionedStream, RepoError> {
         let stream: Stream =
-            serde_json::from_str(&record.body).map_err(|e| TableError::Corrupt {
-                key: record.key.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(VersionedStream {
-            stream,
-            version: record.version,
-        })
+            serde_json::from_str(&record.body).map_err(|e| TableError::Corrupt { key: record.key.clone(), reason: e.to_string() })?;
+        Ok(VersionedStream { stream, version: record.version })
     }
 
     fn encode(stream: &Stream, version: u64) -> Result<Record, RepoError> {
@@ -81,49 +75,25 @@ impl StreamRepo {
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<VersionedStream>, RepoError> {
-        self.table
-            .get(&key(name))
-            .await?
-            .map(Self::decode)
-            .transpose()
+        self.table.get(&key(name)).await?.map(Self::decode).transpose()
     }
 
     /// Stores a new stream; fails with `AlreadyExists` when the name is
     /// taken.
     pub async fn create(&self, stream: &Stream) -> Result<VersionedStream, RepoError> {
-        match self
-            .table
-            .put(&Self::encode(stream, 1)?, Precondition::Absent)
-            .await
-        {
-            Ok(()) => Ok(VersionedStream {
-                stream: stream.clone(),
-                version: 1,
-            }),
-            Err(TableError::ConditionFailed) => {
-                Err(RepoError::AlreadyExists(stream.name.to_string()))
-            }
+        match self.table.put(&Self::encode(stream, 1)?, Precondition::Absent).await {
+            Ok(()) => Ok(VersionedStream { stream: stream.clone(), version: 1 }),
+            Err(TableError::ConditionFailed) => Err(RepoError::AlreadyExists(stream.name.to_string())),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Streams in name order, after the stream named `after`.
-    pub async fn list(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<VersionedStream>, RepoError> {
+    pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<Page<VersionedStream>, RepoError> {
         let after_key = after.map(key);
-        let page = self
-            .table
-            .list(COLLECTION, after_key.as_deref(), limit)
-            .await?;
+        let page = self.table.list(COLLECTION, after_key.as_deref(), limit).await?;
         Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(Self::decode)
-                .collect::<Result<_, _>>()?,
+            items: page.items.into_iter().map(Self::decode).collect::<Result<_, _>>()?,
             next: page.next.as_deref().map(|k| name_of(k).to_owned()),
         })
     }
@@ -136,27 +106,14 @@ impl StreamRepo {
         F: FnMut(&Stream) -> Result<Option<Stream>, RepoError>,
     {
         for _ in 0..MAX_ATTEMPTS {
-            let current = self
-                .get(name)
-                .await?
-                .ok_or_else(|| RepoError::NotFound(name.to_owned()))?;
+            let current = self.get(name).await?.ok_or_else(|| RepoError::NotFound(name.to_owned()))?;
             let Some(next) = change(&current.stream)? else {
                 return Ok(current);
             };
             let version = current.version + 1;
-            match self
-                .table
-                .put(
-                    &Self::encode(&next, version)?,
-                    Precondition::Version(current.version),
-                )
-                .await
-            {
+            match self.table.put(&Self::encode(&next, version)?, Precondition::Version(current.version)).await {
                 Ok(()) => {
-                    return Ok(VersionedStream {
-                        stream: next,
-                        version,
-                    });
+                    return Ok(VersionedStream { stream: next, version });
                 }
                 Err(TableError::ConditionFailed) => continue,
                 Err(e) => return Err(e.into()),
@@ -173,8 +130,7 @@ impl StreamRepo {
         now: OffsetDateTime,
         ingest: Option<mediastreams_model::IngestSession>,
     ) -> Result<VersionedStream, RepoError> {
-        self.update(name, |s| Ok(Some(s.transition(t, now, ingest.clone())?)))
-            .await
+        self.update(name, |s| Ok(Some(s.transition(t, now, ingest.clone())?))).await
     }
 
     /// Removes the record if it is still at `version`.

@@ -16,7 +16,9 @@ pub enum OfferError {
     NoVideo,
     #[error("the offer has no audio section; send Opus audio")]
     NoAudio,
-    #[error("the offer's video does not include H.264 with packetization-mode=1 in Constrained Baseline, Baseline or Main profile (offered: {offered})")]
+    #[error(
+        "the offer's video does not include H.264 with packetization-mode=1 in Constrained Baseline, Baseline or Main profile (offered: {offered})"
+    )]
     NoH264 { offered: String },
     #[error("the offer's audio does not include Opus/48000/2 (offered: {offered})")]
     NoOpus { offered: String },
@@ -106,9 +108,7 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, OfferError> {
         };
         let (name, value) = attr.split_once(':').unwrap_or((attr, ""));
         match name {
-            "sendonly" | "sendrecv" | "recvonly" | "inactive" => {
-                section.direction = Some(name.to_owned())
-            }
+            "sendonly" | "sendrecv" | "recvonly" | "inactive" => section.direction = Some(name.to_owned()),
             "simulcast" => section.simulcast = true,
             "rtpmap" => {
                 let Some((pt, codec)) = value.split_once(' ') else {
@@ -123,19 +123,14 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, OfferError> {
                     continue;
                 };
                 let channels = c.next().and_then(|ch| ch.parse().ok());
-                section.codecs.push(OfferedCodec {
-                    payload_type,
-                    name,
-                    clock_rate,
-                    channels,
-                    fmtp: BTreeMap::new(),
-                });
+                section.codecs.push(OfferedCodec { payload_type, name, clock_rate, channels, fmtp: BTreeMap::new() });
             }
             "fmtp" => {
                 if let Some((pt, params)) = value.split_once(' ')
-                    && let Ok(pt) = pt.parse::<u8>() {
-                        section.fmtp.insert(pt, parse_fmtp(params));
-                    }
+                    && let Ok(pt) = pt.parse::<u8>()
+                {
+                    section.fmtp.insert(pt, parse_fmtp(params));
+                }
             }
             _ => {}
         }
@@ -167,11 +162,7 @@ fn describe(codecs: &[&OfferedCodec]) -> String {
         })
         .collect();
     names.dedup();
-    if names.is_empty() {
-        "nothing".to_owned()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
 }
 
 /// Checks an offer and says what the node will receive.
@@ -206,11 +197,7 @@ pub fn check_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
     if opus.is_empty() {
         return Err(OfferError::NoOpus { offered: describe(&audio_codecs) });
     }
-    Ok(OfferSummary {
-        h264,
-        opus,
-        simulcast: video_sending.iter().any(|s| s.simulcast),
-    })
+    Ok(OfferSummary { h264, opus, simulcast: video_sending.iter().any(|s| s.simulcast) })
 }
 
 #[cfg(test)]
@@ -236,24 +223,15 @@ mod tests {
     #[test]
     fn missing_codecs_are_named() {
         let chromium = offer("chromium-156-linux.sdp");
-        let no_h264: String = chromium
-            .lines()
-            .filter(|l| !l.contains("H264"))
-            .map(|l| format!("{l}\r\n"))
-            .collect();
+        let no_h264: String = chromium.lines().filter(|l| !l.contains("H264")).map(|l| format!("{l}\r\n")).collect();
         let err = check_offer(&no_h264).unwrap_err();
         assert!(matches!(err, OfferError::NoH264 { .. }));
         let msg = err.to_string();
         assert!(msg.contains("H.264") && msg.contains("VP8/90000"), "{msg}");
-        let no_opus: String = chromium
-            .lines()
-            .filter(|l| !l.contains("opus"))
-            .map(|l| format!("{l}\r\n"))
-            .collect();
+        let no_opus: String = chromium.lines().filter(|l| !l.contains("opus")).map(|l| format!("{l}\r\n")).collect();
         let err = check_offer(&no_opus).unwrap_err().to_string();
         assert!(err.contains("Opus") && err.contains("PCMU/8000"), "{err}");
-        let video_only: String = chromium.split("m=audio").next().unwrap().to_owned()
-            + &chromium[chromium.find("m=video").unwrap()..];
+        let video_only: String = chromium.split("m=audio").next().unwrap().to_owned() + &chromium[chromium.find("m=video").unwrap()..];
         assert_eq!(check_offer(&video_only), Err(OfferError::NoAudio));
         let recvonly = chromium.replace("a=sendonly", "a=recvonly");
         assert_eq!(check_offer(&recvonly), Err(OfferError::NotSending("video")));
@@ -267,7 +245,8 @@ mod tests {
         // SDP-shaped but empty.
         assert_eq!(check_offer("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"), Err(OfferError::NoVideo));
         // Broken attribute lines do not panic.
-        let weird = "v=0\r\nm=video\r\na=rtpmap:\r\na=rtpmap:x y\r\na=rtpmap:96 H264\r\na=fmtp:96\r\nm=audio 9\r\na=rtpmap:300 opus/48000/2\r\n";
+        let weird =
+            "v=0\r\nm=video\r\na=rtpmap:\r\na=rtpmap:x y\r\na=rtpmap:96 H264\r\na=fmtp:96\r\nm=audio 9\r\na=rtpmap:300 opus/48000/2\r\n";
         assert!(check_offer(weird).is_err());
     }
 
@@ -328,5 +307,4 @@ mod tests {
         assert_eq!(s.opus[0].fmtp.get("stereo").map(String::as_str), Some("1"));
         assert!(!s.simulcast);
     }
-
 }

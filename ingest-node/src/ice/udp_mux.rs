@@ -121,9 +121,7 @@ impl UdpMux {
         use ring::rand::SecureRandom;
         for attempt in 0..3u32 {
             let mut transaction: stun::TransactionId = [0; 12];
-            ring::rand::SystemRandom::new()
-                .fill(&mut transaction)
-                .map_err(|_| io::Error::other("no randomness for a STUN transaction"))?;
+            ring::rand::SystemRandom::new().fill(&mut transaction).map_err(|_| io::Error::other("no randomness for a STUN transaction"))?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             locked(&self.pending).insert(transaction, tx);
             self.socket.send_to(&stun::binding_request(&transaction), server).await?;
@@ -132,7 +130,10 @@ impl UdpMux {
             match answer {
                 Ok(Ok(Some(addr))) => return Ok(addr),
                 Ok(Ok(None)) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the STUN server {server} answered without an address")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the STUN server {server} answered without an address"),
+                    ));
                 }
                 _ => {}
             }
@@ -142,18 +143,20 @@ impl UdpMux {
 
     fn route(&self, datagram: &[u8], from: SocketAddr) {
         if let Some(transaction) = stun::binding_success_transaction(datagram)
-            && let Some(waiting) = locked(&self.pending).remove(&transaction) {
-                let _ = waiting.send(stun::mapped_address(datagram));
-                return;
-            }
+            && let Some(waiting) = locked(&self.pending).remove(&transaction)
+        {
+            let _ = waiting.send(stun::mapped_address(datagram));
+            return;
+        }
         let mut target = locked(&self.by_addr).get(&from).and_then(Weak::upgrade);
         if target.is_none()
-            && let Some(ufrag) = stun::local_ufrag(datagram) {
-                target = locked(&self.by_ufrag).get(ufrag).and_then(Weak::upgrade);
-                if let Some(t) = &target {
-                    locked(&self.by_addr).insert(from, Arc::downgrade(t));
-                }
+            && let Some(ufrag) = stun::local_ufrag(datagram)
+        {
+            target = locked(&self.by_ufrag).get(ufrag).and_then(Weak::upgrade);
+            if let Some(t) = &target {
+                locked(&self.by_addr).insert(from, Arc::downgrade(t));
             }
+        }
         match target {
             Some(t) if t.tx.try_send((datagram.to_vec(), from)).is_ok() => {
                 self.routed.fetch_add(1, Ordering::Relaxed);
@@ -325,7 +328,10 @@ mod tests {
         assert_eq!(recv(&b).await.0, b"\x80rtp-b");
         // Sending goes out of the mux's port.
         let sent = std::future::poll_fn(|cx| {
-            a.poll_send(cx, &Transmit { destination: pa.local_addr().unwrap(), ecn: None, contents: b"reply", segment_size: None, src_ip: None })
+            a.poll_send(
+                cx,
+                &Transmit { destination: pa.local_addr().unwrap(), ecn: None, contents: b"reply", segment_size: None, src_ip: None },
+            )
         })
         .await
         .unwrap();

@@ -8,9 +8,9 @@
 //! becomes silence of its duration, so the audio timeline stays continuous.
 
 use bytes::Bytes;
-use ffmpeg_next as ffmpeg;
 use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::util::format::sample::{Sample, Type};
+use ffmpeg_next as ffmpeg;
 
 /// Output sample rate and channel count.
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -53,13 +53,7 @@ impl OpusToAac {
         ectx.set_bit_rate(AAC_BITRATE);
         ectx.set_time_base((1, SAMPLE_RATE as i32));
         let encoder = ectx.open_as(aac)?;
-        Ok(OpusToAac {
-            decoder,
-            encoder,
-            pending: [Vec::new(), Vec::new()],
-            encoded_samples: 0,
-            decoded: ffmpeg::frame::Audio::empty(),
-        })
+        Ok(OpusToAac { decoder, encoder, pending: [Vec::new(), Vec::new()], encoded_samples: 0, decoded: ffmpeg::frame::Audio::empty() })
     }
 
     /// Takes one Opus packet; returns the AAC frames now complete.

@@ -226,10 +226,9 @@ impl IngestNode {
     pub async fn discover_public_ip(&self, stun_server: &str) -> std::io::Result<std::net::SocketAddr> {
         let mux = self.media_mux().await?;
         let local = mux.local_addr()?;
-        let server = tokio::net::lookup_host(stun_server)
-            .await?
-            .find(|a| a.is_ipv4() == local.is_ipv4())
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{stun_server} has no address of the media socket's family")))?;
+        let server = tokio::net::lookup_host(stun_server).await?.find(|a| a.is_ipv4() == local.is_ipv4()).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("{stun_server} has no address of the media socket's family"))
+        })?;
         let public = mux.public_address(server).await?;
         let _ = self.discovered_ip.set(public.ip().to_string());
         Ok(public)
@@ -290,7 +289,12 @@ impl IngestNode {
     /// (never waiting on the streams: see the module documentation), until
     /// the returned task is aborted. A failed write is logged and the next
     /// one tried on time.
-    pub fn heartbeat(self: &Arc<Self>, registry: mediastreams_storage::NodeRegistry, template: mediastreams_storage::NodeRecord, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn heartbeat(
+        self: &Arc<Self>,
+        registry: mediastreams_storage::NodeRegistry,
+        template: mediastreams_storage::NodeRecord,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let node = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -392,7 +396,9 @@ impl IngestNode {
             Err(e) => {
                 self.release(&name, task, None);
                 return Err(match e {
-                    crate::session::SessionError::MediaSocket(_) | crate::session::SessionError::Random => PublishError::NodeUnavailable(e.to_string()),
+                    crate::session::SessionError::MediaSocket(_) | crate::session::SessionError::Random => {
+                        PublishError::NodeUnavailable(e.to_string())
+                    }
                     e => PublishError::Negotiation(e.to_string()),
                 });
             }
@@ -453,7 +459,13 @@ impl IngestNode {
         let (phase_tx, phase_rx) = watch::channel(Phase::Opening);
         let node = self.clone();
         let recovering = matches!(publisher, Publisher::None);
-        let job = stream::StreamJob { name: name.to_owned(), generation: generation.clone(), task, keyframes: sink.keyframes.clone(), recovering };
+        let job = stream::StreamJob {
+            name: name.to_owned(),
+            generation: generation.clone(),
+            task,
+            keyframes: sink.keyframes.clone(),
+            recovering,
+        };
         tokio::spawn(async move {
             let name = job.name.clone();
             let finalized = stream::run(node.clone(), job, rx, command_rx, phase_tx).await;

@@ -81,7 +81,14 @@ impl StatsWindow {
             last_media_at: self.last_media_at,
             av_sync: self.av_sync,
         };
-        *self = StatsWindow { width: self.width, height: self.height, received: self.received, lost: self.lost, last_media_at: self.last_media_at, ..Default::default() };
+        *self = StatsWindow {
+            width: self.width,
+            height: self.height,
+            received: self.received,
+            lost: self.lost,
+            last_media_at: self.last_media_at,
+            ..Default::default()
+        };
         stats
     }
 }
@@ -92,7 +99,9 @@ fn publish_error(name: &str, e: RecorderError) -> PublishError {
         RecorderError::NoStream(_) | RecorderError::Superseded(_) => PublishError::Superseded(name.to_owned()),
         RecorderError::Repo(e) => PublishError::StorageUnavailable(format!("the stream table: {e}")),
         RecorderError::Store(e) => PublishError::StorageUnavailable(format!("the media store: {e}")),
-        e @ (RecorderError::Unresumable(_) | RecorderError::Packager(_)) => PublishError::Unresumable { name: name.to_owned(), reason: e.to_string() },
+        e @ (RecorderError::Unresumable(_) | RecorderError::Packager(_)) => {
+            PublishError::Unresumable { name: name.to_owned(), reason: e.to_string() }
+        }
         e @ (RecorderError::Upload(_) | RecorderError::Audio(_)) => PublishError::NodeUnavailable(e.to_string()),
     }
 }
@@ -119,7 +128,8 @@ pub(crate) async fn run(
     let mut backoff = OPEN_BACKOFF;
     let recorder = loop {
         attempt += 1;
-        match Recorder::open(node.repo.clone(), node.store.clone(), &name, &job.generation, node.config.video_bitrate, node.uploads()).await {
+        match Recorder::open(node.repo.clone(), node.store.clone(), &name, &job.generation, node.config.video_bitrate, node.uploads()).await
+        {
             Ok(r) => break r,
             Err(e @ (RecorderError::Repo(_) | RecorderError::Store(_))) if recovering || attempt < OPEN_ATTEMPTS => {
                 tracing::warn!(stream = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not open the recorder; retrying");
@@ -200,7 +210,9 @@ impl StreamTask {
     /// Packages what is still queued, then the audio the transcoder holds.
     async fn drain(&mut self, rx: &mut mpsc::Receiver<StreamInput>) {
         let until = tokio::time::Instant::now() + DRAIN_MAX;
-        while let Ok(Some(input)) = tokio::time::timeout(DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now())), rx.recv()).await {
+        while let Ok(Some(input)) =
+            tokio::time::timeout(DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now())), rx.recv()).await
+        {
             if matches!(input, StreamInput::SessionEnded { .. }) {
                 // Its fragments are closed by finishing.
                 continue;

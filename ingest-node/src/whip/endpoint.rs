@@ -17,16 +17,13 @@ use bytes::Bytes;
 use mediastreams_functions::Problem;
 
 use super::fleet::Owner;
+use crate::node::{IngestNode, Publication, PublishError};
 use mediastreams_webrtc_proto::offer::{self, MAX_OFFER_BYTES, check_offer};
-use crate::node::{IngestNode, PublishError, Publication};
 
 pub fn router(node: Arc<IngestNode>) -> Router {
     Router::new()
         .route("/whip/{name}", post(create).options(preflight).fallback(not_allowed_endpoint))
-        .route(
-            "/whip/{name}/{session}",
-            axum::routing::delete(end).options(preflight).fallback(not_allowed_session),
-        )
+        .route("/whip/{name}/{session}", axum::routing::delete(end).options(preflight).fallback(not_allowed_session))
         .with_state(node)
 }
 
@@ -88,7 +85,8 @@ async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<media
         Ok(None) => return Err(problem(Problem::not_found(format!("no stream named \"{name}\"")))),
         Err(e) => {
             tracing::error!(error = %e, "table read failed");
-            let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again");
+            let mut p =
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again");
             p.retry_after = Some(RETRY_AFTER_SECONDS);
             return Err(problem(p));
         }
@@ -101,7 +99,14 @@ async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<media
 
 /// Hands the request to the node the stream is assigned to, when that is
 /// another node of the fleet ([`super::fleet`]).
-async fn hand_over(node: &IngestNode, stream: &mediastreams_model::Stream, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Option<Response> {
+async fn hand_over(
+    node: &IngestNode,
+    stream: &mediastreams_model::Stream,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<Response> {
     let fleet = node.fleet()?;
     let assigned = stream.ingest.as_ref().and_then(|i| i.node_id.as_deref());
     let name = stream.name.as_str();
@@ -114,7 +119,11 @@ async fn hand_over(node: &IngestNode, stream: &mediastreams_model::Stream, metho
             }
             Err(e) => {
                 tracing::warn!(stream = %name, owner = %url, error = %e, "handing a WHIP request to its node failed");
-                problem(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-unavailable", format!("the ingest node of stream \"{name}\" did not answer; try again")))
+                problem(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "node-unavailable",
+                    format!("the ingest node of stream \"{name}\" did not answer; try again"),
+                ))
             }
         }),
         Owner::Misdirected(id) => Some(problem(Problem::new(
@@ -125,7 +134,9 @@ async fn hand_over(node: &IngestNode, stream: &mediastreams_model::Stream, metho
         Owner::Unavailable(id) => Some(problem(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "node-unavailable",
-            format!("stream \"{name}\" is assigned to ingest node {id}, which is not available; stop and start ingest to be assigned another"),
+            format!(
+                "stream \"{name}\" is assigned to ingest node {id}, which is not available; stop and start ingest to be assigned another"
+            ),
         ))),
     }
 }
@@ -139,7 +150,9 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     let body = match mediastreams_http::read_body(body, MAX_OFFER_BYTES, &mediastreams_http::Limits::default()).await {
         Ok(b) => b,
         Err(mediastreams_http::BodyError::TooLarge) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
-        Err(mediastreams_http::BodyError::TimedOut) => return problem(Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the offer did not arrive in time")),
+        Err(mediastreams_http::BodyError::TimedOut) => {
+            return problem(Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the offer did not arrive in time"));
+        }
         Err(mediastreams_http::BodyError::Incomplete) => return problem(Problem::bad_request("incomplete-body", "the offer ended early")),
     };
     if let Some(r) = hand_over(&node, &stream, parts.method.clone(), &parts.uri, &parts.headers, body.clone()).await {
@@ -180,7 +193,13 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     r
 }
 
-async fn end(State(node): State<Arc<IngestNode>>, Path((name, session)): Path<(String, String)>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn end(
+    State(node): State<Arc<IngestNode>>,
+    Path((name, session)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let stream = match authorize(&node, &name, &headers).await {
         Ok(s) => s,
         Err(r) => return r,

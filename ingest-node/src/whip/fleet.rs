@@ -75,7 +75,14 @@ impl Fleet {
     }
 
     /// Sends the request to the owner and returns its response.
-    pub async fn forward(&self, base: &str, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Result<Response, reqwest::Error> {
+    pub async fn forward(
+        &self,
+        base: &str,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, reqwest::Error> {
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let mut req = self.http.request(method, &url).body(body).header(FORWARDED, &self.node_id);
@@ -88,15 +95,12 @@ impl Fleet {
         let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut out = HeaderMap::new();
         for (name, value) in res.headers() {
-            let keep = [header::LOCATION, header::ETAG, header::LINK, header::CONTENT_TYPE, header::ALLOW]
-                .iter()
-                .any(|h| h == name)
+            let keep = [header::LOCATION, header::ETAG, header::LINK, header::CONTENT_TYPE, header::ALLOW].iter().any(|h| h == name)
                 || name.as_str().starts_with("access-control-")
                 || name.as_str() == "accept-post";
-            if keep
-                && let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
-                    out.append(n, v);
-                }
+            if keep && let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+                out.append(n, v);
+            }
         }
         let body = res.bytes().await?;
         let mut r = Response::new(Body::from(body));

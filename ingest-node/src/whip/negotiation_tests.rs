@@ -125,11 +125,8 @@ async fn captured_offers_are_answered_with_their_payload_types() {
         if opus != payload_types(&summary.opus) {
             failures.push(format!("{name}: Opus {opus:?} answered, {:?} offered\n{answer}", payload_types(&summary.opus)));
         }
-        let directions: Vec<(&str, Option<&str>)> = answered
-            .iter()
-            .filter(|s| s.kind == "video" || s.kind == "audio")
-            .map(|s| (s.kind.as_str(), s.direction.as_deref()))
-            .collect();
+        let directions: Vec<(&str, Option<&str>)> =
+            answered.iter().filter(|s| s.kind == "video" || s.kind == "audio").map(|s| (s.kind.as_str(), s.direction.as_deref())).collect();
         if directions.len() != 2 || directions.iter().any(|(_, d)| *d != Some("recvonly")) {
             failures.push(format!("{name}: directions {directions:?}\n{answer}"));
         }

@@ -21,8 +21,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The problem `code` of an error answer.
@@ -118,16 +117,10 @@ impl Transport for LambdaTransport {
         });
         let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
         // Each operation is its own function; API Gateway picks it by route.
-        let op = route(&http::Method::from_bytes(method.as_bytes()).expect("method"), raw_path)
-            .ok()
-            .map(|r| r.operation);
+        let op = route(&http::Method::from_bytes(method.as_bytes()).expect("method"), raw_path).ok().map(|r| r.operation);
         let res = mediastreams_functions::lambda::handle(&self.api, op, request).await;
         let (parts, body) = res.into_parts();
-        Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: Bytes::copy_from_slice(body.as_ref()),
-        }
+        Reply { status: parts.status.as_u16(), headers: parts.headers, body: Bytes::copy_from_slice(body.as_ref()) }
     }
 }
 
@@ -158,9 +151,7 @@ impl Env {
     pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
         let reply = self.transport.send(method, path, headers, body).await;
         let raw_path = path.split('?').next().unwrap_or(path);
-        let tmpl = route(&http::Method::from_bytes(method.as_bytes()).unwrap(), raw_path)
-            .ok()
-            .map(|r| template(r.operation));
+        let tmpl = route(&http::Method::from_bytes(method.as_bytes()).unwrap(), raw_path).ok().map(|r| template(r.operation));
         openapi::check(method, tmpl, reply.status, reply.header("content-type"), &reply.body);
         reply
     }
@@ -168,10 +159,7 @@ impl Env {
     /// Sends a request with an optional JSON body.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         match body {
-            Some(b) => {
-                self.raw(method, path, &[("content-type", "application/json")], Some(b.to_string().into_bytes()))
-                    .await
-            }
+            Some(b) => self.raw(method, path, &[("content-type", "application/json")], Some(b.to_string().into_bytes())).await,
             None => self.raw(method, path, &[], None).await,
         }
     }
@@ -198,7 +186,12 @@ impl Env {
         Self::local(storage, None, None, mediastreams_ingest_node::NodeConfig::default()).await
     }
 
-    async fn local(storage: StorageChoice, dir: Option<tempfile::TempDir>, api_key: Option<&str>, ingest: mediastreams_ingest_node::NodeConfig) -> Env {
+    async fn local(
+        storage: StorageChoice,
+        dir: Option<tempfile::TempDir>,
+        api_key: Option<&str>,
+        ingest: mediastreams_ingest_node::NodeConfig,
+    ) -> Env {
         let backends: Backends = open_backends(&storage).await.expect("storage");
         Self::local_with_backends(storage, backends, dir, api_key, ingest, mediastreams_http::Limits::default()).await
     }
@@ -213,10 +206,7 @@ impl Env {
         limits: mediastreams_http::Limits,
     ) -> Env {
         // Logs of the server under test, with RUST_LOG.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = LocalConfig {
@@ -250,21 +240,9 @@ impl Env {
         let api = Api::new(
             repo.clone(),
             media.clone(),
-            ApiConfig {
-                media_base_url: media_base.clone(),
-                ingest_base_url: "https://ingest.example.com".into(),
-                api_key: None,
-            },
+            ApiConfig { media_base_url: media_base.clone(), ingest_base_url: "https://ingest.example.com".into(), api_key: None },
         );
-        Env {
-            transport: Box::new(LambdaTransport { api }),
-            repo,
-            media,
-            media_base,
-            node: None,
-            _dir: None,
-            _server: None,
-        }
+        Env { transport: Box::new(LambdaTransport { api }), repo, media, media_base, node: None, _dir: None, _server: None }
     }
 }
 

@@ -5,7 +5,7 @@
 //! validated against `docs/openapi.yaml`.
 
 pub mod harness;
+mod lambda_only;
+mod local_only;
 mod openapi;
 mod suite;
-mod local_only;
-mod lambda_only;

@@ -37,18 +37,15 @@ pub fn check(method: &str, template: Option<&str>, status: u16, content_type: Op
     let (pointer, documented) = match template {
         Some(t) => {
             let op = format!("/paths/{}/{}", escape(t), method.to_ascii_lowercase());
-            let responses = document()
-                .pointer(&format!("{op}/responses"))
-                .unwrap_or_else(|| panic!("{method} {t} is not in openapi.yaml"));
+            let responses = document().pointer(&format!("{op}/responses")).unwrap_or_else(|| panic!("{method} {t} is not in openapi.yaml"));
             let response = responses
                 .get(status.to_string())
                 .unwrap_or_else(|| panic!("{method} {t} answered {status}, which openapi.yaml does not document"));
             (format!("{op}/responses/{status}"), resolve(response).clone())
         }
-        None => (
-            "/components/responses/NotFound".to_owned(),
-            resolve(&serde_json::json!({"$ref": "#/components/responses/NotFound"})).clone(),
-        ),
+        None => {
+            ("/components/responses/NotFound".to_owned(), resolve(&serde_json::json!({"$ref": "#/components/responses/NotFound"})).clone())
+        }
     };
     let Some(content) = documented.get("content").and_then(Value::as_object) else {
         assert!(body.is_empty(), "{pointer}: documented without a body, got {:?}", String::from_utf8_lossy(body));
@@ -56,9 +53,7 @@ pub fn check(method: &str, template: Option<&str>, status: u16, content_type: Op
     };
     let ct = content_type.unwrap_or_else(|| panic!("{pointer}: response has no content type"));
     let mime = ct.split(';').next().unwrap_or("").trim();
-    let media = content
-        .get(mime)
-        .unwrap_or_else(|| panic!("{pointer}: content type {mime} is not documented"));
+    let media = content.get(mime).unwrap_or_else(|| panic!("{pointer}: content type {mime} is not documented"));
     let schema = if template.is_some() {
         media.get("schema").cloned().unwrap_or_else(|| panic!("{pointer}: no schema"))
     } else {
@@ -75,8 +70,8 @@ pub fn check(method: &str, template: Option<&str>, status: u16, content_type: Op
         .should_validate_formats(true)
         .build(&root)
         .expect("openapi schema compiles");
-    let instance: Value = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{pointer}: body is not JSON ({e}): {:?}", String::from_utf8_lossy(body)));
+    let instance: Value =
+        serde_json::from_slice(body).unwrap_or_else(|e| panic!("{pointer}: body is not JSON ({e}): {:?}", String::from_utf8_lossy(body)));
     let errors: Vec<String> = validator.iter_errors(&instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{pointer}: response does not match openapi.yaml: {errors:#?}\nbody: {instance:#}");
 }
@@ -105,6 +100,14 @@ fn the_validator_rejects_what_the_document_forbids() {
     assert!(r.is_err(), "an invalid stream body must not validate");
     let r = std::panic::catch_unwind(|| check("GET", Some("/streams/{name}"), 418, Some("application/json"), b"{}"));
     assert!(r.is_err(), "an undocumented status must not validate");
-    let r = std::panic::catch_unwind(|| check("GET", Some("/streams/{name}"), 404, Some("application/json"), br#"{"type":"t","title":"t","status":404,"code":"not-found","detail":"d"}"#));
+    let r = std::panic::catch_unwind(|| {
+        check(
+            "GET",
+            Some("/streams/{name}"),
+            404,
+            Some("application/json"),
+            br#"{"type":"t","title":"t","status":404,"code":"not-found","detail":"d"}"#,
+        )
+    });
     assert!(r.is_err(), "problems must be application/problem+json");
 }

@@ -13,23 +13,21 @@ use super::harness::Env;
 
 /// Acts as the ingest node does: the first media arrived.
 async fn node_sees_media(env: &Env, name: &str) {
-    env.repo
-        .transition(name, Transition::MediaArrived, OffsetDateTime::now_utc(), None)
-        .await
-        .expect("Ready -> Live");
+    env.repo.transition(name, Transition::MediaArrived, OffsetDateTime::now_utc(), None).await.expect("Ready -> Live");
 }
 
 /// Acts as the ingest node does: the recording is finalized.
 async fn node_finalizes(env: &Env, name: &str) {
-    env.repo
-        .transition(name, Transition::RecordingFinalized, OffsetDateTime::now_utc(), None)
-        .await
-        .expect("Stopping -> OnDemand");
+    env.repo.transition(name, Transition::RecordingFinalized, OffsetDateTime::now_utc(), None).await.expect("Stopping -> OnDemand");
 }
 
 pub async fn lifecycle(env: Env) {
     let created = env
-        .call("PUT", "/streams/cam-1", Some(json!({"outputs":[{"name":"smooth","format":"smooth"},{"name":"web","format":"dash"},{"name":"apple","format":"hls"}]})))
+        .call(
+            "PUT",
+            "/streams/cam-1",
+            Some(json!({"outputs":[{"name":"smooth","format":"smooth"},{"name":"web","format":"dash"},{"name":"apple","format":"hls"}]})),
+        )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     assert_eq!(created.header("location"), Some("/streams/cam-1"));

@@ -13,13 +13,9 @@ use bytes::Bytes;
 use super::writer::BoxWriter;
 
 /// MS-SSTR 2.2.4.4 TfxdBox extended type.
-pub const TFXD_UUID: [u8; 16] = [
-    0x6d, 0x1d, 0x9b, 0x05, 0x42, 0xd5, 0x44, 0xe6, 0x80, 0xe2, 0x14, 0x1d, 0xaf, 0xf7, 0x57, 0xb2,
-];
+pub const TFXD_UUID: [u8; 16] = [0x6d, 0x1d, 0x9b, 0x05, 0x42, 0xd5, 0x44, 0xe6, 0x80, 0xe2, 0x14, 0x1d, 0xaf, 0xf7, 0x57, 0xb2];
 /// MS-SSTR 2.2.4.5 TfrfBox extended type.
-pub const TFRF_UUID: [u8; 16] = [
-    0xd4, 0x80, 0x7e, 0xf2, 0xca, 0x39, 0x46, 0x95, 0x8e, 0x54, 0x26, 0xcb, 0x9e, 0x46, 0xa7, 0x9f,
-];
+pub const TFRF_UUID: [u8; 16] = [0xd4, 0x80, 0x7e, 0xf2, 0xca, 0x39, 0x46, 0x95, 0x8e, 0x54, 0x26, 0xcb, 0x9e, 0x46, 0xa7, 0x9f];
 
 /// `trun` flags (14496-12 8.8.8.1).
 const TRUN_DATA_OFFSET: u32 = 0x000001;
@@ -71,9 +67,7 @@ pub fn write_fragment(f: &FragmentBoxes<'_>) -> Bytes {
     w.begin(b"moof");
     w.begin_full(b"mfhd", 0, 0).u32(f.sequence_number).end();
     w.begin(b"traf");
-    w.begin_full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF)
-        .u32(f.track_id)
-        .end();
+    w.begin_full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF).u32(f.track_id).end();
     w.begin_full(b"tfdt", 1, 0).u64(f.start).end();
     let mut flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS;
     if with_cto {
@@ -84,11 +78,7 @@ pub fn write_fragment(f: &FragmentBoxes<'_>) -> Bytes {
     let data_offset_at = w.len();
     w.i32(0);
     for s in f.samples {
-        w.u32(s.duration).u32(s.data.len() as u32).u32(if s.keyframe {
-            SYNC_SAMPLE_FLAGS
-        } else {
-            NON_SYNC_SAMPLE_FLAGS
-        });
+        w.u32(s.duration).u32(s.data.len() as u32).u32(if s.keyframe { SYNC_SAMPLE_FLAGS } else { NON_SYNC_SAMPLE_FLAGS });
         if with_cto {
             w.i32(s.composition_offset);
         }
@@ -140,35 +130,64 @@ mod tests {
         let mut expected: Vec<u8> = Vec::new();
         let mut put = |bytes: &[u8]| expected.extend_from_slice(bytes);
         // moof: 8 + mfhd 16 + traf (8 + tfhd 16 + tfdt 20 + trun 44 + tfxd 44 + tfrf 45) = 201
-        put(&201u32.to_be_bytes()); put(b"moof");
+        put(&201u32.to_be_bytes());
+        put(b"moof");
         // mfhd: size 16, version 0, flags 0, sequence_number 3
-        put(&16u32.to_be_bytes()); put(b"mfhd"); put(&[0, 0, 0, 0]); put(&3u32.to_be_bytes());
-        put(&177u32.to_be_bytes()); put(b"traf");
+        put(&16u32.to_be_bytes());
+        put(b"mfhd");
+        put(&[0, 0, 0, 0]);
+        put(&3u32.to_be_bytes());
+        put(&177u32.to_be_bytes());
+        put(b"traf");
         // tfhd: version 0, flags 0x020000 (default-base-is-moof), track_ID 1
-        put(&16u32.to_be_bytes()); put(b"tfhd"); put(&[0, 0x02, 0, 0]); put(&1u32.to_be_bytes());
+        put(&16u32.to_be_bytes());
+        put(b"tfhd");
+        put(&[0, 0x02, 0, 0]);
+        put(&1u32.to_be_bytes());
         // tfdt: version 1, baseMediaDecodeTime as 64 bits
-        put(&20u32.to_be_bytes()); put(b"tfdt"); put(&[1, 0, 0, 0]); put(&20_000_000u64.to_be_bytes());
+        put(&20u32.to_be_bytes());
+        put(b"tfdt");
+        put(&[1, 0, 0, 0]);
+        put(&20_000_000u64.to_be_bytes());
         // trun: version 1, flags data-offset|duration|size|flags = 0x000701
-        put(&44u32.to_be_bytes()); put(b"trun"); put(&[1, 0, 0x07, 0x01]);
+        put(&44u32.to_be_bytes());
+        put(b"trun");
+        put(&[1, 0, 0x07, 0x01]);
         put(&2u32.to_be_bytes()); // sample_count
         put(&(201u32 + 8).to_be_bytes()); // data_offset: moof size + mdat header
-        put(&333_333u32.to_be_bytes()); put(&2u32.to_be_bytes()); put(&0x0200_0000u32.to_be_bytes());
-        put(&333_334u32.to_be_bytes()); put(&1u32.to_be_bytes()); put(&0x0101_0000u32.to_be_bytes());
+        put(&333_333u32.to_be_bytes());
+        put(&2u32.to_be_bytes());
+        put(&0x0200_0000u32.to_be_bytes());
+        put(&333_334u32.to_be_bytes());
+        put(&1u32.to_be_bytes());
+        put(&0x0101_0000u32.to_be_bytes());
         // tfxd: uuid box, version 1, fragment_absolute_time and fragment_duration as 64 bits
-        put(&44u32.to_be_bytes()); put(b"uuid"); put(&TFXD_UUID); put(&[1, 0, 0, 0]);
-        put(&20_000_000u64.to_be_bytes()); put(&666_667u64.to_be_bytes());
+        put(&44u32.to_be_bytes());
+        put(b"uuid");
+        put(&TFXD_UUID);
+        put(&[1, 0, 0, 0]);
+        put(&20_000_000u64.to_be_bytes());
+        put(&666_667u64.to_be_bytes());
         // tfrf: uuid box, version 1, fragment_count 1, then (time, duration) as 64 bits
-        put(&45u32.to_be_bytes()); put(b"uuid"); put(&TFRF_UUID); put(&[1, 0, 0, 0]);
-        put(&[1]); put(&20_666_667u64.to_be_bytes()); put(&20_000_000u64.to_be_bytes());
+        put(&45u32.to_be_bytes());
+        put(b"uuid");
+        put(&TFRF_UUID);
+        put(&[1, 0, 0, 0]);
+        put(&[1]);
+        put(&20_666_667u64.to_be_bytes());
+        put(&20_000_000u64.to_be_bytes());
         // mdat
-        put(&11u32.to_be_bytes()); put(b"mdat"); put(&[0xaa, 0xbb, 0xcc]);
+        put(&11u32.to_be_bytes());
+        put(b"mdat");
+        put(&[0xaa, 0xbb, 0xcc]);
         assert_eq!(b.as_ref(), expected.as_slice());
     }
 
     #[test]
     fn the_on_demand_form_has_no_tfrf_and_cto_when_needed() {
         let samples = [FragmentSample { duration: 10, keyframe: true, composition_offset: -5, data: Bytes::from_static(&[1]) }];
-        let b = write_fragment(&FragmentBoxes { sequence_number: 1, track_id: 2, start: 0, duration: 10, samples: &samples, lookahead: None });
+        let b =
+            write_fragment(&FragmentBoxes { sequence_number: 1, track_id: 2, start: 0, duration: 10, samples: &samples, lookahead: None });
         assert!(!b.windows(16).any(|w| w == TFRF_UUID));
         assert!(b.windows(16).any(|w| w == TFXD_UUID));
         // trun flags include composition offsets (0x000f01), and the offset is -5.

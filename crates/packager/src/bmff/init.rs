@@ -39,9 +39,7 @@ pub fn write_init_segment(track_id: u32, timescale: u32, kind: &TrackKind) -> By
         w.u32(m);
     }
     match kind {
-        TrackKind::Video { width, height, .. } => {
-            w.u32(u32::from(*width) << 16).u32(u32::from(*height) << 16)
-        }
+        TrackKind::Video { width, height, .. } => w.u32(u32::from(*width) << 16).u32(u32::from(*height) << 16),
         TrackKind::Audio { .. } => w.u32(0).u32(0),
     };
     w.end();
@@ -117,8 +115,7 @@ mod tests {
         write_esds(&mut w, &[0x11, 0x90], 128_000);
         let b = w.finish();
         let expected: &[u8] = &[
-            0, 0, 0, 39, b'e', b's', b'd', b's', 0, 0, 0, 0,
-            0x03, 25, 0, 0, 0, // ES_Descriptor: ES_ID 0, flags 0
+            0, 0, 0, 39, b'e', b's', b'd', b's', 0, 0, 0, 0, 0x03, 25, 0, 0, 0, // ES_Descriptor: ES_ID 0, flags 0
             0x04, 17, 0x40, 0x15, 0, 0, 0, // DecoderConfig: MPEG-4 audio, AudioStream|upstream=0|reserved=1, bufferSizeDB 0
             0, 1, 0xf4, 0, 0, 1, 0xf4, 0, // maxBitrate, avgBitrate 128000
             0x05, 2, 0x11, 0x90, // DecoderSpecificInfo: AAC-LC 48 kHz stereo
@@ -129,9 +126,18 @@ mod tests {
 
     #[test]
     fn video_init_segment_boxes_in_order() {
-        let b = write_init_segment(1, 10_000_000, &TrackKind::Video { width: 640, height: 480, avcc: Bytes::from_static(&[1, 0x42, 0xc0, 0x1e, 0xff, 0xe0, 0]) });
-        let types: Vec<&[u8]> = [b"ftyp", b"moov", b"mvhd", b"trak", b"tkhd", b"mdia", b"mdhd", b"hdlr", b"minf", b"vmhd", b"dinf", b"stbl", b"stsd", b"avc1", b"avcC", b"stts", b"mvex", b"trex"]
-            .iter().map(|t| &t[..]).collect();
+        let b = write_init_segment(
+            1,
+            10_000_000,
+            &TrackKind::Video { width: 640, height: 480, avcc: Bytes::from_static(&[1, 0x42, 0xc0, 0x1e, 0xff, 0xe0, 0]) },
+        );
+        let types: Vec<&[u8]> = [
+            b"ftyp", b"moov", b"mvhd", b"trak", b"tkhd", b"mdia", b"mdhd", b"hdlr", b"minf", b"vmhd", b"dinf", b"stbl", b"stsd", b"avc1",
+            b"avcC", b"stts", b"mvex", b"trex",
+        ]
+        .iter()
+        .map(|t| &t[..])
+        .collect();
         let mut at = 0;
         for t in types {
             let pos = b[at..].windows(4).position(|w| w == t).unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(t)));

@@ -5,6 +5,6 @@ mod fragment;
 mod init;
 mod writer;
 
-pub use fragment::{FragmentBoxes, FragmentSample, LiveLookahead, write_fragment, TFRF_UUID, TFXD_UUID};
+pub use fragment::{FragmentBoxes, FragmentSample, LiveLookahead, TFRF_UUID, TFXD_UUID, write_fragment};
 pub use init::{TrackKind, write_init_segment};
 pub use writer::BoxWriter;

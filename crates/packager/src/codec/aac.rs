@@ -6,10 +6,7 @@ use bytes::Bytes;
 use super::hex_upper;
 
 /// Sampling frequencies by index (14496-3 table 1.18).
-const FREQUENCIES: [u32; 13] = [
-    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
-    7_350,
-];
+const FREQUENCIES: [u32; 13] = [96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000, 7_350];
 
 /// AAC-LC audio object type.
 pub const AOT_AAC_LC: u8 = 2;
@@ -43,10 +40,7 @@ impl AudioConfig {
     /// The two-byte AudioSpecificConfig: object type (5 bits), frequency
     /// index (4), channel configuration (4), GASpecificConfig zeros (3).
     pub fn audio_specific_config(&self) -> Result<Bytes, AacError> {
-        let index = FREQUENCIES
-            .iter()
-            .position(|&f| f == self.sample_rate)
-            .ok_or(AacError::UnsupportedRate(self.sample_rate))? as u16;
+        let index = FREQUENCIES.iter().position(|&f| f == self.sample_rate).ok_or(AacError::UnsupportedRate(self.sample_rate))? as u16;
         if !(1..=7).contains(&self.channels) {
             return Err(AacError::UnsupportedChannels(self.channels));
         }

@@ -164,21 +164,13 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
         2 => (2, 1),
         _ => (1, 1),
     };
-    let (crop_x, crop_y) = if chroma_format_idc == 0 {
-        (1, 2 - frame_mbs_only)
-    } else {
-        (sub_w, sub_h * (2 - frame_mbs_only))
-    };
+    let (crop_x, crop_y) = if chroma_format_idc == 0 { (1, 2 - frame_mbs_only) } else { (sub_w, sub_h * (2 - frame_mbs_only)) };
     let width = (width_mbs * 16).checked_sub((cl + cr) * crop_x);
     let height = ((2 - frame_mbs_only) * height_map_units * 16).checked_sub((ct + cb) * crop_y);
     match (width, height) {
-        (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16_384 && h <= 16_384 => Ok(SpsInfo {
-            profile_idc,
-            constraint_flags,
-            level_idc,
-            width: w as u32,
-            height: h as u32,
-        }),
+        (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16_384 && h <= 16_384 => {
+            Ok(SpsInfo { profile_idc, constraint_flags, level_idc, width: w as u32, height: h as u32 })
+        }
         _ => Err(SpsError::OutOfRange("picture size")),
     }
 }
@@ -256,16 +248,22 @@ mod tests {
             format!("{}{:0width$b}", "0".repeat((n - 1) as usize), x, width = n as usize)
         };
         bits += &format!("{:08b}{:08b}{:08b}", 66, 0xc0, 40);
-        for v in [0, 0, 0, 0, 1] { bits += &ue(v); }
+        for v in [0, 0, 0, 0, 1] {
+            bits += &ue(v);
+        }
         bits += "0";
         bits += &ue(119);
         bits += &ue(67);
         bits += "11";
         bits += "1";
-        for v in [0, 0, 0, 4] { bits += &ue(v); }
+        for v in [0, 0, 0, 4] {
+            bits += &ue(v);
+        }
         bits += "0"; // vui_parameters_present_flag
         bits += "1"; // rbsp_stop_one_bit
-        while !bits.len().is_multiple_of(8) { bits.push('0'); }
+        while !bits.len().is_multiple_of(8) {
+            bits.push('0');
+        }
         let mut nal = vec![0x67];
         nal.extend((0..bits.len() / 8).map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap()));
         let info = parse_sps(&nal).unwrap();
@@ -286,7 +284,7 @@ mod tests {
         assert_eq!(&c[8..8 + sps.len()], sps.as_slice());
         assert_eq!(c[8 + sps.len()], 1);
         assert_eq!(&c[11 + sps.len()..], &pps);
-        assert_eq!(codec_private_data(&[0x67, 0x42], &[0x68, 0xce]), "00000001674200000001" .to_owned() + "68CE");
+        assert_eq!(codec_private_data(&[0x67, 0x42], &[0x68, 0xce]), "00000001674200000001".to_owned() + "68CE");
     }
 
     #[test]

@@ -12,13 +12,7 @@ pub fn sps() -> Bytes {
 }
 
 pub fn config(dash: bool, hls: bool) -> PresentationConfig {
-    PresentationConfig {
-        fragment_duration: 20_000_000,
-        dvr_window: 300_000_000,
-        dash,
-        hls,
-        availability_start_unix_ms: 1_795_478_400_000,
-    }
+    PresentationConfig { fragment_duration: 20_000_000, dvr_window: 300_000_000, dash, hls, availability_start_unix_ms: 1_795_478_400_000 }
 }
 
 pub fn presentation(dash: bool, hls: bool) -> Presentation {

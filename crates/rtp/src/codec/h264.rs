@@ -233,10 +233,9 @@ impl H264Depacketizer {
                     }
                     frag.put_slice(data);
                 }
-                if end
-                    && let Some(f) = self.fragment.take() {
-                        self.add_nal(f.freeze())?;
-                    }
+                if end && let Some(f) = self.fragment.take() {
+                    self.add_nal(f.freeze())?;
+                }
                 Ok(())
             }
             t => Err(H264Error::UnsupportedNalType(t)),
@@ -255,9 +254,7 @@ impl H264Depacketizer {
             return;
         }
         let keyframe = nal_units.iter().any(|n| nal_type(n) == Some(nal::IDR));
-        let has_slice = nal_units
-            .iter()
-            .any(|n| matches!(nal_type(n), Some(nal::SLICE..=nal::IDR)));
+        let has_slice = nal_units.iter().any(|n| matches!(nal_type(n), Some(nal::SLICE..=nal::IDR)));
         if broken || !has_slice {
             if broken || self.waiting_for_keyframe {
                 self.stats.dropped_access_units += 1;
@@ -278,11 +275,7 @@ impl H264Depacketizer {
             self.waiting_for_keyframe = false;
         }
         self.stats.access_units += 1;
-        out.push(Depacketized::AccessUnit(AccessUnit {
-            rtp_timestamp: ts,
-            nal_units,
-            keyframe,
-        }));
+        out.push(Depacketized::AccessUnit(AccessUnit { rtp_timestamp: ts, nal_units, keyframe }));
     }
 }
 
@@ -295,12 +288,7 @@ mod tests {
     const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
 
     fn p(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket {
-        RtpPacket {
-            sequence: seq,
-            timestamp: ts,
-            marker,
-            payload: Bytes::copy_from_slice(payload),
-        }
+        RtpPacket { sequence: seq, timestamp: ts, marker, payload: Bytes::copy_from_slice(payload) }
     }
 
     fn idr(len: usize) -> Vec<u8> {
@@ -422,17 +410,18 @@ mod tests {
         let mut d = H264Depacketizer::new();
         d.push(&p(1, 0, true, &idr(10)));
         for bad in [
-            &[0x78][..],                // STAP-A with nothing
-            &[0x78, 0x00],              // truncated size
-            &[0x78, 0x00, 0x05, 0x67],  // size beyond payload
-            &[0x78, 0x00, 0x00],        // zero-size NAL
-            &[0x7c],                    // FU-A without header
-            &[0x7c, 0x05, 1, 2],        // FU-A continuation without start
-            &[0x79, 1, 2],              // STAP-B
-            &[0x7d, 0x85, 1],           // FU-B
-            &[0x60],                    // type 0
-            &[0x7e], &[0x7f],           // reserved 30, 31
-            &[0xe5, 1, 2],              // forbidden bit
+            &[0x78][..],               // STAP-A with nothing
+            &[0x78, 0x00],             // truncated size
+            &[0x78, 0x00, 0x05, 0x67], // size beyond payload
+            &[0x78, 0x00, 0x00],       // zero-size NAL
+            &[0x7c],                   // FU-A without header
+            &[0x7c, 0x05, 1, 2],       // FU-A continuation without start
+            &[0x79, 1, 2],             // STAP-B
+            &[0x7d, 0x85, 1],          // FU-B
+            &[0x60],                   // type 0
+            &[0x7e],
+            &[0x7f],       // reserved 30, 31
+            &[0xe5, 1, 2], // forbidden bit
         ] {
             let out = d.push(&p(2, 3000, true, bad));
             assert!(units(out).is_empty(), "{bad:?}");

@@ -34,10 +34,7 @@ impl LocalDirStore {
         for sub in ["objects", "meta", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
-        Ok(LocalDirStore {
-            root,
-            counter: AtomicU64::new(0),
-        })
+        Ok(LocalDirStore { root, counter: AtomicU64::new(0) })
     }
 
     fn object_path(&self, key: &ObjectKey) -> PathBuf {
@@ -50,9 +47,7 @@ impl LocalDirStore {
 
     fn tmp_path(&self) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.root
-            .join("tmp")
-            .join(format!("{}-{n}", std::process::id()))
+        self.root.join("tmp").join(format!("{}-{n}", std::process::id()))
     }
 
     async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -84,10 +79,7 @@ impl LocalDirStore {
 }
 
 fn not_found(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-    )
+    matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
 }
 
 /// Every file below `dir`, as keys relative to `base`.
@@ -103,9 +95,10 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             walk(base, &path, out)?;
         } else if let Ok(rel) = path.strip_prefix(base)
-            && let Some(s) = rel.to_str() {
-                out.push(s.to_owned());
-            }
+            && let Some(s) = rel.to_str()
+        {
+            out.push(s.to_owned());
+        }
     }
     Ok(())
 }
@@ -113,13 +106,10 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 #[async_trait]
 impl ObjectStore for LocalDirStore {
     async fn put(&self, key: &ObjectKey, body: Bytes, meta: &ObjectMeta) -> Result<(), StoreError> {
-        let meta_json = serde_json::to_vec(&MetaFile {
-            content_type: meta.content_type.clone(),
-            cache_control: meta.cache_control.clone(),
-        })
-        .map_err(StoreError::backend)?;
-        self.write_atomically(&self.meta_path(key), &meta_json)
-            .await?;
+        let meta_json =
+            serde_json::to_vec(&MetaFile { content_type: meta.content_type.clone(), cache_control: meta.cache_control.clone() })
+                .map_err(StoreError::backend)?;
+        self.write_atomically(&self.meta_path(key), &meta_json).await?;
         self.write_atomically(&self.object_path(key), &body).await
     }
 
@@ -136,20 +126,14 @@ impl ObjectStore for LocalDirStore {
             Err(_) => None,
         };
         let meta = match meta {
-            Some(m) => ObjectMeta {
-                content_type: m.content_type,
-                cache_control: m.cache_control,
-            },
+            Some(m) => ObjectMeta { content_type: m.content_type, cache_control: m.cache_control },
             None => ObjectMeta::new("application/octet-stream", None),
         };
         Ok(Some(Object { body, meta }))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        for (path, top) in [
-            (self.object_path(key), self.root.join("objects")),
-            (self.meta_path(key), self.root.join("meta")),
-        ] {
+        for (path, top) in [(self.object_path(key), self.root.join("objects")), (self.meta_path(key), self.root.join("meta"))] {
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => Self::prune_empty_dirs(&path, &top).await,
                 Err(e) if not_found(&e) || e.kind() == std::io::ErrorKind::IsADirectory => {}
@@ -159,12 +143,7 @@ impl ObjectStore for LocalDirStore {
         Ok(())
     }
 
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<String>, StoreError> {
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError> {
         let limit = limit.clamp(1, MAX_LIST);
         // Walk only the deepest directory the prefix names.
         let dir_part = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");

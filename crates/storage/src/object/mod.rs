@@ -26,10 +26,7 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     pub fn new(content_type: impl Into<String>, cache_control: Option<&str>) -> Self {
-        ObjectMeta {
-            content_type: content_type.into(),
-            cache_control: cache_control.map(str::to_owned),
-        }
+        ObjectMeta { content_type: content_type.into(), cache_control: cache_control.map(str::to_owned) }
     }
 }
 
@@ -85,12 +82,7 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Keys under `prefix` in ascending order, after `after`, at most
     /// `limit` (clamped to 1..=[`MAX_LIST`]).
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<String>, StoreError>;
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError>;
 
     /// Removes every object under `prefix` (which must end with `/`);
     /// returns how many were removed.

@@ -17,22 +17,13 @@ pub struct S3Store {
 
 impl S3Store {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        S3Store {
-            client,
-            bucket: bucket.into(),
-        }
+        S3Store { client, bucket: bucket.into() }
     }
 
     /// A client for `config`; `path_style` for servers that do not serve
     /// virtual-hosted buckets (local S3-compatible servers).
-    pub fn from_config(
-        config: &aws_config::SdkConfig,
-        bucket: impl Into<String>,
-        path_style: bool,
-    ) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(path_style)
-            .build();
+    pub fn from_config(config: &aws_config::SdkConfig, bucket: impl Into<String>, path_style: bool) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
         Self::new(Client::from_conf(s3), bucket)
     }
 
@@ -42,9 +33,7 @@ impl S3Store {
             Ok(_) => Ok(()),
             Err(e) => {
                 let svc = e.as_service_error();
-                if svc.is_some_and(|s| {
-                    s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
-                }) {
+                if svc.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
                     Ok(())
                 } else {
                     Err(StoreError::backend(e.into_service_error()))
@@ -70,23 +59,17 @@ impl ObjectStore for S3Store {
             .map_err(|e| {
                 let e = e.into_service_error();
                 match aws_sdk_s3::error::ProvideErrorMetadata::code(&e) {
-                    Some(code @ ("AccessDenied" | "NoSuchBucket" | "AllAccessDisabled" | "InvalidAccessKeyId" | "AccountProblem" | "InvalidBucketName" | "InvalidObjectState")) => {
-                        StoreError::Refused(format!("{code}: {}", aws_sdk_s3::error::ProvideErrorMetadata::message(&e).unwrap_or("")))
-                    }
+                    Some(
+                        code @ ("AccessDenied" | "NoSuchBucket" | "AllAccessDisabled" | "InvalidAccessKeyId" | "AccountProblem"
+                        | "InvalidBucketName" | "InvalidObjectState"),
+                    ) => StoreError::Refused(format!("{code}: {}", aws_sdk_s3::error::ProvideErrorMetadata::message(&e).unwrap_or(""))),
                     _ => StoreError::backend(e),
                 }
             })
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
+        let out = match self.client.get_object().bucket(&self.bucket).key(key.as_str()).send().await {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
                 return Ok(None);
@@ -94,18 +77,10 @@ impl ObjectStore for S3Store {
             Err(e) => return Err(StoreError::backend(e.into_service_error())),
         };
         let meta = ObjectMeta {
-            content_type: out
-                .content_type()
-                .unwrap_or("application/octet-stream")
-                .to_owned(),
+            content_type: out.content_type().unwrap_or("application/octet-stream").to_owned(),
             cache_control: out.cache_control().map(str::to_owned),
         };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(StoreError::backend)?
-            .into_bytes();
+        let body = out.body.collect().await.map_err(StoreError::backend)?.into_bytes();
         Ok(Some(Object { body, meta }))
     }
 
@@ -120,12 +95,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| StoreError::backend(e.into_service_error()))
     }
 
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<String>, StoreError> {
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<String>, StoreError> {
         let limit = limit.clamp(1, MAX_LIST);
         let out = self
             .client
@@ -137,16 +107,8 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| StoreError::backend(e.into_service_error()))?;
-        let items: Vec<String> = out
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect();
-        let next = if out.is_truncated().unwrap_or(false) {
-            items.last().cloned()
-        } else {
-            None
-        };
+        let items: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+        let next = if out.is_truncated().unwrap_or(false) { items.last().cloned() } else { None };
         Ok(Page { items, next })
     }
 
@@ -164,11 +126,7 @@ impl ObjectStore for S3Store {
                 .map(|k| ObjectIdentifier::builder().key(k).build())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::backend)?;
-            let delete = Delete::builder()
-                .set_objects(Some(ids))
-                .quiet(true)
-                .build()
-                .map_err(StoreError::backend)?;
+            let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(StoreError::backend)?;
             let out = self
                 .client
                 .delete_objects()
@@ -179,12 +137,7 @@ impl ObjectStore for S3Store {
                 .map_err(|e| StoreError::backend(e.into_service_error()))?;
             if let Some(err) = out.errors().first() {
                 return Err(StoreError::Backend(
-                    format!(
-                        "could not delete {}: {}",
-                        err.key().unwrap_or("?"),
-                        err.message().unwrap_or("unknown error")
-                    )
-                    .into(),
+                    format!("could not delete {}: {}", err.key().unwrap_or("?"), err.message().unwrap_or("unknown error")).into(),
                 ));
             }
             removed += page.items.len();

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
 };
 
 use super::{Page, Precondition, Record, Table, TableError, clamp_limit};
@@ -36,10 +36,7 @@ pub struct DynamoTable {
 
 impl DynamoTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoTable {
-            client,
-            table: table.into(),
-        }
+        DynamoTable { client, table: table.into() }
     }
 
     pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
@@ -50,28 +47,16 @@ impl DynamoTable {
     /// servers and tests; in the cloud the SAM template creates it).
     pub async fn ensure_table(&self) -> Result<(), TableError> {
         let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(TableError::backend)
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().map_err(TableError::backend)
         };
         let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(TableError::backend)
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(TableError::backend)
         };
         let index = GlobalSecondaryIndex::builder()
             .index_name(INDEX_BY_COLLECTION)
             .key_schema(key(COLL, KeyType::Hash)?)
             .key_schema(key(PK, KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
             .build()
             .map_err(TableError::backend)?;
         let result = self
@@ -87,55 +72,29 @@ impl DynamoTable {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
             Err(e) => Err(TableError::backend(e.into_service_error())),
         }
     }
 
     /// Deletes the table (tests).
     pub async fn drop_table(&self) -> Result<(), TableError> {
-        self.client
-            .delete_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| TableError::backend(e.into_service_error()))
+        self.client.delete_table().table_name(&self.table).send().await.map(|_| ()).map_err(|e| TableError::backend(e.into_service_error()))
     }
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<Record, TableError> {
-    let key = item
-        .get(PK)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
-    let corrupt = |reason: &str| TableError::Corrupt {
-        key: key.clone(),
-        reason: reason.to_owned(),
-    };
+    let key = item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let corrupt = |reason: &str| TableError::Corrupt { key: key.clone(), reason: reason.to_owned() };
     let string = |name: &str| -> Result<String, TableError> {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .ok_or_else(|| corrupt(&format!("attribute {name} missing or not a string")))
+        item.get(name).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| corrupt(&format!("attribute {name} missing or not a string")))
     };
     let version = item
         .get(VERSION)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| corrupt("attribute v missing or not a number"))?;
-    Ok(Record {
-        key: string(PK)?,
-        collection: string(COLL)?,
-        version,
-        body: string(BODY)?,
-    })
+    Ok(Record { key: string(PK)?, collection: string(COLL)?, version, body: string(BODY)? })
 }
 
 /// Maps an SDK error, telling failed conditions apart.
@@ -145,11 +104,7 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let code = e.as_service_error().and_then(|s| s.code());
-    if code == Some("ConditionalCheckFailedException") {
-        TableError::ConditionFailed
-    } else {
-        TableError::backend(e)
-    }
+    if code == Some("ConditionalCheckFailedException") { TableError::ConditionFailed } else { TableError::backend(e) }
 }
 
 #[async_trait]
@@ -177,9 +132,7 @@ impl Table for DynamoTable {
             .item(VERSION, AttributeValue::N(record.version.to_string()))
             .item(BODY, AttributeValue::S(record.body.clone()));
         req = match precondition {
-            Precondition::Absent => req
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
+            Precondition::Absent => req.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
             Precondition::Version(v) => req
                 .condition_expression("#v = :v")
                 .expression_attribute_names("#v", VERSION)
@@ -202,19 +155,11 @@ impl Table for DynamoTable {
             .map_err(write_error)
     }
 
-    async fn list(
-        &self,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Record>, TableError> {
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page<Record>, TableError> {
         let limit = clamp_limit(limit);
         let mut items = Vec::with_capacity(limit + 1);
         let mut start_key = after.map(|a| {
-            HashMap::from([
-                (COLL.to_owned(), AttributeValue::S(collection.to_owned())),
-                (PK.to_owned(), AttributeValue::S(a.to_owned())),
-            ])
+            HashMap::from([(COLL.to_owned(), AttributeValue::S(collection.to_owned())), (PK.to_owned(), AttributeValue::S(a.to_owned()))])
         });
         // One more than asked, to know whether another page follows. A query
         // page also stops at 1 MB, so keep reading until that item is seen
@@ -244,11 +189,7 @@ impl Table for DynamoTable {
         }
         let more = items.len() > limit;
         items.truncate(limit);
-        let next = if more {
-            items.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
+        let next = if more { items.last().map(|r| r.key.clone()) } else { None };
         Ok(Page { items, next })
     }
 }

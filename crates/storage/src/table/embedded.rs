@@ -49,23 +49,13 @@ impl EmbeddedTable {
         f: impl FnOnce(&Database) -> Result<T, TableError> + Send + 'static,
     ) -> Result<T, TableError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(TableError::backend)?
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(TableError::backend)?
     }
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Record, TableError> {
-    let s: Stored = serde_json::from_slice(bytes).map_err(|e| TableError::Corrupt {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(Record {
-        key: key.to_owned(),
-        collection: s.collection,
-        version: s.version,
-        body: s.body,
-    })
+    let s: Stored = serde_json::from_slice(bytes).map_err(|e| TableError::Corrupt { key: key.to_owned(), reason: e.to_string() })?;
+    Ok(Record { key: key.to_owned(), collection: s.collection, version: s.version, body: s.body })
 }
 
 fn read(db: &Database, key: &str) -> Result<Option<Record>, TableError> {
@@ -77,17 +67,11 @@ fn read(db: &Database, key: &str) -> Result<Option<Record>, TableError> {
     }
 }
 
-fn stored_version(
-    t: &redb::Table<'_, &str, &[u8]>,
-    key: &str,
-) -> Result<Option<Stored>, TableError> {
+fn stored_version(t: &redb::Table<'_, &str, &[u8]>, key: &str) -> Result<Option<Stored>, TableError> {
     match t.get(key).map_err(TableError::backend)? {
-        Some(v) => serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|e| TableError::Corrupt {
-                key: key.to_owned(),
-                reason: e.to_string(),
-            }),
+        Some(v) => {
+            serde_json::from_slice(v.value()).map(Some).map_err(|e| TableError::Corrupt { key: key.to_owned(), reason: e.to_string() })
+        }
         None => Ok(None),
     }
 }
@@ -116,23 +100,18 @@ impl Table for EmbeddedTable {
                 }
                 let mut index = txn.open_table(BY_COLLECTION).map_err(TableError::backend)?;
                 if let Some(c) = &current
-                    && c.collection != record.collection {
-                        index
-                            .remove((c.collection.as_str(), record.key.as_str()))
-                            .map_err(TableError::backend)?;
-                    }
+                    && c.collection != record.collection
+                {
+                    index.remove((c.collection.as_str(), record.key.as_str())).map_err(TableError::backend)?;
+                }
                 let bytes = serde_json::to_vec(&Stored {
                     collection: record.collection.clone(),
                     version: record.version,
                     body: record.body.clone(),
                 })
                 .map_err(TableError::backend)?;
-                records
-                    .insert(record.key.as_str(), bytes.as_slice())
-                    .map_err(TableError::backend)?;
-                index
-                    .insert((record.collection.as_str(), record.key.as_str()), ())
-                    .map_err(TableError::backend)?;
+                records.insert(record.key.as_str(), bytes.as_slice()).map_err(TableError::backend)?;
+                index.insert((record.collection.as_str(), record.key.as_str()), ()).map_err(TableError::backend)?;
             }
             txn.commit().map_err(TableError::backend)
         })
@@ -151,21 +130,14 @@ impl Table for EmbeddedTable {
                 };
                 records.remove(key.as_str()).map_err(TableError::backend)?;
                 let mut index = txn.open_table(BY_COLLECTION).map_err(TableError::backend)?;
-                index
-                    .remove((current.collection.as_str(), key.as_str()))
-                    .map_err(TableError::backend)?;
+                index.remove((current.collection.as_str(), key.as_str())).map_err(TableError::backend)?;
             }
             txn.commit().map_err(TableError::backend)
         })
         .await
     }
 
-    async fn list(
-        &self,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Record>, TableError> {
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page<Record>, TableError> {
         let limit = clamp_limit(limit);
         let collection = collection.to_owned();
         let after = after.map(str::to_owned);
@@ -175,10 +147,7 @@ impl Table for EmbeddedTable {
             let records = txn.open_table(RECORDS).map_err(TableError::backend)?;
             let start = after.as_deref().unwrap_or("");
             let mut keys = Vec::with_capacity(limit + 1);
-            for entry in index
-                .range((collection.as_str(), start)..)
-                .map_err(TableError::backend)?
-            {
+            for entry in index.range((collection.as_str(), start)..).map_err(TableError::backend)? {
                 let (k, _) = entry.map_err(TableError::backend)?;
                 let (c, key) = k.value();
                 if c != collection {

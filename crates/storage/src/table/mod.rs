@@ -77,12 +77,7 @@ pub trait Table: Send + Sync + 'static {
 
     /// Lists a collection in key order, starting after `after`, at most
     /// `limit` items (clamped to 1..=[`MAX_PAGE`]).
-    async fn list(
-        &self,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Record>, TableError>;
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page<Record>, TableError>;
 }
 
 pub(crate) fn clamp_limit(limit: usize) -> usize {
