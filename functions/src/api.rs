@@ -14,7 +14,7 @@ use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, VersionedStream};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::problem::Problem;
+use crate::Problem;
 use crate::routes::{Operation, RouteError, route};
 
 /// Largest request body accepted.
@@ -147,13 +147,9 @@ impl Api {
             return Ok(());
         };
         let h = req.headers();
-        let presented = h
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
+        let presented = mediastreams_http::bearer(h).or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
         match presented {
-            Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(p) if mediastreams_http::constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
             Some(_) => Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is wrong")),
             None => Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
@@ -315,10 +311,6 @@ impl Api {
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_millisecond(t.millisecond()).unwrap_or(t)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The JSON body of a request, or `None` when it has none. A body must be

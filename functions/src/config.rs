@@ -7,9 +7,6 @@ use mediastreams_storage::{DynamoTable, S3Store, StreamRepo};
 
 use crate::{Api, ApiConfig};
 
-/// A node whose heartbeat is older than this is dead (nodes beat every 10 s).
-pub const NODE_TTL_SECONDS: i64 = 30;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -40,7 +37,7 @@ pub async fn api_from_env() -> Result<Api, ConfigError> {
     let registry = config
         .ingest_base_url
         .is_empty()
-        .then(|| mediastreams_storage::NodeRegistry::new(table.clone(), time::Duration::seconds(NODE_TTL_SECONDS)));
+        .then(|| mediastreams_storage::NodeRegistry::new(table.clone(), mediastreams_storage::nodes::NODE_TTL));
     let api = Api::new(StreamRepo::new(table), media, config);
     Ok(match registry {
         Some(r) => api.with_node_registry(r),

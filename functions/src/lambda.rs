@@ -29,14 +29,7 @@ pub async fn handle(api: &Api, only: Option<Operation>, req: Request) -> Respons
 /// The main of a Lambda function serving `op`: JSON logs to CloudWatch,
 /// configuration from the environment (see [`crate::config`]).
 pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time() // CloudWatch stamps every line
-        .init();
+    mediastreams_http::init_logging(mediastreams_http::LogFormat::JsonUnstamped);
     let api = crate::config::api_from_env().await?;
     tracing::info!(operation = op.id(), "function starting");
     lambda_http::run(service_fn(move |req: Request| {

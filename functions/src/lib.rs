@@ -10,10 +10,9 @@
 mod api;
 pub mod config;
 pub mod lambda;
-mod problem;
 pub mod reaper;
 mod routes;
 
 pub use api::{Api, ApiConfig, MAX_BODY_BYTES};
-pub use problem::Problem;
+pub use mediastreams_http::Problem;
 pub use routes::{Operation, Route, RouteError, route};

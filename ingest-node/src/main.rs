@@ -14,9 +14,6 @@ use clap::Parser;
 use mediastreams_ingest_node::{IngestNode, NodeConfig};
 use mediastreams_storage::{DynamoTable, NodeRecord, NodeRegistry, S3Store, StreamRepo};
 
-/// How often the node writes its registry record (its TTL is 30 s).
-const HEARTBEAT: Duration = Duration::from_secs(10);
-
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -77,12 +74,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    mediastreams_http::init_logging(mediastreams_http::LogFormat::Json);
     let args = Args::parse();
     let sdk = match &args.endpoint {
         Some(e) => mediastreams_storage::aws::local_config(e),
@@ -114,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         .node_id
         .clone()
         .unwrap_or_else(|| mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into()));
-    let registry = NodeRegistry::new(table, time::Duration::seconds(30));
+    let registry = NodeRegistry::new(table, mediastreams_storage::nodes::NODE_TTL);
     let internal_url = match args.internal_url.as_deref() {
         Some("auto") => {
             Some(format!("http://{}:{}", private_ip().context("find this host's private IP for --internal-url auto")?, args.listen.port()))
@@ -140,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
             heartbeat_at: time::OffsetDateTime::now_utc(),
             internal_url: internal_url.clone(),
         },
-        HEARTBEAT,
+        mediastreams_storage::nodes::HEARTBEAT_INTERVAL,
     );
     let app =
         Router::new().route("/healthz", get(|| async { "ok\n" })).merge(mediastreams_ingest_node::whip::endpoint::router(node.clone()));

@@ -62,11 +62,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    mediastreams_http::init_logging(mediastreams_http::LogFormat::Human);
     let args = Args::parse();
     let storage = if args.aws || args.dynamodb_endpoint.is_some() || args.s3_endpoint.is_some() {
         if args.dynamodb_endpoint.is_some() != args.s3_endpoint.is_some() {

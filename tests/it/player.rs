@@ -132,10 +132,18 @@ async fn dash_js_plays_smooth_and_dash_on_demand() {
 /// Runs tests/players/gst_play.py (GStreamer playbin3) and returns its report.
 fn gst_play(url: &str) -> Value {
     let root = mediastreams_tests::workspace_root();
+    // The demuxers' log of every run, kept for a run that fails.
+    let artifacts = root.join("target/test-artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    let name: String =
+        url.rsplit('/').take(3).collect::<Vec<_>>().join("-").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let out = Command::new("/usr/bin/python3")
         .arg(root.join("tests/players/gst_play.py"))
         .arg(url)
         .args(["--timeout", "60"])
+        .env("GST_DEBUG", "adaptivedemux2:5,dashdemux2:5,hlsdemux2:4")
+        .env("GST_DEBUG_NO_COLOR", "1")
+        .env("GST_DEBUG_FILE", artifacts.join(format!("gst-{name}.log")))
         .output()
         .expect("Debian's python3 with GStreamer (scripts/install-test-deps)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -176,11 +184,23 @@ async fn gstreamer_plays_hls_and_dash_on_demand_to_the_end() {
     }
 }
 
-/// GStreamer follows the live HLS and DASH outputs while the stream is
-/// published, and reaches end-of-stream when it stops (HLS `EXT-X-ENDLIST`,
-/// the DASH MPD turning static), every frame from where it joined decoded.
+/// GStreamer follows the live HLS output while the stream is published,
+/// and reaches end-of-stream when it stops (`EXT-X-ENDLIST`), every frame
+/// from where it joined decoded.
+///
+/// Not live DASH: GStreamer 1.22's dashdemux2 never resumes a stream that
+/// is waiting for a manifest update at the live edge when that update is
+/// the MPD turning static (its log: "Live playlist EOS - waiting for
+/// manifest update", then the static update with more segments, then
+/// nothing for that stream). Playing at the listed edge, as it does, it
+/// is waiting there much of the time: it hung in 1 of 4 CI runs and 6 of 7
+/// runs on a loaded machine, whatever the last live MPD listed (tried:
+/// a live MPD listing every fragment, the static one an update period
+/// later: the stream that reached the end first hung instead). DASH in
+/// GStreamer is tested on demand (above). No test follows the live DASH
+/// output to its end in any player now: a gap.
 #[tokio::test(flavor = "multi_thread")]
-async fn gstreamer_follows_live_hls_and_dash_to_the_end() {
+async fn gstreamer_follows_live_hls_to_the_end() {
     const LIVE: u32 = 16;
     let env = Env::local_embedded(None).await;
     let dir = mediastreams_tests::scratch();
@@ -194,7 +214,7 @@ async fn gstreamer_follows_live_hls_and_dash_to_the_end() {
     });
     // Join once a few fragments are listed.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let players: Vec<_> = [("DASH", 1), ("HLS", 2)]
+    let players: Vec<_> = [("HLS", 2)]
         .into_iter()
         .map(|(what, i)| {
             let url = s["outputs"][i]["url"].as_str().unwrap().to_owned();

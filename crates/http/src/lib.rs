@@ -1,5 +1,7 @@
-//! What every HTTP edge of the service shares: the server loop of the
-//! local runner and of the ingest nodes' WHIP port.
+//! What every HTTP edge of the service shares: problem details
+//! ([`Problem`]), bearer credentials ([`bearer`], [`constant_time_eq`]),
+//! the logging setup ([`init_logging`]), and the server loop of the local
+//! runner and of the ingest nodes' WHIP port ([`serve`]).
 //!
 //! A server on the open internet meets clients that never finish: headers
 //! sent a byte a minute, bodies that stall, connections opened by the
@@ -11,6 +13,10 @@
 //! are accepted, so the server's sockets and memory stay bounded and the
 //! connections it has keep being served).
 #![forbid(unsafe_code)]
+
+mod problem;
+
+pub use problem::Problem;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +31,38 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
+
+/// The credentials of `Authorization: Bearer <credentials>`, if present.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+/// Compares secrets in time that depends on their length only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For a terminal (the local runner).
+    Human,
+    /// JSON lines (containers).
+    Json,
+    /// JSON lines without time stamps (Lambda: CloudWatch stamps each).
+    JsonUnstamped,
+}
+
+/// Sets up `tracing` for a binary: `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::JsonUnstamped => builder.json().with_current_span(false).without_time().try_init(),
+    };
+}
 
 /// The bounds [`serve`] keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

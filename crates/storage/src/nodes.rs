@@ -13,6 +13,11 @@ use crate::table::{Precondition, Record, Table, TableError};
 /// The collection node records are listed in.
 pub const COLLECTION: &str = "node";
 
+/// How often a node writes its record.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// A node whose heartbeat is older than this is dead (three missed beats).
+pub const NODE_TTL: time::Duration = time::Duration::seconds(30);
+
 fn key(id: &str) -> String {
     format!("node#{id}")
 }

@@ -9,21 +9,14 @@ use mediastreams_storage::{DynamoTable, NodeRegistry, ObjectStore, S3Store, Stre
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    mediastreams_http::init_logging(mediastreams_http::LogFormat::JsonUnstamped);
     let table = std::env::var("TABLE_NAME").map_err(|_| "environment variable TABLE_NAME is not set")?;
     let bucket = std::env::var("MEDIA_BUCKET").map_err(|_| "environment variable MEDIA_BUCKET is not set")?;
     let sdk = mediastreams_storage::aws::load_config().await;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::from_config(&sdk, bucket, false));
     let repo = StreamRepo::new(table.clone());
-    let registry = NodeRegistry::new(table, time::Duration::seconds(mediastreams_functions::config::NODE_TTL_SECONDS));
+    let registry = NodeRegistry::new(table, mediastreams_storage::nodes::NODE_TTL);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let (repo, registry, store) = (repo.clone(), registry.clone(), store.clone());
         async move {

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
-use mediastreams_functions::Problem;
+use mediastreams_http::Problem;
 
 use super::fleet::Owner;
 use crate::node::{IngestNode, Publication, PublishError};
@@ -64,10 +64,6 @@ async fn not_allowed_session() -> Response {
     problem(p)
 }
 
-fn bearer(h: &HeaderMap) -> Option<&str> {
-    h.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
-}
-
 fn unauthorized(detail: &str) -> Response {
     problem(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail))
 }
@@ -77,7 +73,7 @@ async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<media
     if mediastreams_model::name::validate(name).is_err() {
         return Err(problem(Problem::not_found(format!("no stream named \"{name}\""))));
     }
-    let Some(token) = bearer(h) else {
+    let Some(token) = mediastreams_http::bearer(h) else {
         return Err(unauthorized("the stream's ingest token is required: Authorization: Bearer <token>"));
     };
     let stream = match node.repo.get(name).await {

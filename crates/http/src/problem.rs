@@ -1,4 +1,6 @@
-//! Error responses: RFC 9457 problem details with a stable `code`.
+//! Error responses: RFC 9457 problem details with a stable `code`, the
+//! one error body of every HTTP edge (the API, the WHIP endpoint, the
+//! local runner).
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -71,5 +73,11 @@ impl Problem {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mediastreams\""));
         }
         res
+    }
+}
+
+impl axum::response::IntoResponse for Problem {
+    fn into_response(self) -> axum::response::Response {
+        Problem::into_response(self).map(axum::body::Body::from)
     }
 }
