@@ -486,6 +486,43 @@ fn decoded_frames(url: &str) -> u64 {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0)
 }
 
+/// A stream on a running `mediastreams-local`, a publisher sending to it.
+struct RunnerStream {
+    pid: String,
+    dash: String,
+    whip: String,
+    token: String,
+    publisher: crate::whip::Publisher,
+    sending: tokio::task::JoinHandle<()>,
+}
+
+/// Creates stream `name` (Smooth and DASH) on the runner at `base`, starts
+/// ingest and publishes the clip in `dir` for `seconds`.
+async fn publish_to_runner(http: &reqwest::Client, base: &str, name: &str, dir: &Path, seconds: u64) -> RunnerStream {
+    let created = api(
+        http,
+        base,
+        "PUT",
+        &format!("/streams/{name}"),
+        Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})),
+    )
+    .await;
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let started = api(http, base, "POST", &format!("/streams/{name}/start-ingest"), None).await;
+    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
+    let mut publisher = publisher().await;
+    connect(http, &whip, &token, &mut publisher).await;
+    let sending = tokio::spawn(send_media(publisher.video.clone(), publisher.audio.clone(), dir.to_owned(), seconds));
+    RunnerStream { pid, dash, whip, token, publisher, sending }
+}
+
+/// Kills the runner with `signal` and waits for it to exit.
+async fn stop_runner(runner: LocalRunner, signal: &str, within: Duration) -> std::process::ExitStatus {
+    runner.signal(signal);
+    tokio::task::spawn_blocking(move || runner.wait(within)).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_of_the_local_runner_finalizes_a_live_recording() {
     let dir = media();
@@ -494,20 +531,10 @@ async fn sigterm_of_the_local_runner_finalizes_a_live_recording() {
     let runner = LocalRunner::start(data.path(), port);
     let http = reqwest::Client::new();
     let base = runner.base.clone();
-    let created =
-        api(&http, &base, "PUT", "/streams/term", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
-            .await;
-    let pid = created["playbackId"].as_str().unwrap().to_owned();
-    let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
-    let started = api(&http, &base, "POST", "/streams/term/start-ingest", None).await;
-    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
-    let mut p = publisher().await;
-    connect(&http, &whip, &token, &mut p).await;
-    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 8));
+    let RunnerStream { pid, dash, publisher: p, sending, .. } = publish_to_runner(&http, &base, "term", dir.path(), 8).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(state_of(&http, &base, "term").await, "Live");
-    runner.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || runner.wait(Duration::from_secs(30))).await.unwrap();
+    let status = stop_runner(runner, "TERM", Duration::from_secs(30)).await;
     assert!(status.success(), "a drained exit: {status:?}");
     sending.abort();
     let _ = p.pc.close().await;
@@ -529,19 +556,9 @@ async fn a_killed_local_runner_continues_the_recording_when_the_publisher_reconn
     let runner = LocalRunner::start(data.path(), port);
     let http = reqwest::Client::new();
     let base = runner.base.clone();
-    let created =
-        api(&http, &base, "PUT", "/streams/kill", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
-            .await;
-    let pid = created["playbackId"].as_str().unwrap().to_owned();
-    let dash = created["outputs"][1]["url"].as_str().unwrap().to_owned();
-    let started = api(&http, &base, "POST", "/streams/kill/start-ingest", None).await;
-    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
-    let mut p = publisher().await;
-    connect(&http, &whip, &token, &mut p).await;
-    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 20));
+    let RunnerStream { pid, dash, whip, token, publisher: p, sending } = publish_to_runner(&http, &base, "kill", dir.path(), 20).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    runner.signal("KILL");
-    let _ = tokio::task::spawn_blocking(move || runner.wait(Duration::from_secs(10))).await.unwrap();
+    stop_runner(runner, "KILL", Duration::from_secs(10)).await;
     sending.abort();
     let _ = p.pc.close().await;
     let before = media_files(&data.path().join("media/objects").join(&pid));
@@ -585,18 +602,9 @@ async fn a_killed_local_runner_finalizes_the_recording_when_nobody_reconnects() 
     let runner = LocalRunner::start(data.path(), port);
     let http = reqwest::Client::new();
     let base = runner.base.clone();
-    let created =
-        api(&http, &base, "PUT", "/streams/gone", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
-            .await;
-    let pid = created["playbackId"].as_str().unwrap().to_owned();
-    let started = api(&http, &base, "POST", "/streams/gone/start-ingest", None).await;
-    let (whip, token) = (started["ingest"]["url"].as_str().unwrap().to_owned(), started["ingest"]["token"].as_str().unwrap().to_owned());
-    let mut p = publisher().await;
-    connect(&http, &whip, &token, &mut p).await;
-    let sending = tokio::spawn(send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 20));
+    let RunnerStream { pid, publisher: p, sending, .. } = publish_to_runner(&http, &base, "gone", dir.path(), 20).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    runner.signal("KILL");
-    let _ = tokio::task::spawn_blocking(move || runner.wait(Duration::from_secs(10))).await.unwrap();
+    stop_runner(runner, "KILL", Duration::from_secs(10)).await;
     sending.abort();
     let _ = p.pc.close().await;
     let before = media_files(&data.path().join("media/objects").join(&pid));
