@@ -668,16 +668,6 @@ async fn half_open_connections_neither_stop_the_server_nor_stay_open() {
     assert!(answer.contains("body-timeout"), "{answer}");
 }
 
-/// A track's fragments in a Smooth manifest: (start, duration).
-fn chunks_of(xml: &str, kind: &str) -> Vec<(u64, u64)> {
-    let doc = roxmltree::Document::parse(xml).unwrap();
-    doc.descendants()
-        .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some(kind))
-        .flat_map(|si| si.children().filter(|c| c.has_tag_name("c")).collect::<Vec<_>>())
-        .map(|c| (c.attribute("t").unwrap().parse().unwrap(), c.attribute("d").unwrap().parse().unwrap()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_percent_audio_loss_keeps_audio_in_place_against_video() {
     use std::sync::atomic::Ordering::Relaxed;
@@ -701,7 +691,7 @@ async fn ten_percent_audio_loss_keeps_audio_in_place_against_video() {
     let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
     let xml = String::from_utf8(env.media.get(&key).await.unwrap().unwrap().body.to_vec()).unwrap();
     let end = |c: &[(u64, u64)]| c.last().map(|(t, d)| t + d).unwrap_or(0);
-    let (video, audio) = (chunks_of(&xml, "video"), chunks_of(&xml, "audio"));
+    let (video, audio) = (crate::recorder::chunks(&xml, "video"), crate::recorder::chunks(&xml, "audio"));
     let (rtp, dropped) = (counters.rtp.load(Relaxed), counters.dropped.load(Relaxed));
     // The recorded audio lasts as long as the audio sent (20 ms per Opus
     // packet, lost ones included): each loss is concealed in place, so

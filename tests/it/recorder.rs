@@ -15,7 +15,8 @@ async fn manifest(env: &Env, pid: &str) -> Option<String> {
     env.media.get(&key).await.unwrap().map(|o| String::from_utf8(o.body.to_vec()).unwrap())
 }
 
-fn chunks(xml: &str, kind: &str) -> Vec<(u64, u64)> {
+/// A track's fragments in a Smooth manifest: (start, duration).
+pub(crate) fn chunks(xml: &str, kind: &str) -> Vec<(u64, u64)> {
     let doc = roxmltree::Document::parse(xml).unwrap();
     doc.descendants()
         .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some(kind))
