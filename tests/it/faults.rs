@@ -24,7 +24,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::api::harness::Env;
 use crate::whip::{
-    connect, lossy_relay, media, publisher, send_media, stop_and_check_recording, udp_host_candidates, video_chunks, wait_for_state,
+    connect, lossy_relay, media, publisher, send_media, decoded_frames, stop_and_check_recording, udp_host_candidates, video_chunks, wait_for_state,
 };
 
 /// A table that fails every call while `failing` is set (a throttled or
@@ -475,16 +475,6 @@ fn recorded(data: &Path, pid: &str) -> u64 {
     chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0)
 }
 
-/// Counts the frames ffprobe decodes from a DASH URL.
-fn decoded_frames(url: &str) -> u64 {
-    let out = mediastreams_tests::media::tool("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0)
-}
 
 /// A stream on a running `mediastreams-local`, a publisher sending to it.
 struct RunnerStream {

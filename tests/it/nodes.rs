@@ -266,11 +266,11 @@ async fn a_dead_nodes_stream_becomes_on_demand(
     assert!(get("hls/video-1500000.m3u8").await.ends_with("#EXT-X-ENDLIST\n"));
     if let Some(root) = media_root {
         // ffprobe reads the recovered DASH presentation: every fragment's frames.
-        let mpd = root.join("objects").join(&pid).join("dash/manifest.mpd");
+        let server = mediastreams_tests::FileServer::start(root.join("objects"));
         let out = mediastreams_tests::media::tool("ffprobe")
-            .args(["-v", "error", "-allowed_extensions", "ALL", "-extension_picky", "0", "-count_frames", "-select_streams", "v:0"])
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
             .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-            .arg(&mpd)
+            .arg(server.url(&format!("{pid}/dash/manifest.mpd")))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

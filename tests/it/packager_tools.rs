@@ -3,9 +3,9 @@
 //! packaged, and ffprobe reads the DASH and HLS outputs back and reports the
 //! right duration and frame count.
 
-use std::path::Path;
 
 use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
+use mediastreams_tests::FileServer;
 use mediastreams_tests::media::{ClipSample, all_outputs_config, encode_sized_test_clip, encode_test_clip, package_levels, tool};
 
 #[derive(Debug, Default)]
@@ -30,16 +30,16 @@ impl Probe {
     }
 }
 
-fn probe(path: &Path) -> Probe {
+/// ffprobe with its default options (what every libavformat player uses) on
+/// a URL or a file.
+fn probe(input: &str) -> Probe {
     let out = tool("ffprobe")
-        // The fragment keys have no file extension (Smooth Streaming URLs):
-        // let ffmpeg's playlist demuxers open them.
-        .args(["-v", "error", "-allowed_extensions", "ALL", "-extension_picky", "0", "-count_frames", "-count_packets"])
+        .args(["-v", "error", "-count_frames", "-count_packets"])
         .args(["-show_entries", "format=duration:stream=codec_type,codec_name,nb_read_frames,nb_read_packets,width,height"])
-        .arg(path)
+        .arg(input)
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ffprobe failed on {input}: {}", String::from_utf8_lossy(&out.stderr));
     let mut p = Probe::default();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if line == "[STREAM]" {
@@ -102,7 +102,9 @@ fn ffprobe_reads_dash_and_hls_made_from_real_media() {
     }
     let audio_frames = clip.audio.len() as u64;
     let expected = f64::from(SECONDS);
-    let results: Vec<(&str, Probe)> = ["dash/manifest.mpd", "hls/main.m3u8"].into_iter().map(|m| (m, probe(&out.join(m)))).collect();
+    // Read over HTTP, as players read the media store.
+    let server = FileServer::start(out.clone());
+    let results: Vec<(&str, Probe)> = ["dash/manifest.mpd", "hls/main.m3u8"].into_iter().map(|m| (m, probe(&server.url(m)))).collect();
     for (manifest, r) in results {
         assert!((r.duration - expected).abs() < 0.1, "{manifest}: duration {} (expected {expected})", r.duration);
         let v = r.stream("video");
@@ -139,7 +141,7 @@ fn ffprobe_reads_dash_and_hls_made_from_real_media() {
     }
     let file = dir.path().join("audio.mp4");
     std::fs::write(&file, mp4).unwrap();
-    let r = probe(&file);
+    let r = probe(&file.to_string_lossy());
     assert_eq!(r.stream("audio").packets, audio_frames, "all AAC frames in the concatenated fragments");
     assert!((r.duration - f64::from(SECONDS) - 0.0213).abs() < 0.01, "audio duration {}", r.duration);
 }
@@ -158,8 +160,9 @@ fn ffprobe_reads_every_video_level() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &o.body).unwrap();
     }
+    let server = FileServer::start(out.clone());
     // DASH: one video stream per Representation, each complete.
-    let r = probe(&out.join("dash/manifest.mpd"));
+    let r = probe(&server.url("dash/manifest.mpd"));
     let mut videos: Vec<(u32, u32, u64, u64)> =
         r.streams.iter().filter(|s| s.kind == "video").map(|s| (s.width, s.height, s.packets, s.frames)).collect();
     videos.sort();
@@ -169,7 +172,7 @@ fn ffprobe_reads_every_video_level() {
     assert_eq!(videos, vec![(160, 120, frames, frames), (320, 240, frames, frames)], "{r:?}");
     // HLS: each level's media playlist is complete on its own.
     for (b, size) in [(500_000, (320, 240)), (150_000, (160, 120))] {
-        let r = probe(&out.join(format!("hls/video-{b}.m3u8")));
+        let r = probe(&server.url(&format!("hls/video-{b}.m3u8")));
         let v = r.stream("video");
         assert_eq!((v.width, v.height, v.packets, v.frames), (size.0, size.1, frames, frames), "level {b}");
     }

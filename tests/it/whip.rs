@@ -364,6 +364,18 @@ pub(crate) async fn stop_and_check_recording(env: &Env, name: &str, pid: &str, d
     (total, frames)
 }
 
+/// Counts the video frames ffprobe, with its default options (as every
+/// libavformat player opens a URL), decodes from a DASH or HLS URL.
+pub(crate) fn decoded_frames(url: &str) -> u64 {
+    let out = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_publisher_that_reconnects_continues_the_presentation() {
     let env = Env::local_embedded(None).await;
@@ -590,11 +602,16 @@ async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
     let env = Env::local_embedded(None).await;
     let dir = media();
     let created = env
-        .call("PUT", "/streams/lossy", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})))
+        .call(
+            "PUT",
+            "/streams/lossy",
+            Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}]})),
+        )
         .await
         .json();
     let pid = created["playbackId"].as_str().unwrap().to_owned();
     let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let hls_url = created["outputs"][2]["url"].as_str().unwrap().to_owned();
     let started = env.call("POST", "/streams/lossy/start-ingest", None).await.json();
     let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
     let token = started["ingest"]["token"].as_str().unwrap().to_owned();
@@ -613,6 +630,9 @@ async fn loss_and_reordering_still_give_a_continuous_playable_recording() {
     // A continuous, playable recording of 10 s.
     let (total, frames) = stop_and_check_recording(&env, "lossy", &pid, &dash_url, 80_000_000, 9).await;
     let _ = p.pc.close().await;
+    // The HLS view of the same fragments, read as a libavformat player
+    // reads it (no `-allowed_extensions`, no `-extension_picky 0`).
+    assert_eq!(decoded_frames(&hls_url), frames, "HLS and DASH decode the same frames");
     let (rtp, dropped, reordered) = (counters.rtp.load(Relaxed), counters.dropped.load(Relaxed), counters.reordered.load(Relaxed));
     assert!(
         rtp > 500 && dropped >= rtp / 30 && reordered >= rtp / 15,

@@ -76,3 +76,65 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is not built; run the tests with scripts/test (cargo nextest run --workspace)", path.display());
     path
 }
+
+/// The files under a directory served over HTTP on loopback, as a player
+/// reads the media store (the path names the file, a query string is
+/// ignored), until dropped. For tests that write a presentation to disk and
+/// then let a real player or ffprobe read it by URL.
+pub struct FileServer {
+    /// `http://127.0.0.1:{port}`, no trailing slash.
+    pub base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    pub fn start(root: PathBuf) -> FileServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind file server");
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let base = format!("http://{}", listener.local_addr().expect("file server address"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("file server runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let app = axum::Router::new().fallback(move |uri: http::Uri| {
+                    let root = root.clone();
+                    async move {
+                        let rel = uri.path().trim_start_matches('/');
+                        let path = root.join(rel);
+                        if rel.split('/').any(|c| c == "..") {
+                            return (http::StatusCode::BAD_REQUEST, Vec::new());
+                        }
+                        match tokio::fs::read(&path).await {
+                            Ok(body) => (http::StatusCode::OK, body),
+                            Err(_) => (http::StatusCode::NOT_FOUND, Vec::new()),
+                        }
+                    }
+                });
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        FileServer { base, shutdown: Some(tx), thread: Some(thread) }
+    }
+
+    /// The URL of `rel` (a path under the root).
+    pub fn url(&self, rel: &str) -> String {
+        format!("{}/{}", self.base, rel.trim_start_matches('/'))
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -25,10 +25,11 @@ impl OutputFormat {
     /// The manifest's object key relative to the stream's `{playbackId}/`
     /// prefix in the media store.
     pub fn manifest_path(self) -> &'static str {
+        use mediastreams_packager::layout;
         match self {
-            OutputFormat::Smooth => "smooth.ism/Manifest",
-            OutputFormat::Dash => "dash/manifest.mpd",
-            OutputFormat::Hls => "hls/main.m3u8",
+            OutputFormat::Smooth => layout::SMOOTH_MANIFEST,
+            OutputFormat::Dash => layout::DASH_MANIFEST,
+            OutputFormat::Hls => layout::HLS_MULTIVARIANT,
         }
     }
 

@@ -34,8 +34,20 @@ pub struct PublishedObject {
     pub body: Bytes,
 }
 
-pub(crate) fn quality_dir(bitrate: u32) -> String {
-    format!("smooth.ism/QualityLevels({bitrate})")
+/// The Smooth presentation's directory: every fragment and initialization
+/// segment lives under it, and the DASH and HLS views point into it.
+const SMOOTH_DIR: &str = "smooth.ism";
+
+/// `smooth.ism/QualityLevels({bitrate})`; `bitrate` is a number, or a
+/// template variable (`$Bandwidth$`) in the DASH view.
+fn quality_dir(bitrate: impl std::fmt::Display) -> String {
+    format!("{SMOOTH_DIR}/QualityLevels({bitrate})")
+}
+
+/// The Smooth manifest's `Url` template (MS-SSTR 2.2.2.3): players expand it
+/// to [`fragment_key`] relative to the manifest.
+pub fn smooth_url_template(track: TrackType) -> String {
+    format!("QualityLevels({{bitrate}})/Fragments({}={{start time}})", track.name())
 }
 
 /// `smooth.ism/QualityLevels({bitrate})/Fragments({video|audio}={time})`:
@@ -52,6 +64,37 @@ pub fn init_key(track: TrackType, bitrate: u32) -> String {
 /// An HLS media playlist.
 pub fn hls_media_playlist_key(track: TrackType, bitrate: u32) -> String {
     format!("hls/{}-{bitrate}.m3u8", track.name())
+}
+
+/// What the HLS view appends to a fragment's URL. The MS-SSTR
+/// fragment keys have no file extension, and libavformat's HLS demuxer
+/// (ffmpeg, ffprobe, mpv and every player built on it) opens a segment only
+/// if its URL ends in a media extension (`allowed_segment_extensions`). A
+/// query string names one without changing the object: S3, its
+/// S3-compatible peers, CloudFront (by default) and the local runner ignore
+/// it, so all three views read the same stored fragment. (libavformat's
+/// DASH demuxer checks extensions only of local files, so the DASH view
+/// needs no suffix.)
+pub const SEGMENT_URL_SUFFIX: &str = "?ext=.m4s";
+
+/// An HLS media playlist's segment URI, relative to the playlist.
+pub fn hls_segment_uri(track: TrackType, bitrate: u32, time: u64) -> String {
+    format!("../{}{SEGMENT_URL_SUFFIX}", fragment_key(track, bitrate, time))
+}
+
+/// An HLS media playlist's `EXT-X-MAP` URI, relative to the playlist.
+pub fn hls_init_uri(track: TrackType, bitrate: u32) -> String {
+    format!("../{}", init_key(track, bitrate))
+}
+
+/// The DASH `SegmentTemplate@media`, relative to the MPD.
+pub fn dash_media_template(track: TrackType) -> String {
+    format!("../{}/Fragments({}=$Time$)", quality_dir("$Bandwidth$"), track.name())
+}
+
+/// The DASH `SegmentTemplate@initialization`, relative to the MPD.
+pub fn dash_init_template(track: TrackType) -> String {
+    format!("../{}/init-{}.mp4", quality_dir("$Bandwidth$"), track.name())
 }
 
 pub fn fragment_content_type(track: TrackType) -> &'static str {
@@ -71,5 +114,15 @@ mod tests {
         assert_eq!(fragment_key(TrackType::Audio, 128_000, 20_053_333), "smooth.ism/QualityLevels(128000)/Fragments(audio=20053333)");
         assert_eq!(init_key(TrackType::Video, 1), "smooth.ism/QualityLevels(1)/init-video.mp4");
         assert_eq!(hls_media_playlist_key(TrackType::Audio, 9), "hls/audio-9.m3u8");
+        // The views point at the Smooth objects.
+        let key = fragment_key(TrackType::Video, 7, 40);
+        assert_eq!(hls_segment_uri(TrackType::Video, 7, 40), format!("../{key}?ext=.m4s"));
+        assert_eq!(dash_media_template(TrackType::Video).replace("$Bandwidth$", "7").replace("$Time$", "40"), format!("../{key}"));
+        assert_eq!(dash_init_template(TrackType::Audio).replace("$Bandwidth$", "9"), format!("../{}", init_key(TrackType::Audio, 9)));
+        assert_eq!(hls_init_uri(TrackType::Audio, 9), format!("../{}", init_key(TrackType::Audio, 9)));
+        assert_eq!(
+            smooth_url_template(TrackType::Audio).replace("{bitrate}", "9").replace("{start time}", "40"),
+            fragment_key(TrackType::Audio, 9, 40).trim_start_matches("smooth.ism/")
+        );
     }
 }

@@ -92,7 +92,9 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode, clock: DashClock) -> 
         );
         let _ = writeln!(
             x,
-            "      <SegmentTemplate timescale=\"{ts}\" initialization=\"../smooth.ism/QualityLevels($Bandwidth$)/init-{name}.mp4\" media=\"../smooth.ism/QualityLevels($Bandwidth$)/Fragments({name}=$Time$)\">"
+            "      <SegmentTemplate timescale=\"{ts}\" initialization=\"{}\" media=\"{}\">",
+            crate::layout::dash_init_template(t.track),
+            crate::layout::dash_media_template(t.track)
         );
         x.push_str("        <SegmentTimeline>\n");
         for c in windowed(&t.chunks, mode) {

@@ -5,14 +5,13 @@
 use std::fmt::Write;
 
 use super::{Chunk, LevelDetail, ManifestMode, TrackManifest, windowed};
-use crate::{TIMESCALE, TrackType};
+use crate::{TIMESCALE, TrackType, layout};
 
 fn media_playlist(track: TrackType, bitrate: u32, all: &[Chunk], mode: ManifestMode) -> String {
     let chunks = windowed(all, mode);
     let first_index = all.len() - chunks.len();
     let ts = TIMESCALE as u64;
     let target = chunks.iter().map(|c| c.duration.div_ceil(ts)).max().unwrap_or(1).max(1);
-    let name = track.name();
     let mut x = String::new();
     x.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
     let _ = writeln!(x, "#EXT-X-TARGETDURATION:{target}");
@@ -21,15 +20,9 @@ fn media_playlist(track: TrackType, bitrate: u32, all: &[Chunk], mode: ManifestM
         x.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     x.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let _ = writeln!(x, "#EXT-X-MAP:URI=\"../smooth.ism/QualityLevels({bitrate})/init-{name}.mp4\"");
+    let _ = writeln!(x, "#EXT-X-MAP:URI=\"{}\"", layout::hls_init_uri(track, bitrate));
     for c in chunks {
-        let _ = writeln!(
-            x,
-            "#EXTINF:{}.{:06},\n../smooth.ism/QualityLevels({bitrate})/Fragments({name}={})",
-            c.duration / ts,
-            (c.duration % ts) / 10,
-            c.start
-        );
+        let _ = writeln!(x, "#EXTINF:{}.{:06},\n{}", c.duration / ts, (c.duration % ts) / 10, layout::hls_segment_uri(track, bitrate, c.start));
     }
     if mode == ManifestMode::Final {
         x.push_str("#EXT-X-ENDLIST\n");

@@ -47,9 +47,10 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode) -> String {
         let name = t.track.name();
         let _ = write!(
             x,
-            "  <StreamIndex Type=\"{name}\" Name=\"{name}\" Chunks=\"{}\" QualityLevels=\"{}\" Url=\"QualityLevels({{bitrate}})/Fragments({name}={{start time}})\"",
+            "  <StreamIndex Type=\"{name}\" Name=\"{name}\" Chunks=\"{}\" QualityLevels=\"{}\" Url=\"{}\"",
             chunks.len(),
-            t.levels.len()
+            t.levels.len(),
+            crate::layout::smooth_url_template(t.track)
         );
         let (mw, mh) = t
             .levels
