@@ -436,3 +436,77 @@ async fn a_live_player_reads_the_last_fragments_of_a_stopped_stream_without_erro
     let furthest = report["samples"].as_array().unwrap().iter().filter_map(|s| s["t"].as_f64()).fold(0.0, f64::max);
     assert!(furthest >= 10.0, "the live player played on to {furthest} s: {report}");
 }
+
+/// DVR while live: a viewer seeks 12 s back into the live stream, watches
+/// from there, and returns to the live edge. `output`: 0 Smooth, 1 DASH,
+/// 2 HLS (see [`stream`]).
+async fn seeks_back_and_returns_to_live(player: &'static str, output: usize, name: &str) {
+    const WATCH: u32 = 33;
+    const BACK: f64 = 12.0;
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 4, 60);
+    let s = stream(&env, name).await;
+    let pid = s["playbackId"].as_str().unwrap().to_owned();
+    let url = s["outputs"][output]["url"].as_str().unwrap().to_owned();
+    let publisher = tokio::spawn(publish_live(env.media.clone(), pid.clone(), clip, WATCH + 25));
+    // Enough recorded to go 12 s back from where the player plays.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let origin = origin(&env);
+    let shot = format!("player-{name}.png");
+    let report = tokio::task::spawn_blocking(move || {
+        play_args(player, &origin, &url, "live", WATCH, &shot, &["--dvr", &BACK.to_string()])
+    })
+    .await
+    .unwrap();
+    publisher.await.unwrap();
+    assert_eq!(report["errors"], json!([]), "{name}: player errors: {report}");
+    assert_eq!(report["failedRequests"], json!([]), "{name}: every request is answered: {report}");
+    let dvr = report["dvr"].as_array().unwrap_or_else(|| panic!("{name}: no seeks: {report}"));
+    assert_eq!(dvr.len(), 2, "{name}: {report}");
+    let samples = report["samples"].as_array().unwrap();
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let (back, live) = (&dvr[0], &dvr[1]);
+    // Live throughout (but while a Smooth player reloads the manifest to
+    // find the live edge: see `goLive` in web/public/player.js).
+    let reloading = |s: &&Value| f(s, "at") > f(live, "at") && f(s, "at") < f(live, "at") + 2.0;
+    assert!(samples.iter().filter(|s| !reloading(s)).all(|s| s["dynamic"] == true), "{name}: live throughout: {report}");
+    let between: Vec<&Value> = samples.iter().filter(|s| f(s, "at") > f(back, "at") + 2.5 && f(s, "at") <= f(live, "at")).collect();
+    let after: Vec<&Value> = samples.iter().filter(|s| f(s, "at") > f(live, "at") + 4.5).collect();
+    assert!(between.len() >= 6 && after.len() >= 4, "{name}: samples around the seeks: {report}");
+    // Went back 12 s, and plays on from there.
+    let first = f(between[0], "t");
+    assert!(first < f(back, "t") - BACK + 5.0 && first > f(back, "t") - BACK - 2.0, "{name}: seeked back 12 s: {report}");
+    for w in between.windows(3).chain(after.windows(3)) {
+        assert!(f(w[2], "t") > f(w[0], "t") + 0.5, "{name}: stalled around {} s: {report}", f(w[0], "at"));
+    }
+    // Back at the live edge: where the player would be had it never left
+    // (by the wall clock), within a fragment or two.
+    let last = after[after.len() - 1];
+    let unmoved = f(back, "t") + f(last, "at") - f(back, "at");
+    assert!((f(last, "t") - unmoved).abs() < 4.0, "{name}: at {:.1} s after returning to live, {unmoved:.1} s had it stayed: {report}", f(last, "t"));
+    // The player's own latency: behind by the seek while there, and back
+    // at about the original after returning.
+    let (l0, l_back, l_live) = (f(back, "latency"), f(between[between.len() - 1], "latency"), f(after[after.len() - 1], "latency"));
+    assert!((l_back - l0 - BACK).abs() < 4.0, "{name}: latency {l0:.1} s before, {l_back:.1} s after seeking back: {report}");
+    assert!(l_live < l0 + 4.0, "{name}: latency {l_live:.1} s after returning to live ({l0:.1} s before): {report}");
+    eprintln!(
+        "{name}: live latency {l0:.1} s; {BACK} s back: {l_back:.1} s; back at the live edge: {l_live:.1} s; position {:.1} -> {first:.1} s",
+        f(back, "t")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_js_seeks_back_in_a_live_smooth_stream_and_returns_to_live() {
+    seeks_back_and_returns_to_live("dashjs", 0, "dvr-smooth").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_js_seeks_back_in_a_live_dash_stream_and_returns_to_live() {
+    seeks_back_and_returns_to_live("dashjs", 1, "dvr-dash").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hls_js_seeks_back_in_a_live_hls_stream_and_returns_to_live() {
+    seeks_back_and_returns_to_live("hlsjs", 2, "dvr-hls").await;
+}

@@ -14,6 +14,7 @@ window.playerView = view; // for the browser tests
 
 function badge(mode) {
   view.mode = mode;
+  $('golive').hidden = mode !== 'live';
   $('mode').textContent = mode === 'live' ? 'LIVE' : mode === 'ondemand' ? 'ON DEMAND' : mode;
   $('mode').className = `badge ${mode}`;
 }
@@ -93,6 +94,7 @@ async function start() {
     hls.on(Hls.Events.ERROR, (_e, d) => { if (d.fatal) view.errors.push(`${d.type}: ${d.details}`); });
     hls.loadSource(output.url);
     hls.attachMedia($('video'));
+    view.goLive = () => { if (Number.isFinite(hls.liveSyncPosition)) $('video').currentTime = hls.liveSyncPosition; };
     setInterval(async () => {
       const now = await stream().catch(() => null);
       if (now?.state === 'OnDemand') badge('ondemand');
@@ -100,6 +102,13 @@ async function start() {
     return;
   }
   view.url = output.url;
+  // Back to the live edge after seeking into the DVR window. dash.js learns
+  // of new fragments of a live Smooth stream only from the tfrf of those it
+  // loads, so while it plays behind the edge its idea of the edge falls
+  // behind too (its FragmentInfo polling stops at once when the last
+  // fragment it knows is loaded, which it always is): reloading the
+  // manifest is how it finds the edge. A DASH player re-reads the MPD.
+  view.goLive = () => (output.format === 'smooth' ? player.attachSource(output.url) : player.seekToOriginalLive());
   // The player's clock comes from our own origin, the Date of a HEAD of
   // the manifest (the DASH MPD also says so itself; a Smooth manifest
   // cannot), never from dash.js's default public time server.
@@ -152,5 +161,7 @@ setInterval(() => {
     player.attachSource(view.url);
   }
 }, 1000);
+
+$('golive').addEventListener('click', () => view.goLive?.());
 
 start().catch((e) => { $('message').textContent = e.message; });

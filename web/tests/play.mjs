@@ -13,6 +13,12 @@
 //       the highest video level first, the lowest asked for from half of N
 //       seconds on (from the next fragment); samples report the level's
 //       bandwidth.
+// --dvr N (live): at a third of the watch seeks N seconds back (within the
+//       DVR window), at two thirds returns to the live edge (as the player
+//       page's Go live: dash.js seekToOriginalLive, or for Smooth a reload
+//       of the manifest; hls.js liveSyncPosition); samples report the
+//       player's live latency (dash.js getCurrentLiveLatency, hls.js
+//       latency) and the report lists the two seeks (dvr).
 // --stock (dash.js): no setting changed at all. Otherwise dash.js takes its
 //       clock from our origin as the player page does (the Date of a HEAD
 //       of the manifest), instead of its default public time server.
@@ -40,6 +46,7 @@ const screenshot = arg('screenshot');
 const playerKind = arg('player', 'dashjs');
 const switchLevels = process.argv.includes('--switch-levels');
 const stock = process.argv.includes('--stock');
+const dvrBack = Number(arg('dvr', '0'));
 const hlsDir = path.join(here, '..', 'node_modules', 'hls.js', 'dist');
 
 export const CHROMIUM_ARGS = [
@@ -52,10 +59,15 @@ const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', arg
 const result = { mode, samples: [], errors: [], console: [] };
 try {
   const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error' || (process.env.PLAY_DEBUG && /ended|EndOfStream|endOfStream|applicable|Ended|duration|Duration|seek|Seek|BUFFERING|replace|Replace|Gap|gap|waiting|stalled|Stalled|prun|remov|Remov|range|Range/.test(m.text()))) result.console.push(m.text()); });
+  page.on('console', (m) => { if (m.type() === 'error' || (process.env.PLAY_DEBUG && /ended|EndOfStream|endOfStream|applicable|Ended|duration|Duration|seek|Seek|BUFFERING|replace|Replace|Gap|gap|waiting|stalled|Stalled|prun|remov|Remov|range|Range|FragmentInfo|Start|timeline|Load error|DVR/.test(m.text()))) result.console.push(m.text()); });
   page.on('pageerror', (e) => result.errors.push(`pageerror: ${e.message}`));
   result.failedRequests = [];
   page.on('response', (r) => { if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`); });
+  if (process.env.PLAY_DEBUG) {
+    result.requests = [];
+    const t0 = Date.now();
+    page.on('requestfinished', async (r) => { const resp = await r.response(); result.requests.push(`${((Date.now() - t0) / 1000).toFixed(1)} ${resp ? resp.status() : '-'} ${r.url().replace(origin, '')}`); });
+  }
   result.foreignRequests = [];
   const ours = new URL(origin).origin;
   page.on('request', (r) => {
@@ -95,6 +107,9 @@ try {
       hls.attachMedia(v);
       v.play().catch(() => {});
       window.isDynamic = () => Boolean(hls.latestLevelDetails && hls.latestLevelDetails.live);
+      window.liveLatency = () => (Number.isFinite(hls.latency) ? hls.latency : null);
+      window.seekBack = (n) => { v.currentTime = Math.max(0, v.currentTime - n); };
+      window.seekLive = () => { if (Number.isFinite(hls.liveSyncPosition)) v.currentTime = hls.liveSyncPosition; };
     }, url);
   } else {
     await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
@@ -130,13 +145,30 @@ try {
       player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
       player.initialize(document.getElementById('v'), manifest, true);
       window.isDynamic = () => player.isDynamic();
+      window.liveLatency = () => { const l = player.getCurrentLiveLatency(); return Number.isFinite(l) ? l : null; };
+      window.seekBack = (n) => { const v = document.getElementById('v'); v.currentTime = Math.max(0, v.currentTime - n); };
+      // As the player page does (web/public/player.js, goLive): dash.js
+      // finds the live edge of a Smooth stream only by re-reading its
+      // manifest; a DASH one it finds itself.
+      window.seekLive = () => (/\.ism\/Manifest/i.test(manifest) ? player.attachSource(manifest) : player.seekToOriginalLive());
     }, { manifest: url, switchLevels, stock, debug: Boolean(process.env.PLAY_DEBUG) });
   }
   const started = Date.now();
   const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
   let level = null;
+  const dvr = [];
   while (Date.now() - started < limit) {
     await page.waitForTimeout(1000);
+    if (mode === 'live' && dvrBack > 0) {
+      const at = (Date.now() - started) / 1000;
+      const step = dvr.length === 0 && at >= seconds / 3 ? 'back' : dvr.length === 1 && at >= (seconds * 2) / 3 ? 'live' : null;
+      if (step) {
+        const before = await page.evaluate(() => ({ t: document.getElementById('v').currentTime, latency: window.liveLatency() }));
+        await page.evaluate((n) => (n > 0 ? window.seekBack(n) : window.seekLive()), step === 'back' ? dvrBack : 0);
+        dvr.push({ step, at, ...before });
+        result.dvr = dvr;
+      }
+    }
     if (switchLevels) {
       const want = (Date.now() - started) / 1000 >= seconds / 2 ? 'lowest' : 'highest';
       if (want !== level) {
@@ -173,6 +205,7 @@ try {
         // the playhead within a frame of the duration.
         atEnd: v.ended || (Boolean(window.playbackEnded) && v.duration - v.currentTime < 0.034),
         bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
+        latency: window.liveLatency ? window.liveLatency() : null, seeking: v.seeking,
       };
     });
     result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });
