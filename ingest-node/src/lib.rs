@@ -15,15 +15,18 @@
 //! * [`recorder`], [`uploader`]: packaging, state transitions, writing.
 #![forbid(unsafe_code)]
 
-pub mod ice;
+// What other crates use: the node (`IngestNode`), its WHIP router, the
+// recorder (driven directly by the recorder tests) and the audio
+// transcoder (benchmarked). The rest is the node's own.
+mod ice;
 pub mod media;
-pub mod media_input;
-pub mod node;
+mod media_input;
+mod node;
 pub mod recorder;
-pub mod sender_reports;
-pub mod session;
-pub mod timeline;
-pub mod uploader;
+mod sender_reports;
+mod session;
+mod timeline;
+mod uploader;
 pub mod whip;
 
 pub use node::{Generation, IngestNode, NodeConfig, Publication, PublishError};

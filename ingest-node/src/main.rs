@@ -29,9 +29,11 @@ struct Args {
     /// DynamoDB and S3 at a compatible server (tests), instead of AWS.
     #[arg(long, env = "AWS_ENDPOINT")]
     endpoint: Option<String>,
-    /// The base URL publishers reach this node's WHIP endpoint at.
+    /// The base URL publishers reach this node's WHIP endpoint at
+    /// (default: `http://{the address --listen bound}`, for a node on one
+    /// machine; a fleet behind a load balancer names the balancer).
     #[arg(long, env = "WHIP_BASE_URL")]
-    whip_base_url: String,
+    whip_base_url: Option<String>,
     /// This node's id in the registry (default: random).
     #[arg(long, env = "NODE_ID")]
     node_id: Option<String>,
@@ -107,9 +109,12 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| mediastreams_model::PlaybackId::generate().map(|p| p.to_string()).unwrap_or_else(|_| "node".into()));
     let registry = NodeRegistry::new(table, mediastreams_storage::nodes::NODE_TTL);
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+    let bound = listener.local_addr().context("the listening address")?;
+    let whip_base_url = args.whip_base_url.clone().unwrap_or_else(|| format!("http://{bound}"));
     let internal_url = match args.internal_url.as_deref() {
         Some("auto") => {
-            Some(format!("http://{}:{}", private_ip().context("find this host's private IP for --internal-url auto")?, args.listen.port()))
+            Some(format!("http://{}:{}", private_ip().context("find this host's private IP for --internal-url auto")?, bound.port()))
         }
         other => other.map(str::to_owned),
     };
@@ -126,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         registry.clone(),
         NodeRecord {
             id: id.clone(),
-            whip_base_url: args.whip_base_url.clone(),
+            whip_base_url: whip_base_url.clone(),
             capacity: args.capacity,
             active_streams: 0,
             heartbeat_at: time::OffsetDateTime::now_utc(),
@@ -136,8 +141,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let app =
         Router::new().route("/healthz", get(|| async { "ok\n" })).merge(mediastreams_ingest_node::whip::endpoint::router(node.clone()));
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
-    tracing::info!(node = %id, listen = %args.listen, "ingest node up");
+    tracing::info!(node = %id, listen = %bound, whip = %whip_base_url, "ingest node up");
     // SIGTERM: refuse new publishers, finalize every stream as on demand
     // (every queued object written), deregister, then stop serving.
     let drain = Duration::from_secs(args.drain_timeout);

@@ -85,11 +85,6 @@ impl Timeline {
         Timeline { origin, clock: None, events: Vec::new() }
     }
 
-    /// Where the next session starts.
-    pub fn origin(&self) -> i64 {
-        self.origin
-    }
-
     /// Events since the last call.
     pub fn take_events(&mut self) -> Vec<TimelineEvent> {
         std::mem::take(&mut self.events)

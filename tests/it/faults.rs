@@ -24,7 +24,8 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::api::harness::Env;
 use crate::whip::{
-    connect, lossy_relay, media, publisher, send_media, decoded_frames, stop_and_check_recording, udp_host_candidates, video_chunks, wait_for_state,
+    connect, decoded_frames, lossy_relay, media, publisher, send_media, stop_and_check_recording, udp_host_candidates, video_chunks,
+    wait_for_state,
 };
 
 /// A table that fails every call while `failing` is set (a throttled or
@@ -474,7 +475,6 @@ fn recorded(data: &Path, pid: &str) -> u64 {
     }
     chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0)
 }
-
 
 /// A stream on a running `mediastreams-local`, a publisher sending to it.
 struct RunnerStream {

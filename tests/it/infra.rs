@@ -62,12 +62,27 @@ const SCHEDULED: &str = "reap-streams";
 #[test]
 fn the_table_matches_what_the_code_expects() {
     let t = template();
+    use mediastreams_storage::table::{COLL, INDEX_BY_COLLECTION, PK};
     let table = &t["Resources"]["StreamTable"]["Properties"];
-    assert_eq!(table["KeySchema"][0]["AttributeName"].as_str(), Some("pk"));
-    let gsi = &table["GlobalSecondaryIndexes"][0];
-    assert_eq!(gsi["IndexName"].as_str(), Some(mediastreams_storage::table::INDEX_BY_COLLECTION));
-    assert_eq!(gsi["KeySchema"][0]["AttributeName"].as_str(), Some("coll"));
-    assert_eq!(gsi["KeySchema"][1]["AttributeName"].as_str(), Some("pk"));
+    // The names DynamoTable reads and writes (and gives the table it
+    // creates itself, locally), not literals.
+    let key = |k: &serde_yaml::Value| (k["AttributeName"].as_str().map(str::to_owned), k["KeyType"].as_str().map(str::to_owned));
+    let keys = |v: &serde_yaml::Value| v.as_sequence().map(|s| s.iter().map(key).collect::<Vec<_>>()).unwrap_or_default();
+    let owned = |a: &str, t: &str| (Some(a.to_owned()), Some(t.to_owned()));
+    assert_eq!(keys(&table["KeySchema"]), vec![owned(PK, "HASH")]);
+    let gsis = table["GlobalSecondaryIndexes"].as_sequence().map(Vec::as_slice).unwrap_or_default();
+    assert_eq!(gsis.len(), 1, "one index");
+    assert_eq!(gsis[0]["IndexName"].as_str(), Some(INDEX_BY_COLLECTION));
+    assert_eq!(keys(&gsis[0]["KeySchema"]), vec![owned(COLL, "HASH"), owned(PK, "RANGE")]);
+    assert_eq!(gsis[0]["Projection"]["ProjectionType"].as_str(), Some("ALL"), "the reaper reads whole records from the index");
+    let mut defined: Vec<(String, String)> = table["AttributeDefinitions"]
+        .as_sequence()
+        .map(|s| {
+            s.iter().filter_map(|d| Some((d["AttributeName"].as_str()?.to_owned(), d["AttributeType"].as_str()?.to_owned()))).collect()
+        })
+        .unwrap_or_default();
+    defined.sort();
+    assert_eq!(defined, vec![(COLL.to_owned(), "S".to_owned()), (PK.to_owned(), "S".to_owned())]);
     assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
     assert_eq!(table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
 }

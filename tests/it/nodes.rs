@@ -122,23 +122,16 @@ async fn the_ingest_node_binary_registers_and_serves_whip() {
     let endpoint = mediastreams_tests::aws_endpoint();
     let table = mediastreams_tests::dynamo_table().await;
     let bucket = mediastreams_tests::unique("media");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    // The table fixture made the table; its name is private to it, so
-    // register under a known table instead.
-    let table_name = mediastreams_tests::unique("nodes");
-    let sdk = mediastreams_storage::aws::local_config(&endpoint);
-    let t = mediastreams_storage::DynamoTable::from_config(&sdk, table_name.clone());
-    t.ensure_table().await.unwrap();
-    let _ = table;
+    // Port 0: the node binds a free port itself and, without
+    // --whip-base-url, registers `http://{bound address}`; the test learns
+    // the address from the registry, as the API does.
     let mut child = std::process::Command::new(mediastreams_tests::workspace_binary("ingest-node"))
-        .args(["--listen", &addr.to_string(), "--table", &table_name, "--bucket", &bucket, "--endpoint", &endpoint])
-        .args(["--whip-base-url", &format!("http://{addr}"), "--node-id", "node-1", "--media-ip", "127.0.0.1", "--media-port", "0"])
+        .args(["--listen", "127.0.0.1:0", "--table", table.table_name(), "--bucket", &bucket, "--endpoint", &endpoint])
+        .args(["--node-id", "node-1", "--media-ip", "127.0.0.1", "--media-port", "0"])
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start ingest-node");
-    let registry = NodeRegistry::new(Arc::new(t), Duration::seconds(30));
+    let registry = NodeRegistry::new(table.clone(), Duration::seconds(30));
     let mut registered = None;
     for _ in 0..100 {
         if let Some(n) = registry.all().await.unwrap().into_iter().find(|n| n.id == "node-1") {
@@ -147,12 +140,13 @@ async fn the_ingest_node_binary_registers_and_serves_whip() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let health = reqwest::get(format!("http://{addr}/healthz")).await.map(|r| r.status().as_u16());
-    let whip = reqwest::Client::new().post(format!("http://{addr}/whip/nope")).body("v=0").send().await.map(|r| r.status().as_u16());
+    let base = registered.as_ref().map(|n| n.whip_base_url.clone()).unwrap_or_default();
+    let health = reqwest::get(format!("{base}/healthz")).await.map(|r| r.status().as_u16());
+    let whip = reqwest::Client::new().post(format!("{base}/whip/nope")).body("v=0").send().await.map(|r| r.status().as_u16());
     let _ = child.kill();
     let _ = child.wait();
     let n = registered.expect("the node registered itself");
-    assert_eq!(n.whip_base_url, format!("http://{addr}"));
+    assert!(n.whip_base_url.starts_with("http://127.0.0.1:") && !n.whip_base_url.ends_with(":0"), "{}", n.whip_base_url);
     assert_eq!(n.active_streams, 0);
     assert_eq!(health.unwrap(), 200);
     assert_eq!(whip.unwrap(), 401, "the WHIP endpoint answers (no token)");

@@ -3,7 +3,6 @@
 //! packaged, and ffprobe reads the DASH and HLS outputs back and reports the
 //! right duration and frame count.
 
-
 use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
 use mediastreams_tests::FileServer;
 use mediastreams_tests::media::{ClipSample, all_outputs_config, encode_sized_test_clip, encode_test_clip, package_levels, tool};

@@ -454,11 +454,9 @@ async fn seeks_back_and_returns_to_live(player: &'static str, output: usize, nam
     tokio::time::sleep(Duration::from_secs(12)).await;
     let origin = origin(&env);
     let shot = format!("player-{name}.png");
-    let report = tokio::task::spawn_blocking(move || {
-        play_args(player, &origin, &url, "live", WATCH, &shot, &["--dvr", &BACK.to_string()])
-    })
-    .await
-    .unwrap();
+    let report = tokio::task::spawn_blocking(move || play_args(player, &origin, &url, "live", WATCH, &shot, &["--dvr", &BACK.to_string()]))
+        .await
+        .unwrap();
     publisher.await.unwrap();
     assert_eq!(report["errors"], json!([]), "{name}: player errors: {report}");
     assert_eq!(report["failedRequests"], json!([]), "{name}: every request is answered: {report}");
@@ -484,7 +482,11 @@ async fn seeks_back_and_returns_to_live(player: &'static str, output: usize, nam
     // (by the wall clock), within a fragment or two.
     let last = after[after.len() - 1];
     let unmoved = f(back, "t") + f(last, "at") - f(back, "at");
-    assert!((f(last, "t") - unmoved).abs() < 4.0, "{name}: at {:.1} s after returning to live, {unmoved:.1} s had it stayed: {report}", f(last, "t"));
+    assert!(
+        (f(last, "t") - unmoved).abs() < 4.0,
+        "{name}: at {:.1} s after returning to live, {unmoved:.1} s had it stayed: {report}",
+        f(last, "t")
+    );
     // The player's own latency: behind by the seek while there, and back
     // at about the original after returning.
     let (l0, l_back, l_live) = (f(back, "latency"), f(between[between.len() - 1], "latency"), f(after[after.len() - 1], "latency"));

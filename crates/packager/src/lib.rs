@@ -12,7 +12,7 @@ pub mod bmff;
 pub mod codec;
 pub mod layout;
 pub mod manifest;
-mod presentation;
+pub mod presentation;
 pub mod recovery;
 
 pub use layout::PublishedObject;

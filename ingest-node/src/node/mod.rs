@@ -31,8 +31,6 @@ use tokio::sync::{mpsc, watch};
 use crate::media_input::{MediaSink, STREAM_QUEUE};
 use crate::session::SessionHandle;
 
-pub use stream::STATS_INTERVAL;
-
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The local address WebRTC media is received on.

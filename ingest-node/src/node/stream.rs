@@ -26,7 +26,7 @@ use crate::recorder::{Recorder, RecorderError};
 use crate::timeline::{Timeline, TimelineEvent};
 
 /// How often ingest statistics are written to the stream record.
-pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A read of the stream record in flight.
 type RecordRead = tokio::task::JoinHandle<Result<Option<mediastreams_storage::VersionedStream>, mediastreams_storage::RepoError>>;

@@ -297,8 +297,27 @@ mod tests {
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(mut data in proptest::collection::vec(any::<u8>(), 0..64)) {
+        // Up to 1 KiB: longer than any SPS (scaling lists, VUI, HRD).
+        fn arbitrary_bytes_never_panic(mut data in proptest::collection::vec(any::<u8>(), 0..1024)) {
             if let Some(first) = data.first_mut() { *first = 0x67; }
+            let _ = parse_sps(&data);
+            let _ = avc_decoder_configuration(&data, &[0x68]);
+        }
+
+        // A real SPS with bytes changed, cut short or lengthened: inputs
+        // that get past the header into every field.
+        fn a_damaged_real_sps_never_panics(
+            changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut data = x264_320x240();
+            for (at, byte) in changes {
+                let i = at.index(data.len() - 1) + 1;
+                data[i] = byte;
+            }
+            data.truncate(cut.index(data.len()) + 1);
+            data.extend(tail);
             let _ = parse_sps(&data);
             let _ = avc_decoder_configuration(&data, &[0x68]);
         }

@@ -22,7 +22,8 @@ fn media_playlist(track: TrackType, bitrate: u32, all: &[Chunk], mode: ManifestM
     x.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = writeln!(x, "#EXT-X-MAP:URI=\"{}\"", layout::hls_init_uri(track, bitrate));
     for c in chunks {
-        let _ = writeln!(x, "#EXTINF:{}.{:06},\n{}", c.duration / ts, (c.duration % ts) / 10, layout::hls_segment_uri(track, bitrate, c.start));
+        let _ =
+            writeln!(x, "#EXTINF:{}.{:06},\n{}", c.duration / ts, (c.duration % ts) / 10, layout::hls_segment_uri(track, bitrate, c.start));
     }
     if mode == ManifestMode::Final {
         x.push_str("#EXT-X-ENDLIST\n");

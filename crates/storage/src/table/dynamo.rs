@@ -23,8 +23,10 @@ use aws_sdk_dynamodb::types::{
 use super::{Page, Precondition, Record, Table, TableError, clamp_limit};
 
 pub const INDEX_BY_COLLECTION: &str = "by-collection";
-const PK: &str = "pk";
-const COLL: &str = "coll";
+/// The table's partition key attribute (also the index's sort key).
+pub const PK: &str = "pk";
+/// The collection attribute: the index's partition key.
+pub const COLL: &str = "coll";
 const VERSION: &str = "v";
 const BODY: &str = "body";
 
@@ -45,6 +47,11 @@ impl DynamoTable {
 
     /// Creates the table and its index if they do not exist (for local
     /// servers and tests; in the cloud the SAM template creates it).
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     pub async fn ensure_table(&self) -> Result<(), TableError> {
         let attr = |name: &str| {
             AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().map_err(TableError::backend)

@@ -8,7 +8,7 @@
 mod dynamo;
 mod embedded;
 
-pub use dynamo::{DynamoTable, INDEX_BY_COLLECTION};
+pub use dynamo::{COLL, DynamoTable, INDEX_BY_COLLECTION, PK};
 pub use embedded::EmbeddedTable;
 
 use async_trait::async_trait;

@@ -1,0 +1,140 @@
+//! A video level after the first: cut at the leader's fragment times.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::track::{LAST_LOOKAHEAD, LevelOutput};
+use super::types::{PackagerError, VideoSample};
+use crate::bmff::{FragmentSample, LiveLookahead};
+use crate::layout::PublishedObject;
+use crate::manifest::Chunk;
+
+/// A sample of a following level, not yet placed in a fragment.
+#[derive(Debug)]
+pub(super) struct PendingSample {
+    pub(super) time: u64,
+    pub(super) keyframe: bool,
+    pub(super) data: Bytes,
+}
+
+/// How many of the leader's fragments a following level may fall behind
+/// before they are built with what it has (a level the publisher paused
+/// must not hold back the others, nor pile up memory).
+pub(super) const MAX_FOLLOWER_LAG: usize = 3;
+
+/// A video level other than the first: it is cut at the leader's fragment
+/// times (see the module documentation).
+#[derive(Debug)]
+pub(super) struct Follower {
+    pub(super) level: LevelOutput,
+    pub(super) pending: VecDeque<PendingSample>,
+    pub(super) last_time: Option<u64>,
+    /// The leader's closed fragments this level has yet to fill.
+    pub(super) to_build: VecDeque<Chunk>,
+    /// Built fragments waiting for the next one's times (their `tfrf`);
+    /// no samples: the level had none in that span and writes nothing.
+    pub(super) built: VecDeque<(Chunk, Vec<FragmentSample>)>,
+    /// How many of the leader's fragments this level has published (or
+    /// skipped, having no samples in them).
+    pub(super) published: usize,
+    pub(super) keyframe_needed: bool,
+}
+
+impl Follower {
+    pub(super) fn new(level: LevelOutput) -> Self {
+        Follower {
+            level,
+            pending: VecDeque::new(),
+            last_time: None,
+            to_build: VecDeque::new(),
+            built: VecDeque::new(),
+            published: 0,
+            keyframe_needed: false,
+        }
+    }
+
+    pub(super) fn push(&mut self, s: VideoSample) -> Result<(), PackagerError> {
+        if s.time < 0 {
+            return Err(PackagerError::NegativeTime { track: "video", time: s.time });
+        }
+        let time = s.time as u64;
+        if let Some(last) = self.last_time
+            && time <= last
+        {
+            return Err(PackagerError::NonMonotonic { track: "video", time: s.time, last: last as i64 });
+        }
+        self.last_time = Some(time);
+        self.pending.push_back(PendingSample { time, keyframe: s.keyframe, data: s.data });
+        Ok(())
+    }
+
+    /// Drops samples that no fragment can take any more: those before
+    /// `floor` (the start of the earliest fragment still to come).
+    pub(super) fn drop_before(&mut self, floor: u64, tolerance: u64) {
+        let floor = self.to_build.front().map_or(floor, |c| c.start).saturating_sub(tolerance);
+        while self.pending.front().is_some_and(|p| p.time < floor) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Builds the fragments whose samples have all arrived (a later sample
+    /// came), or all of them when `force`.
+    pub(super) fn build(&mut self, tolerance: u64, force: bool) {
+        while let Some(&chunk) = self.to_build.front() {
+            let edge = chunk.end().saturating_sub(tolerance);
+            let complete = self.pending.back().is_some_and(|p| p.time >= edge);
+            if !(force || complete || self.to_build.len() > MAX_FOLLOWER_LAG) {
+                break;
+            }
+            self.to_build.pop_front();
+            let from = chunk.start.saturating_sub(tolerance);
+            while self.pending.front().is_some_and(|p| p.time < from) {
+                self.pending.pop_front();
+            }
+            // Decode times: the first at the fragment's start, each later
+            // one at its own time (kept increasing), the last one lasting
+            // until the fragment's end.
+            let mut placed: Vec<(u64, PendingSample)> = Vec::new();
+            while self.pending.front().is_some_and(|p| p.time < edge) {
+                let Some(p) = self.pending.pop_front() else { break };
+                let at = match placed.last() {
+                    None => chunk.start,
+                    Some((prev, _)) => p.time.max(prev + 1),
+                };
+                if at >= chunk.end() {
+                    break;
+                }
+                placed.push((at, p));
+            }
+            let mut samples = Vec::with_capacity(placed.len());
+            for (i, (at, p)) in placed.iter().enumerate() {
+                let next = placed.get(i + 1).map_or(chunk.end(), |(n, _)| *n);
+                let duration = u32::try_from(next - at).unwrap_or(u32::MAX);
+                samples.push(FragmentSample { duration, keyframe: p.keyframe, composition_offset: 0, data: p.data.clone() });
+            }
+            if samples.first().is_some_and(|s| !s.keyframe) {
+                self.keyframe_needed = true;
+            }
+            self.built.push_back((chunk, samples));
+        }
+    }
+
+    /// Publishes built fragments whose successor is known (`finished`: all
+    /// of them, the last without `tfrf`).
+    pub(super) fn publish(&mut self, out: &mut Vec<PublishedObject>, with_init: bool, finished: bool) {
+        while let Some((chunk, samples)) = self.built.pop_front() {
+            let next = self.built.front().map(|(c, _)| *c).or_else(|| self.to_build.front().copied());
+            if next.is_none() && !finished {
+                self.built.push_front((chunk, samples));
+                break;
+            }
+            if !samples.is_empty() {
+                self.level.init_object(out, with_init);
+                let lookahead = next.map(|n| [LiveLookahead { time: n.start, duration: n.duration }]);
+                out.push(self.level.fragment_object(chunk, &samples, Some(lookahead.as_ref().map_or(LAST_LOOKAHEAD, |l| &l[..]))));
+            }
+            self.published += 1;
+        }
+    }
+}
