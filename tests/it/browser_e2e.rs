@@ -71,3 +71,82 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
         "browser e2e: player live {player_live_after:.1} s after opening, {recoveries} live stall recoveries, Live after {live_after:.2} s, live position +{advanced:.1} s, OnDemand {on_demand_after:.2} s after stop, recording {duration:.2} s of {expected:.2} s published, played to {furthest:.2} s"
     );
 }
+
+/// Glass to glass: the studio publishes a picture stamped with the time it
+/// was drawn (web/tests/latency.mjs), the player page shows it as Smooth
+/// and DASH (dash.js) and HLS (hls.js), and the stamp read back from the
+/// frame on screen gives the latency. Printed, not asserted (timings are
+/// measured, never asserted); the test asserts that every format plays the
+/// stamped picture live without error, stall or reload of the player for
+/// the whole watch (two minutes at the default fragment duration), and
+/// that the stamps read are sane.
+async fn glass_to_glass(fragment_ms: u32, seconds: u32) {
+    let env = Env::local_embedded(None).await;
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let root = mediastreams_tests::workspace_root();
+    let name = format!("latency-{fragment_ms}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(root.join("web"))
+            .args([
+                "tests/latency.mjs",
+                "--origin",
+                &origin,
+                "--name",
+                &name,
+                "--fragment-ms",
+                &fragment_ms.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .output()
+            .expect("node is required (scripts/install-test-deps)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "latency.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["studioMessage"], "", "the studio shows no error: {r}");
+    let mut line = format!("glass to glass, {fragment_ms} ms fragments (Live {} ms after publishing):", r["liveAfterMs"]);
+    for format in ["smooth", "dash", "hls"] {
+        let f = &r["formats"][format];
+        assert_eq!(f["errors"], serde_json::json!([]), "{format}: player errors: {r}");
+        let latencies: Vec<f64> = f["latencies"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        // Twice a second: most frames on screen carry a whole
+        // stamp (the encoder keeps 20-pixel blocks black or white).
+        let samples = f["samples"].as_f64().unwrap_or(0.0);
+        assert!(
+            latencies.len() as f64 >= samples * 0.8 && samples >= f64::from(seconds) * 1.5,
+            "{format}: read {} stamps of {samples}: {r}",
+            latencies.len()
+        );
+        // The whole watch without a stall or a reload of the player.
+        assert_eq!((f["stalls"].as_u64(), f["recoveries"].as_u64()), (Some(0), Some(0)), "{format}: stalls, reloads: {r}");
+        // What is shown was drawn before it is shown, and within the DVR
+        // window: a misread stamp is neither.
+        assert!(latencies.iter().all(|l| *l > 0.0 && *l < 120_000.0), "{format}: latencies {latencies:?}");
+        line.push_str(&format!(
+            " {format} p50 {:.2} s (min {:.2}, p90 {:.2}, max {:.2}; first frame {:.1} s after opening; {} stalled seconds, {} reloads);",
+            f["p50"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            f["min"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            f["p90"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            f["max"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            f["firstFrameMs"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            f["stalls"],
+            f["recoveries"],
+        ));
+    }
+    eprintln!("{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn glass_to_glass_latency_at_2_s_fragments_over_a_2_minute_live_session() {
+    glass_to_glass(2000, 120).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn glass_to_glass_latency_at_1_s_fragments() {
+    glass_to_glass(1000, 20).await;
+}

@@ -65,6 +65,45 @@ async function whenPlayable(url, live) {
   }
 }
 
+/// Video fragments a live DASH MPD lists (one S per fragment).
+async function listedDashFragments(url) {
+  const xml = new DOMParser().parseFromString(await (await fetch(url, { cache: 'no-store' })).text(), 'application/xml');
+  const video = [...xml.querySelectorAll('AdaptationSet')].find((a) => a.getAttribute('contentType') === 'video');
+  return video ? video.querySelectorAll('S').length : 0;
+}
+
+/// Segments the first variant of a live HLS multivariant playlist lists.
+async function listedHlsSegments(url) {
+  const main = await (await fetch(url, { cache: 'no-store' })).text();
+  const variant = main.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+  if (!variant) return 0;
+  const media = await (await fetch(new URL(variant, url), { cache: 'no-store' })).text();
+  return media.split('\n').filter((l) => l.startsWith('#EXTINF')).length;
+}
+
+/// Waits until the live DASH MPD (or HLS playlist) lists `n` video
+/// fragments: a player opened earlier starts at the very beginning, closer
+/// to the live edge than its target delay, and stalls at the first late
+/// fragment.
+async function whenListed(url, live, n, listed) {
+  if (!live) return;
+  for (;;) {
+    try {
+      if ((await listed(url)) >= n) return;
+    } catch { /* not written yet */ }
+    $('message').textContent = 'Starting…';
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/// Waits until the output's live manifest can be played.
+async function whenReady(output, live) {
+  if (output.format === 'smooth') await whenPlayable(output.url, live);
+  else if (output.format === 'dash') await whenListed(output.url, live, 3, listedDashFragments);
+  else await whenListed(output.url, live, 2, listedHlsSegments);
+  $('message').textContent = '';
+}
+
 async function stream() {
   return api('GET', `/streams/${encodeURIComponent(name)}`);
 }
@@ -89,8 +128,12 @@ async function start() {
     view.url = output.url;
     $('title').textContent = s.name;
     $('format').textContent = '(hls)';
+    await whenReady(output, s.state !== 'OnDemand');
     badge(s.state === 'OnDemand' ? 'ondemand' : 'live');
-    const hls = new Hls();
+    // 1.5 fragments behind the playlist's end (hls.js's default is 3
+    // target durations): measured glass to glass, no stall in two minutes
+    // (browser_e2e::glass_to_glass).
+    const hls = new Hls(s.fragmentDurationMs ? { liveSyncDuration: (1.5 * s.fragmentDurationMs) / 1000 } : {});
     hls.on(Hls.Events.ERROR, (_e, d) => { if (d.fatal) view.errors.push(`${d.type}: ${d.details}`); });
     hls.loadSource(output.url);
     hls.attachMedia($('video'));
@@ -113,6 +156,17 @@ async function start() {
   // the manifest (the DASH MPD also says so itself; a Smooth manifest
   // cannot), never from dash.js's default public time server.
   player.updateSettings({ streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: output.url } } } });
+  // liveDelayFragmentCount (above) is what dash.js applies to a Smooth
+  // stream; for a DASH SegmentTimeline it knows no fragment duration and
+  // falls back to the MPD's suggestedPresentationDelay. Either way it
+  // cannot start further back than the MPD reaches: opened as the stream
+  // goes Live, it started about 4 s behind the camera with 2 s fragments,
+  // 0.3 s of buffer at the low points, and stalled within the first minute
+  // (browser_e2e::glass_to_glass). So DASH starts once the MPD lists
+  // three fragments (see whenReady), 2.5 fragments behind its end.
+  if (output.format === 'dash' && s.fragmentDurationMs) {
+    player.updateSettings({ streaming: { delay: { liveDelay: (2.5 * s.fragmentDurationMs) / 1000 } } });
+  }
   $('title').textContent = s.name;
   $('format').textContent = `(${output.format})`;
   if (s.state !== 'Live' && s.state !== 'OnDemand' && s.state !== 'Stopping') {
@@ -121,8 +175,7 @@ async function start() {
   } else {
     const live = s.state !== 'OnDemand';
     badge('starting');
-    if (output.format === 'smooth') await whenPlayable(output.url, live);
-    $('message').textContent = '';
+    await whenReady(output, live);
     badge(live ? 'live' : 'ondemand');
     player.initialize($('video'), output.url, true);
   }
@@ -131,8 +184,7 @@ async function start() {
     try { now = await stream(); } catch { return; }
     if (view.mode === 'waiting' && (now.state === 'Live' || now.state === 'OnDemand')) {
       view.mode = 'starting';
-      if (output.format === 'smooth') await whenPlayable(output.url, now.state === 'Live');
-      $('message').textContent = '';
+      await whenReady(output, now.state === 'Live');
       badge(now.state === 'OnDemand' ? 'ondemand' : 'live');
       player.initialize($('video'), output.url, true);
     } else if (view.mode === 'live' && now.state === 'OnDemand') {

@@ -40,6 +40,22 @@ fn problem(p: Problem) -> Response {
     r
 }
 
+/// A WHIP handler's error: a problem+json answer, with the CORS headers
+/// every WHIP response carries (browser publishers read the details).
+struct Refused(Problem);
+
+impl From<Problem> for Refused {
+    fn from(p: Problem) -> Self {
+        Refused(p)
+    }
+}
+
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        problem(self.0)
+    }
+}
+
 async fn preflight() -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
@@ -64,27 +80,27 @@ async fn not_allowed_session() -> Response {
     problem(p)
 }
 
-fn unauthorized(detail: &str) -> Response {
-    problem(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail))
+fn unauthorized(detail: &str) -> Refused {
+    Refused(Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail))
 }
 
 /// Checks the bearer token against the stream's ingest session.
-async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<mediastreams_model::Stream, Response> {
+async fn authorize(node: &IngestNode, name: &str, h: &HeaderMap) -> Result<mediastreams_model::Stream, Refused> {
     if mediastreams_model::name::validate(name).is_err() {
-        return Err(problem(Problem::not_found(format!("no stream named \"{name}\""))));
+        return Err(Problem::not_found(format!("no stream named \"{name}\"")).into());
     }
     let Some(token) = mediastreams_http::bearer(h) else {
         return Err(unauthorized("the stream's ingest token is required: Authorization: Bearer <token>"));
     };
     let stream = match node.repo.get(name).await {
         Ok(Some(s)) => s.stream,
-        Ok(None) => return Err(problem(Problem::not_found(format!("no stream named \"{name}\"")))),
+        Ok(None) => return Err(Problem::not_found(format!("no stream named \"{name}\"")).into()),
         Err(e) => {
             tracing::error!(error = %e, "table read failed");
             let mut p =
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "the stream table could not be reached; try again");
             p.retry_after = Some(RETRY_AFTER_SECONDS);
-            return Err(problem(p));
+            return Err(p.into());
         }
     };
     match &stream.ingest {
@@ -137,44 +153,35 @@ async fn hand_over(
     }
 }
 
-async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, req: Request) -> Response {
+async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, req: Request) -> Result<Response, Refused> {
     let (parts, body) = req.into_parts();
-    let stream = match authorize(&node, &name, &parts.headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let body = match mediastreams_http::read_body(body, MAX_OFFER_BYTES, &mediastreams_http::Limits::default()).await {
-        Ok(b) => b,
-        Err(mediastreams_http::BodyError::TooLarge) => return problem(Problem::payload_too_large(MAX_OFFER_BYTES)),
-        Err(mediastreams_http::BodyError::TimedOut) => {
-            return problem(Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the offer did not arrive in time"));
+    let stream = authorize(&node, &name, &parts.headers).await?;
+    let body = mediastreams_http::read_body(body, MAX_OFFER_BYTES, &mediastreams_http::Limits::default()).await.map_err(|e| match e {
+        mediastreams_http::BodyError::TooLarge => Problem::payload_too_large(MAX_OFFER_BYTES),
+        mediastreams_http::BodyError::TimedOut => {
+            Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the offer did not arrive in time")
         }
-        Err(mediastreams_http::BodyError::Incomplete) => return problem(Problem::bad_request("incomplete-body", "the offer ended early")),
-    };
+        mediastreams_http::BodyError::Incomplete => Problem::bad_request("incomplete-body", "the offer ended early"),
+    })?;
     if let Some(r) = hand_over(&node, &stream, parts.method.clone(), &parts.uri, &parts.headers, body.clone()).await {
-        return r;
+        return Ok(r);
     }
     if !stream.state.accepts_publisher() {
-        return problem(Problem::conflict("invalid-state", format!("stream \"{name}\" is {}; start ingest first", stream.state)));
+        return Err(Problem::conflict("invalid-state", format!("stream \"{name}\" is {}; start ingest first", stream.state)).into());
     }
     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if ct.split(';').next().map(str::trim) != Some("application/sdp") {
-        return problem(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "a WHIP offer is application/sdp"));
+        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "a WHIP offer is application/sdp").into());
     }
-    let Ok(offer) = String::from_utf8(body.to_vec()) else {
-        return problem(Problem::bad_request("invalid-offer", "the offer is not UTF-8 text"));
-    };
-    if let Err(e) = check_offer(&offer) {
+    let offer = String::from_utf8(body.to_vec()).map_err(|_| Problem::bad_request("invalid-offer", "the offer is not UTF-8 text"))?;
+    check_offer(&offer).map_err(|e| {
         let code = match e {
             offer::OfferError::NotSdp => "invalid-offer",
             _ => "unsupported-offer",
         };
-        return problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()));
-    }
-    let Publication { session: id, answer } = match node.publish(&stream, offer).await {
-        Ok(p) => p,
-        Err(e) => return problem(publish_problem(&e)),
-    };
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    })?;
+    let Publication { session: id, answer } = node.publish(&stream, offer).await.map_err(|e| publish_problem(&e))?;
     let mut r = Response::new(Body::from(answer));
     *r.status_mut() = StatusCode::CREATED;
     let h = r.headers_mut();
@@ -186,7 +193,7 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
     if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
         h.insert(header::ETAG, v);
     }
-    r
+    Ok(r)
 }
 
 async fn end(
@@ -195,24 +202,21 @@ async fn end(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-) -> Response {
-    let stream = match authorize(&node, &name, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> Result<Response, Refused> {
+    let stream = authorize(&node, &name, &headers).await?;
     if let Some(r) = hand_over(&node, &stream, method, &uri, &headers, Bytes::new()).await {
-        return r;
+        return Ok(r);
     }
     let ended = match session.parse::<u64>() {
         Ok(id) => node.unpublish(&name, id).await,
         Err(_) => false,
     };
-    if ended {
-        let mut r = Response::new(Body::empty());
-        cors(r.headers_mut());
-        return r;
+    if !ended {
+        return Err(Problem::not_found(format!("no session {session} of stream \"{name}\"")).into());
     }
-    problem(Problem::not_found(format!("no session {session} of stream \"{name}\"")))
+    let mut r = Response::new(Body::empty());
+    cors(r.headers_mut());
+    Ok(r)
 }
 
 /// Seconds a client should wait before trying again after a 503.
