@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let bucket = std::env::var("MEDIA_BUCKET").map_err(|_| "environment variable MEDIA_BUCKET is not set")?;
     let sdk = mediastreams_storage::aws::load_config().await;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::from_config(&sdk, bucket, false));
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::from_config(&sdk, bucket, mediastreams_functions::config::s3_path_style()));
     let repo = StreamRepo::new(table.clone());
     let registry = NodeRegistry::new(table, mediastreams_storage::nodes::NODE_TTL);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {

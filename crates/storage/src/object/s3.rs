@@ -27,6 +27,11 @@ impl S3Store {
         Self::new(Client::from_conf(s3), bucket)
     }
 
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     /// Creates the bucket if it does not exist (local servers and tests).
     pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
         match self.client.create_bucket().bucket(&self.bucket).send().await {
