@@ -57,7 +57,17 @@ fn subset(expected: &Value, actual: &Value) -> bool {
 
 fn invoke(port: u16, function: &str, event: &Path) -> Value {
     let out = Command::new(cargo_lambda())
-        .args(["lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string(), "--output-format", "json"])
+        .args([
+            "lambda",
+            "invoke",
+            function,
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+            "--output-format",
+            "json",
+        ])
         .arg("--data-file")
         .arg(event)
         .output()
@@ -130,7 +140,8 @@ async fn every_function_answers_its_sample_events_through_the_lambda_runtime_api
     for (function, _) in &functions {
         let event = events.join(format!("{function}.json"));
         let answer = invoke(port, function, &event);
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(events.join(format!("{function}.expected.json"))).unwrap()).unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(events.join(format!("{function}.expected.json"))).unwrap()).unwrap();
         let log = std::fs::read_to_string(logs.path().join(format!("{function}.log"))).unwrap_or_default();
         if *function == "reap-streams" {
             assert!(subset(&expected, &answer), "{function}: {answer} (expected {expected}); log: {log}");

@@ -246,6 +246,52 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The API as the Lambda functions run it in a stack the SAM template
+    /// created: `scripts/rehearse-deploy` translates the template as `sam
+    /// deploy` does and creates the stack in the test server's
+    /// CloudFormation; the API then uses the table and bucket that stack
+    /// made, with the environment CloudFormation resolved for the functions.
+    pub async fn lambda_rehearsed_stack() -> Env {
+        let endpoint = mediastreams_tests::aws_endpoint();
+        let stack = mediastreams_tests::unique("rehearsal");
+        let root = mediastreams_tests::workspace_root();
+        let parameters = serde_json::json!({
+            "IngestImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/ingest:rehearsal",
+            "IngestBaseUrl": "https://ingest.example.com",
+        });
+        let args = [endpoint.clone(), stack, parameters.to_string()];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(root.join("scripts/rehearse-deploy")).current_dir(&root).args(args).output()
+        })
+        .await
+        .expect("rehearse-deploy task")
+        .expect("run scripts/rehearse-deploy");
+        assert!(out.status.success(), "rehearse-deploy: {}", String::from_utf8_lossy(&out.stderr));
+        let report: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("report ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(report["status"], "CREATE_COMPLETE", "{report}");
+        let functions = report["functions"].as_object().expect("functions");
+        assert_eq!(functions.len(), 7, "every function is in the stack: {report}");
+        let env = &functions["create-stream"];
+        for (name, e) in functions {
+            assert_eq!(e, env, "{name} runs with the same environment as create-stream");
+        }
+        let var = |k: &str| env[k].as_str().unwrap_or_else(|| panic!("{k} is not in the functions' environment: {report}")).to_owned();
+        let sdk = mediastreams_storage::aws::local_config(&endpoint);
+        let table = Arc::new(mediastreams_storage::DynamoTable::from_config(&sdk, var("TABLE_NAME")));
+        let media = Arc::new(mediastreams_storage::S3Store::from_config(&sdk, var("MEDIA_BUCKET"), true));
+        let media_base = var("MEDIA_BASE_URL");
+        let repo = StreamRepo::new(table);
+        let api = Api::new(
+            repo.clone(),
+            media.clone(),
+            ApiConfig { media_base_url: media_base.clone(), ingest_base_url: var("INGEST_BASE_URL"), api_key: None },
+        );
+        Env { transport: Box::new(LambdaTransport { api }), repo, media, media_base, node: None, _dir: None, _server: None }
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         if let Some(s) = self._server.take() {

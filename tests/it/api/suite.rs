@@ -339,6 +339,16 @@ macro_rules! api_suite {
                 }
             )*
         }
+        // Against the table and bucket of a stack the SAM template created
+        // (scripts/rehearse-deploy): the check that template and code agree.
+        mod lambda_rehearsed_stack {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::super::harness::Env::lambda_rehearsed_stack().await).await;
+                }
+            )*
+        }
     };
 }
 
