@@ -125,71 +125,104 @@ async fn send_pli(track: &Arc<dyn TrackRemote>, last: &mut Option<Instant>) {
     let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
 }
 
+/// What both readers do with their track's events: sender reports go to
+/// the stream task, RTP packets into the reorder buffer, and every 2 s a
+/// reception report.
+struct Reception {
+    video: bool,
+    session: u64,
+    start: Instant,
+    reorder: ReorderBuffer,
+    reported: Instant,
+}
+
+impl Reception {
+    fn new(video: bool, session: u64) -> Self {
+        let now = Instant::now();
+        Reception { video, session, start: now, reorder: ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT), reported: now }
+    }
+
+    /// Takes one event of `track`.
+    async fn take(&mut self, track: &Arc<dyn TrackRemote>, event: TrackRemoteEvent, input: &mpsc::Sender<StreamInput>) {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(p) => {
+                self.reorder.push(packet(&p), self.start.elapsed());
+                if self.reported.elapsed() >= Duration::from_secs(2) {
+                    self.reported = Instant::now();
+                    let st = self.reorder.stats();
+                    let _ = input.try_send(StreamInput::Reception { video: self.video, received: st.received, lost: st.lost });
+                }
+            }
+            TrackRemoteEvent::OnRtcpPacket(packets) => forward_sender_reports(track, &packets, input, self.video, self.session).await,
+            _ => {}
+        }
+    }
+
+    /// The next packet (or gap) in sequence order that is due.
+    fn pop(&mut self) -> Option<Reordered> {
+        self.reorder.pop(self.start.elapsed())
+    }
+}
+
+/// A video track's packets, in order, to access units for the stream task.
+struct VideoUnits {
+    depacketizer: H264Depacketizer,
+    timestamps: TimestampExtender,
+    last_pli: Option<Instant>,
+    dropped: u64,
+}
+
+impl VideoUnits {
+    /// Takes the next packet or gap; asks the publisher for a keyframe when
+    /// the depacketizer needs one and `ask` (the track is still open).
+    async fn take(&mut self, out: Reordered, track: &Arc<dyn TrackRemote>, sink: &MediaSink, session: u64, ask: bool) {
+        let produced = match out {
+            Reordered::Packet(p) => self.depacketizer.push(&p),
+            Reordered::Lost { .. } => self.depacketizer.lost(),
+        };
+        for d in produced {
+            match d {
+                Depacketized::AccessUnit(unit) => {
+                    let rtp_ext = self.timestamps.extend(unit.rtp_timestamp);
+                    if !sink.send_video(unit, rtp_ext, Instant::now(), session) {
+                        self.dropped += 1;
+                    }
+                }
+                Depacketized::KeyframeNeeded if ask => send_pli(track, &mut self.last_pli).await,
+                Depacketized::KeyframeNeeded => {}
+            }
+        }
+    }
+}
+
 async fn read_video(track: Arc<dyn TrackRemote>, sink: MediaSink, mut keyframe_rx: mpsc::Receiver<()>, session: u64) {
     let input = sink.input.clone();
-    let start = Instant::now();
-    let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
-    let mut depacketizer = H264Depacketizer::new();
-    let mut timestamps = TimestampExtender::new();
-    let mut last_pli = None;
-    send_pli(&track, &mut last_pli).await;
-    let mut dropped = 0u64;
-    let mut reported = Instant::now();
+    let mut reception = Reception::new(true, session);
+    let mut units = VideoUnits { depacketizer: H264Depacketizer::new(), timestamps: TimestampExtender::new(), last_pli: None, dropped: 0 };
+    send_pli(&track, &mut units.last_pli).await;
     loop {
         tokio::select! {
             event = track.poll() => {
                 let Some(event) = event else { break };
-                let p = match event {
-                    TrackRemoteEvent::OnRtpPacket(p) => p,
-                    TrackRemoteEvent::OnRtcpPacket(packets) => {
-                        forward_sender_reports(&track, &packets, &input, true, session).await;
-                        continue;
-                    }
-                    _ => continue,
-                };
-                reorder.push(packet(&p), start.elapsed());
-                if reported.elapsed() >= Duration::from_secs(2) {
-                    reported = Instant::now();
-                    let st = reorder.stats();
-                    let _ = input.try_send(StreamInput::Reception { video: true, received: st.received, lost: st.lost });
-                }
-                while let Some(out) = reorder.pop(start.elapsed()) {
-                    let produced = match out {
-                        Reordered::Packet(p) => depacketizer.push(&p),
-                        Reordered::Lost { .. } => depacketizer.lost(),
-                    };
-                    for d in produced {
-                        match d {
-                            Depacketized::AccessUnit(unit) => {
-                                let rtp_ext = timestamps.extend(unit.rtp_timestamp);
-                                if !sink.send_video(unit, rtp_ext, Instant::now(), session) {
-                                    dropped += 1;
-                                }
-                            }
-                            Depacketized::KeyframeNeeded => send_pli(&track, &mut last_pli).await,
-                        }
-                    }
+                reception.take(&track, event, &input).await;
+                while let Some(out) = reception.pop() {
+                    units.take(out, &track, &sink, session, true).await;
                 }
             }
-            Some(()) = keyframe_rx.recv() => send_pli(&track, &mut last_pli).await,
+            Some(()) = keyframe_rx.recv() => send_pli(&track, &mut units.last_pli).await,
         }
     }
     // The track ended: what waited behind a hole is video too.
-    for out in reorder.flush() {
-        let produced = match out {
-            Reordered::Packet(p) => depacketizer.push(&p),
-            Reordered::Lost { .. } => depacketizer.lost(),
-        };
-        for d in produced {
-            if let Depacketized::AccessUnit(unit) = d {
-                let rtp_ext = timestamps.extend(unit.rtp_timestamp);
-                if !sink.send_video(unit, rtp_ext, Instant::now(), session) {
-                    dropped += 1;
-                }
-            }
-        }
+    for out in reception.reorder.flush() {
+        units.take(out, &track, &sink, session, false).await;
     }
-    tracing::debug!(session, dropped, stats = ?reorder.stats(), depacketizer = ?depacketizer.stats(), "video track ended");
+    tracing::debug!(
+        session,
+        dropped = units.dropped,
+        stats = ?reception.reorder.stats(),
+        depacketizer = ?units.depacketizer.stats(),
+        "video track ended"
+    );
 }
 
 /// Sends the stream task the sender reports of `track`'s SSRC.
@@ -209,31 +242,16 @@ async fn forward_sender_reports(
 }
 
 async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, session: u64) {
-    let start = Instant::now();
-    let mut reorder = ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT);
+    let mut reception = Reception::new(false, session);
     let mut timestamps = TimestampExtender::new();
-    let mut reported = Instant::now();
     while let Some(event) = track.poll().await {
-        let p = match event {
-            TrackRemoteEvent::OnRtpPacket(p) => p,
-            TrackRemoteEvent::OnRtcpPacket(packets) => {
-                forward_sender_reports(&track, &packets, &input, false, session).await;
-                continue;
-            }
-            _ => continue,
-        };
-        reorder.push(packet(&p), start.elapsed());
-        if reported.elapsed() >= Duration::from_secs(2) {
-            reported = Instant::now();
-            let st = reorder.stats();
-            let _ = input.try_send(StreamInput::Reception { video: false, received: st.received, lost: st.lost });
-        }
-        while let Some(out) = reorder.pop(start.elapsed()) {
+        reception.take(&track, event, &input).await;
+        while let Some(out) = reception.pop() {
             send_audio(out, &mut timestamps, &input, session);
         }
     }
     // The track ended: what waited behind a hole is audio too.
-    for out in reorder.flush() {
+    for out in reception.reorder.flush() {
         send_audio(out, &mut timestamps, &input, session);
     }
 }
