@@ -3,7 +3,7 @@
 //! Binding request leaves from the node's media socket, and the answers'
 //! candidates announce what the server saw.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +23,19 @@ fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts coturn as a plain STUN server on `port`.
+/// Starts coturn as a plain STUN server on `port`, UDP only: the port is
+/// known free for UDP, and a TCP listener on the same number (any other
+/// test's HTTP server may hold it) must not keep the server from starting.
+/// Its log goes to `dir/turnserver.log`.
 fn stun_server(port: u16, dir: &std::path::Path) -> Turnserver {
+    let log = std::fs::File::create(dir.join("turnserver.log")).expect("turnserver log");
     let child = Command::new("turnserver")
-        .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip", "127.0.0.1"])
+        .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp", "--listening-ip", "127.0.0.1"])
         .args(["--listening-port", &port.to_string(), "--log-file", "stdout", "--simple-log"])
         .arg("--pidfile")
         .arg(dir.join("turnserver.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().expect("turnserver log"))
+        .stderr(log)
         .spawn()
         .expect("turnserver is required (Debian package coturn; scripts/install-test-deps installs it)");
     Turnserver(child)
@@ -41,7 +45,7 @@ fn stun_server(port: u16, dir: &std::path::Path) -> Turnserver {
 async fn the_node_learns_its_public_address_from_a_stun_server() {
     let dir = mediastreams_tests::scratch();
     let port = free_udp_port();
-    let _server = stun_server(port, dir.path());
+    let mut server = stun_server(port, dir.path());
     let table = Arc::new(EmbeddedTable::open(&dir.path().join("t.redb")).unwrap());
     let store = Arc::new(LocalDirStore::open(dir.path().join("media")).unwrap());
     let node = IngestNode::new(StreamRepo::new(table), store, NodeConfig::default());
@@ -63,7 +67,9 @@ async fn the_node_learns_its_public_address_from_a_stun_server() {
         }
     }
     // On loopback there is no NAT: the server saw the media socket itself.
-    assert_eq!(found, Some(media), "the mapped address is the media socket's");
+    let exited = server.0.try_wait().ok().flatten();
+    let log = std::fs::read_to_string(dir.path().join("turnserver.log")).unwrap_or_default();
+    assert_eq!(found, Some(media), "the mapped address is the media socket's (turnserver exited: {exited:?}; its log: {log})");
     assert_eq!(node.public_ip(), Some("127.0.0.1"));
     // Media traffic still flows: the STUN response did not go to a session.
     let stats = node.media_stats().unwrap();
