@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 use bytes::Bytes;
-use mediastreams_model::{StreamState, Transition};
+use mediastreams_model::{IngestStats, StreamState, Transition};
 use mediastreams_packager::recovery;
 use mediastreams_packager::{
     AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT, VideoSample, VideoTrackConfig,
@@ -18,7 +18,7 @@ use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
 
 use crate::node::Generation;
-use crate::uploader::{UploadError, UploadStats, Uploader, UploaderConfig, UploaderTask};
+use crate::uploader::{StoreReport, UploadError, UploadStats, Uploader, UploaderConfig, UploaderTask};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -154,7 +154,10 @@ impl Recorder {
                 tracing::warn!(stream = name, end_ms = end / 10_000, "unlisted fragments stored; the recording starts after them");
             }
         }
-        let (uploader, task) = Uploader::start(store, format!("{pid}/"), uploads);
+        // A fragment stored more than its duration after the packager
+        // handed it over is late: a player at the live edge waits for it.
+        let late_after = std::time::Duration::from_millis(u64::from(s.settings.fragment_duration_ms));
+        let (uploader, task) = Uploader::start(store, format!("{pid}/"), uploads, late_after);
         Ok(Recorder {
             repo,
             name: name.to_owned(),
@@ -285,12 +288,24 @@ impl Recorder {
         self.uploader.failure()
     }
 
+    /// How long objects took to be stored: the most since the last call,
+    /// and this recorder's fragments (how many, how many late, the 99th
+    /// percentile).
+    pub fn store_report(&self) -> StoreReport {
+        self.uploader.store_report()
+    }
+
     /// Ingest stopped: writes the on-demand presentation and moves the
     /// stream `Stopping -> OnDemand` (from `Live` the node first takes
     /// `Live -> Stopping` itself, as on its idle timeout). Table errors are
     /// retried with backoff until the transitions are made, or the record
     /// is found to belong to another generation.
-    pub async fn finish(mut self) -> Result<UploadStats, RecorderError> {
+    ///
+    /// `last_window` is the statistics of the time since the last write;
+    /// the final transition writes them with the recording's totals (its
+    /// fragments, how many were late, the 99th percentile of their store
+    /// delays).
+    pub async fn finish(mut self, last_window: Option<IngestStats>) -> Result<UploadStats, RecorderError> {
         if let Some(p) = self.presentation.as_mut() {
             let out = p.finish();
             // A failed upload takes nothing more; the stream ends Failed.
@@ -311,7 +326,7 @@ impl Recorder {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let done = match &stats.failed {
-                None => finalize_record(&self.repo, &self.name, &self.generation, has_media).await,
+                None => finalize_record(&self.repo, &self.name, &self.generation, has_media, last_window.as_ref(), &stats.store).await,
                 Some(reason) => fail_record(&self.repo, &self.name, &self.generation, reason, stats.not_written).await,
             };
             match done {
@@ -384,7 +399,14 @@ async fn mark_live(repo: &StreamRepo, name: &str) -> Result<(), ()> {
 /// `[Ready -> Live ->] Stopping -> OnDemand`, each a conditional write, on
 /// this recording's generation only (`Ready -> Live` when it has media but
 /// the first transition never landed: a table down since).
-async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation, has_media: bool) -> Result<(), RepoError> {
+async fn finalize_record(
+    repo: &StreamRepo,
+    name: &str,
+    generation: &Generation,
+    has_media: bool,
+    last_window: Option<&IngestStats>,
+    store: &StoreReport,
+) -> Result<(), RepoError> {
     loop {
         let Some(current) = repo.get(name).await? else { return Ok(()) };
         if Generation::of(&current.stream).as_ref() != Some(generation) {
@@ -397,10 +419,33 @@ async fn finalize_record(repo: &StreamRepo, name: &str, generation: &Generation,
             StreamState::Stopping => Transition::RecordingFinalized,
             _ => return Ok(()),
         };
-        match repo.transition(name, t, now, None).await {
+        let last = if t == Transition::RecordingFinalized { final_stats(current.stream.stats.as_ref(), last_window, store) } else { None };
+        let r = repo
+            .update(name, |s| {
+                let mut next = s.transition(t, now, None)?;
+                if last.is_some() {
+                    next.stats = last.clone();
+                }
+                Ok(Some(next))
+            })
+            .await;
+        match r {
             // Moved on, or someone else moved it (read again).
             Ok(_) | Err(RepoError::Transition(_)) => {}
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The statistics a finished recording keeps: those of its last window
+/// (else the last written), with the recorder's totals.
+fn final_stats(written: Option<&IngestStats>, last_window: Option<&IngestStats>, store: &StoreReport) -> Option<IngestStats> {
+    let mut stats = last_window.filter(|w| w.last_media_at.is_some()).or(written).cloned()?;
+    stats.fragments_stored = store.fragments;
+    stats.fragments_late = store.late;
+    stats.fragment_store_ms_p99 = store.fragment_p99_ms;
+    if let Some(d) = stats.delays.as_mut() {
+        d.store_ms = d.store_ms.max(store.window_max.as_millis() as u64);
+    }
+    Some(stats)
 }

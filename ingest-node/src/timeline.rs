@@ -43,6 +43,12 @@ struct SessionClock {
     synced: bool,
     /// The last video sample's time.
     last_video_time: Option<i64>,
+    /// The video clock as anchored, before any sync step: what transit is
+    /// measured against.
+    video_anchor: Option<TrackClock>,
+    /// The video's transit (arrival minus RTP time, both from the anchor):
+    /// the least seen and the latest (100 ns units).
+    transit: Option<(i64, i64)>,
 }
 
 impl SessionClock {
@@ -56,6 +62,8 @@ impl SessionClock {
             reports: [None; 2],
             synced: false,
             last_video_time: None,
+            video_anchor: None,
+            transit: None,
         }
     }
 }
@@ -111,16 +119,24 @@ impl Timeline {
         let c = self.session(session, arrival);
         let at = Self::offset(origin, c, arrival);
         let vc = *c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp, anchor_time: at });
+        c.video_anchor.get_or_insert(vc);
         // Re-anchor a clock that jumped, after the last frame.
         let jump = vc.to_timeline(rtp) - at;
         if jump.abs() > MAX_CLOCK_JUMP {
             let after_last = c.last_video_time.map_or(at, |l| l + 1);
             c.video = Some(TrackClock { clock_rate: vc.clock_rate, anchor_rtp: rtp, anchor_time: at.max(after_last) });
+            c.video_anchor = c.video;
+            c.transit = None;
             // The old report maps the old clock.
             c.reports[0] = None;
             events.push(TimelineEvent::VideoClockJumped { jump });
         }
         c.last_rtp[0] = Some(rtp);
+        if let Some(anchor) = c.video_anchor {
+            let transit = at - anchor.to_timeline(rtp);
+            let least = c.transit.map_or(transit, |(least, _)| least.min(transit));
+            c.transit = Some((least, transit));
+        }
         // A step toward where the sender reports put video.
         let mut vc = c.video.unwrap_or(vc);
         if let (Some((ac, _)), Some(video_report), Some(audio_report)) = (c.audio, c.reports[0], c.reports[1]) {
@@ -189,6 +205,15 @@ impl Timeline {
         Some(if c.synced { AvSync::SenderReports } else { AvSync::Arrival })
     }
 
+    /// How much later than the session's quickest video frame, by their
+    /// RTP timestamps, the latest one arrived (100 ns units): the relative
+    /// transit time of RFC 3550 §6.4.1, from the publisher's capture to our
+    /// socket. Jitter moves it frame to frame; a publisher that falls
+    /// behind (its encoder or pacer queueing) raises it for good.
+    pub fn video_transit(&self) -> Option<i64> {
+        self.clock.as_ref()?.transit.map(|(least, latest)| latest - least)
+    }
+
     /// The session whose media is being placed, if any.
     pub fn current_session(&self) -> Option<u64> {
         self.clock.as_ref().map(|c| c.session)
@@ -223,6 +248,14 @@ mod tests {
         // Arrival jitter does not matter; the RTP clock does.
         assert_eq!(tl.video(1, 1_000_000 + FRAME, t0 + Duration::from_millis(80)), 5_000_000 + 333_333);
         assert_eq!(tl.av_sync(), Some(AvSync::Arrival));
+        // 80 ms after the first frame, 33.3 ms later by RTP time.
+        assert_eq!(tl.video_transit(), Some(466_667));
+        // A frame that comes quicker than the first lowers the least transit.
+        tl.video(1, 1_000_000 + 2 * FRAME, t0 + Duration::from_millis(50));
+        assert_eq!(tl.video_transit(), Some(0));
+        // 100 ms of RTP time later, 150 ms later by the clock.
+        tl.video(1, 1_000_000 + 3 * FRAME, t0 + Duration::from_millis(200));
+        assert_eq!(tl.video_transit(), Some(1_166_666));
     }
 
     #[test]

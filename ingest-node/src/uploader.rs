@@ -22,7 +22,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -113,6 +113,8 @@ struct Job {
     meta: ObjectMeta,
     size: usize,
     body: Body,
+    /// When the packager handed it over.
+    queued: Instant,
 }
 
 /// What the producer and the task share.
@@ -123,6 +125,135 @@ struct Shared {
     finishing: AtomicBool,
     /// The recording was abandoned: queued objects are dropped.
     abandoned: AtomicBool,
+    /// How long objects took from the packager to the store.
+    delays: Mutex<StoreDelays>,
+    /// A fragment stored later than this after it was handed over is late.
+    late_after: Duration,
+}
+
+/// How long objects took from [`Uploader::send`] to stored: queueing,
+/// spooling, retries and the write itself.
+#[derive(Debug, Default)]
+struct StoreDelays {
+    /// The longest of any object since the last [`Uploader::store_report`].
+    window_max: Duration,
+    /// Every fragment of the recording.
+    fragments: DelayHistogram,
+    late: u64,
+}
+
+/// What the store did with a recording's objects so far (see
+/// [`Uploader::store_report`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreReport {
+    /// The longest any object took since the previous report.
+    pub window_max: Duration,
+    /// Fragments stored, and of them those stored more than a fragment
+    /// duration after the packager handed them over.
+    pub fragments: u64,
+    pub late: u64,
+    /// The 99th percentile of the fragments' delays (milliseconds; the
+    /// upper end of its bucket, at most 1/8 above the true value).
+    pub fragment_p99_ms: Option<u64>,
+}
+
+/// Counts of delays in milliseconds, in buckets exact below 64 ms and
+/// then 8 per power of two (12.5% wide): a day of 2 s fragments, or any
+/// number, in 1.4 KiB.
+#[derive(Debug, Clone)]
+pub struct DelayHistogram {
+    counts: Vec<u32>,
+    total: u64,
+}
+
+impl Default for DelayHistogram {
+    fn default() -> Self {
+        DelayHistogram { counts: vec![0; Self::BUCKETS], total: 0 }
+    }
+}
+
+impl DelayHistogram {
+    const EXACT: u64 = 64;
+    /// Up to 2^40 ms.
+    const BUCKETS: usize = 64 + (40 - 6) * 8 + 8;
+
+    fn bucket(ms: u64) -> usize {
+        if ms < Self::EXACT {
+            return ms as usize;
+        }
+        let e = 63 - u64::from(ms.leading_zeros());
+        let sub = (ms >> (e - 3)) & 7;
+        (64 + (e - 6) * 8 + sub).min(Self::BUCKETS as u64 - 1) as usize
+    }
+
+    /// The largest value a bucket holds.
+    fn upper(bucket: usize) -> u64 {
+        let b = bucket as u64;
+        if b < Self::EXACT {
+            return b;
+        }
+        let (e, sub) = (6 + (b - 64) / 8, (b - 64) % 8);
+        ((8 + sub + 1) << (e - 3)) - 1
+    }
+
+    pub fn record(&mut self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        if let Some(c) = self.counts.get_mut(Self::bucket(ms)) {
+            *c = c.saturating_add(1);
+        }
+        self.total += 1;
+    }
+
+    /// How many delays were recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The value at or below which `p` percent of the delays lie (the
+    /// upper end of its bucket); `None` when empty.
+    pub fn percentile(&self, p: f64) -> Option<u64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0 * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return Some(Self::upper(i));
+            }
+        }
+        Some(Self::upper(Self::BUCKETS - 1))
+    }
+}
+
+impl Shared {
+    /// An object was stored.
+    fn stored(&self, job: &Job) {
+        let delay = job.queued.elapsed();
+        let Ok(mut d) = self.delays.lock() else { return };
+        d.window_max = d.window_max.max(delay);
+        if mediastreams_packager::layout::is_fragment_key(job.key.as_str()) {
+            d.fragments.record(delay);
+            if delay > self.late_after {
+                d.late += 1;
+            }
+        }
+    }
+
+    fn store_report(&self, new_window: bool) -> StoreReport {
+        let Ok(mut d) = self.delays.lock() else { return StoreReport::default() };
+        let report = StoreReport {
+            window_max: d.window_max,
+            fragments: d.fragments.count(),
+            late: d.late,
+            fragment_p99_ms: d.fragments.percentile(99.0),
+        };
+        if new_window {
+            d.window_max = Duration::ZERO;
+        }
+        report
+    }
 }
 
 /// The producer side.
@@ -152,15 +283,25 @@ pub struct UploadStats {
     /// Why the upload failed, if it did; what was not written then.
     pub failed: Option<String>,
     pub not_written: u64,
+    /// How long the recording's objects took to be stored.
+    pub store: StoreReport,
 }
 
 impl Uploader {
     /// Starts an uploader writing under `prefix` (`{playbackId}/`).
-    pub fn start(store: Arc<dyn ObjectStore>, prefix: String, config: UploaderConfig) -> (Uploader, UploaderTask) {
+    /// A fragment stored more than `late_after` after it was handed over
+    /// counts as late (the recorder gives its fragment duration).
+    pub fn start(store: Arc<dyn ObjectStore>, prefix: String, config: UploaderConfig, late_after: Duration) -> (Uploader, UploaderTask) {
         let (tx, rx) = mpsc::unbounded_channel::<Job>();
         let memory_bytes = config.memory_bytes.max(1);
         let budget = Arc::new(Semaphore::new(memory_bytes));
-        let shared = Arc::new(Shared { failed: OnceLock::new(), finishing: AtomicBool::new(false), abandoned: AtomicBool::new(false) });
+        let shared = Arc::new(Shared {
+            failed: OnceLock::new(),
+            finishing: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+            delays: Mutex::default(),
+            late_after,
+        });
         let handle = tokio::spawn(run(store, rx, budget.clone(), memory_bytes, config.spool.clone(), shared.clone()));
         (Uploader { tx, budget, memory_bytes, spool: config.spool, shared: shared.clone(), prefix }, UploaderTask { handle, shared })
     }
@@ -170,9 +311,16 @@ impl Uploader {
         self.shared.failed.get().cloned()
     }
 
+    /// How long objects took to be stored: the most since the last call,
+    /// and the recording's fragments so far.
+    pub fn store_report(&self) -> StoreReport {
+        self.shared.store_report(true)
+    }
+
     /// Queues objects in order: in memory while the stream's budget lasts,
     /// then in the spool, else waits for the budget.
     pub async fn send(&self, objects: Vec<PublishedObject>) -> Result<(), UploadError> {
+        let queued = Instant::now();
         for object in objects {
             if let Some(reason) = self.shared.failed.get() {
                 return Err(UploadError::Failed(reason.clone()));
@@ -195,7 +343,7 @@ impl Uploader {
                     }
                 },
             };
-            self.tx.send(Job { key, meta, size, body }).map_err(|_| UploadError::Stopped)?;
+            self.tx.send(Job { key, meta, size, body, queued }).map_err(|_| UploadError::Stopped)?;
         }
         Ok(())
     }
@@ -249,6 +397,7 @@ async fn run(
         };
         match put_with_retries(store.as_ref(), &job, body, &shared, &mut stats).await {
             Put::Written => {
+                shared.stored(&job);
                 stats.objects += 1;
                 stats.bytes += job.size as u64;
                 release(&job, &budget, memory_bytes, spool.as_deref()).await;
@@ -345,7 +494,9 @@ impl UploaderTask {
     /// is written, or the upload failed.
     pub async fn finish(self) -> UploadStats {
         self.shared.finishing.store(true, Ordering::SeqCst);
-        self.handle.await.unwrap_or_default()
+        let mut stats = self.handle.await.unwrap_or_default();
+        stats.store = self.shared.store_report(false);
+        stats
     }
 
     /// Stops writing: what is queued is dropped, spooled copies removed
@@ -353,5 +504,44 @@ impl UploaderTask {
     /// again).
     pub fn abandon(self) {
         self.shared.abandoned.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DelayHistogram;
+    use std::time::Duration;
+
+    fn of(ms: impl IntoIterator<Item = u64>) -> DelayHistogram {
+        let mut h = DelayHistogram::default();
+        for v in ms {
+            h.record(Duration::from_millis(v));
+        }
+        h
+    }
+
+    #[test]
+    fn percentiles_are_exact_below_64_ms_and_within_an_eighth_above() {
+        assert_eq!(DelayHistogram::default().percentile(99.0), None);
+        let h = of(1..=50);
+        assert_eq!((h.percentile(50.0), h.percentile(99.0), h.percentile(100.0)), (Some(25), Some(50), Some(50)));
+        // 1..=1000: the 99th value is 990, in the bucket 960..=1023.
+        let h = of(1..=1000);
+        assert_eq!(h.count(), 1000);
+        assert_eq!(h.percentile(99.0), Some(1023));
+        for v in [64u64, 100, 999, 4_000, 123_456, 1 << 39] {
+            let p = of([v]).percentile(100.0).unwrap();
+            assert!(p >= v && p <= v + v / 8, "{v} reported as {p}");
+        }
+        // Beyond the last bucket: counted, reported as the largest.
+        assert!(of([u64::MAX / 2]).percentile(100.0).is_some());
+    }
+
+    #[test]
+    fn one_slow_fragment_in_a_hundred_is_the_99th_percentile_only_beyond_it() {
+        let h = of((0..99).map(|_| 5).chain([900]));
+        assert_eq!(h.percentile(99.0), Some(5));
+        let h = of((0..98).map(|_| 5).chain([900, 900]));
+        assert!(h.percentile(99.0).unwrap() >= 900);
     }
 }

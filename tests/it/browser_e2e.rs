@@ -77,9 +77,10 @@ async fn webcam_to_live_to_on_demand_in_chromium() {
 /// and DASH (dash.js) and HLS (hls.js), and the stamp read back from the
 /// frame on screen gives the latency. Printed, not asserted (timings are
 /// measured, never asserted); the test asserts that every format plays the
-/// stamped picture live without error for the whole watch (two minutes at
-/// the default fragment duration) and that the stamps read are sane; it
-/// prints stalls and reloads (see below why they are not asserted yet).
+/// stamped picture live without error for the whole watch, with no stall
+/// and no reload over the two minutes at the default fragment duration,
+/// and that the stamps read are sane. The whole report is kept in
+/// target/test-artifacts/latency-{fragment_ms}.json.
 async fn glass_to_glass(fragment_ms: u32, seconds: u32) {
     let env = Env::local_embedded(None).await;
     let origin = env.media_base.trim_end_matches("/media").to_owned();
@@ -107,6 +108,14 @@ async fn glass_to_glass(fragment_ms: u32, seconds: u32) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "latency.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
+    // The whole report (every sample of every player) for a later look.
+    let artifacts = mediastreams_tests::workspace_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join(format!("latency-{fragment_ms}.json")), serde_json::to_string_pretty(&r).unwrap()).unwrap();
+    // The whole report (every sample of every player) for a later look.
+    let artifacts = mediastreams_tests::workspace_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join(format!("latency-{fragment_ms}.json")), serde_json::to_string_pretty(&r).unwrap()).unwrap();
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["studioMessage"], "", "the studio shows no error: {r}");
     let mut line = format!("glass to glass, {fragment_ms} ms fragments (Live {} ms after publishing):", r["liveAfterMs"]);
@@ -122,18 +131,18 @@ async fn glass_to_glass(fragment_ms: u32, seconds: u32) {
             "{format}: read {} stamps of {samples}: {r}",
             latencies.len()
         );
-        // Stalls and reloads are printed, not yet asserted: in 1 of 4 CI
-        // runs of the 2-minute watch, fragments of every format became
-        // available 1-2 s later relative to the published picture, part
-        // way through, and stayed so; hls.js then stalled once (dash.js
-        // ran on a thinner buffer). Until that shift is understood (issue
-        // 15), a zero-stall assertion here would fail about one run in
-        // four. No player error, and every stamp readable, are asserted.
+        // The 2-minute session at the default fragment duration plays with
+        // no stall and no reload (issue 15): the player page starts each
+        // player a margin behind what is written (player.js, liveDelay).
+        // Shorter runs print them only.
+        if seconds >= 120 {
+            assert_eq!((&f["stalls"], &f["recoveries"]), (&serde_json::json!(0), &serde_json::json!(0)), "{format}: stalls, reloads: {r}");
+        }
         // What is shown was drawn before it is shown, and within the DVR
         // window: a misread stamp is neither.
         assert!(latencies.iter().all(|l| *l > 0.0 && *l < 120_000.0), "{format}: latencies {latencies:?}");
         line.push_str(&format!(
-            " {format} p50 {:.2} s (min {:.2}, p90 {:.2}, max {:.2}; first frame {:.1} s after opening; {} stalled seconds, {} reloads);",
+            " {format} p50 {:.2} s (min {:.2}, p90 {:.2}, max {:.2}; first frame {:.1} s after opening; {} stalled seconds, {} reloads; buffer ahead at least {:.2} s);",
             f["p50"].as_f64().unwrap_or(f64::NAN) / 1e3,
             f["min"].as_f64().unwrap_or(f64::NAN) / 1e3,
             f["p90"].as_f64().unwrap_or(f64::NAN) / 1e3,
@@ -141,9 +150,30 @@ async fn glass_to_glass(fragment_ms: u32, seconds: u32) {
             f["firstFrameMs"].as_f64().unwrap_or(f64::NAN) / 1e3,
             f["stalls"],
             f["recoveries"],
+            f["ahead"].as_array().into_iter().flatten().filter_map(Value::as_f64).fold(f64::INFINITY, f64::min),
         ));
     }
     eprintln!("{line}");
+    // Where media waited, every 5 s: the publisher's encoder and pacer,
+    // then the node's transit, queue and store delays (the most in each
+    // window). A later availability shows in one of these columns.
+    let mut table = String::from("pipeline (s: encodeMs pacerMs | transitMs queueMs keyframeMs storeMs late):");
+    for e in r["pipeline"].as_array().into_iter().flatten() {
+        table.push_str(&format!(
+            " {}: {} {} | {} {} {} {} {};",
+            e["s"], e["encodeMs"], e["pacerMs"], e["transitMs"], e["queueMs"], e["keyframeMs"], e["storeMs"], e["late"]
+        ));
+    }
+    eprintln!("{table}");
+    eprintln!("live video fragments (ms): {}", r["videoFragmentsMs"]);
+    // Each player's buffer ahead of the playhead, every 5 s.
+    for format in ["smooth", "dash", "hls"] {
+        let ahead: Vec<String> =
+            r["formats"][format]["ahead"].as_array().into_iter().flatten().step_by(10).map(|a| a.to_string()).collect();
+        eprintln!("{format} buffer ahead (s, every 5 s): {}", ahead.join(" "));
+    }
+    let reported = r["pipeline"].as_array().map_or(0, |p| p.iter().filter(|e| e["transitMs"].is_u64()).count());
+    assert!(reported >= (seconds / 5 / 2) as usize, "the stream reports its delays while live: {}", r["pipeline"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -85,7 +85,9 @@ async fn record_live_then_on_demand(env: Env) {
 
     let stop = env.call("POST", "/streams/rec/stop-ingest", None).await;
     assert_eq!((stop.status, stop.json()["state"].as_str()), (202, Some("Stopping")));
-    let stats = rec.finish().await.unwrap();
+    // The stream task hands over the statistics of its last window.
+    let last_window = mediastreams_model::IngestStats { last_media_at: Some(time::OffsetDateTime::now_utc()), ..Default::default() };
+    let stats = rec.finish(Some(last_window)).await.unwrap();
     assert_eq!(stats.retries, 0);
     let done = env.call("GET", "/streams/rec", None).await.json();
     assert_eq!(done["state"], "OnDemand");
@@ -94,6 +96,10 @@ async fn record_live_then_on_demand(env: Env) {
     assert!(!vod.contains("IsLive"), "the same URL now serves the on-demand manifest");
     let video = chunks(&vod, "video");
     let audio = chunks(&vod, "audio");
+    // The finished recording's statistics count what it stored.
+    assert_eq!(done["stats"]["fragmentsStored"].as_u64(), Some((video.len() + audio.len()) as u64), "{}", done["stats"]);
+    assert_eq!(stats.store.fragments, (video.len() + audio.len()) as u64);
+    assert!(done["stats"]["fragmentsLate"].is_u64() && done["stats"]["fragmentStoreMsP99"].is_u64(), "{}", done["stats"]);
     for list in [&video, &audio] {
         for w in list.windows(2) {
             assert_eq!(w[0].0 + w[0].1, w[1].0, "contiguous");
@@ -169,7 +175,7 @@ async fn unlisted_stored_fragments_are_never_written_again() {
         }
     }
     assert_eq!(env.call("POST", "/streams/early/stop-ingest", None).await.status, 202);
-    rec.finish().await.unwrap();
+    rec.finish(None).await.unwrap();
     for (key, body) in &stored {
         let o = env.media.get(&ObjectKey::parse(&format!("{pid}/{key}")).unwrap()).await.unwrap().unwrap();
         assert_eq!(&o.body, body, "{key} was written again");

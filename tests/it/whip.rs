@@ -497,6 +497,10 @@ async fn publish_and_record(env: Env) {
     assert!(stats["packetsReceived"].as_u64().unwrap() > 100, "{stats}");
     assert!(stats["lastMediaAt"].is_string());
     assert_eq!(stats["avSync"], "senderReports", "the publisher's sender reports align audio and video: {stats}");
+    // Where media waited: reported, not judged (timings are for benches).
+    for key in ["videoTransitMs", "queueMs", "storeMs"] {
+        assert!(stats["delays"][key].is_u64(), "stats.delays.{key}: {stats}");
+    }
     let live = manifest(&env, &pid).await.expect("a live manifest");
     assert!(live.contains("IsLive=\"TRUE\""));
     let live_chunks = video_chunks(&live);

@@ -23,10 +23,8 @@ const player = dashjs.MediaPlayer().create();
 player.updateSettings({
   debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
   streaming: {
-    // A live fragment is written once the next one has closed (its tfrf
-    // needs it), so stay a few fragments behind the live edge, and keep
-    // asking for a fragment that is not there yet instead of giving up.
-    delay: { liveDelayFragmentCount: 4 },
+    // The live delay is set per stream (liveDelay below). Keep asking for
+    // a fragment that is not there yet instead of giving up.
     retryAttempts: { MediaSegment: 20 },
     retryIntervals: { MediaSegment: 500 },
     // dash.js 5.2 ends a recording itself when its 200 ms timer sees the
@@ -42,65 +40,91 @@ player.on(dashjs.MediaPlayer.events.ERROR, (e) => {
 });
 window.dashPlayer = player;
 
-/// Fragments a live Smooth manifest lists per stream type.
-async function listedFragments(url) {
-  const xml = new DOMParser().parseFromString(await (await fetch(url, { cache: 'no-store' })).text(), 'application/xml');
-  const counts = {};
-  for (const si of xml.querySelectorAll('StreamIndex')) counts[si.getAttribute('Type')] = si.querySelectorAll('c').length;
-  return counts;
-}
+/// How far behind its live edge a live player starts, per format: the age
+/// of the newest fragment when it is written (a fragment), plus the most a
+/// player may take to learn of the next one, plus a margin for a late
+/// keyframe, a slow fetch or a busy decoder: each player keeps about 1 s of
+/// buffer at its lowest (measured in browser_e2e::glass_to_glass;
+/// docs/api.md has the latencies). Closer, a player stalls whenever its
+/// discovery is slowest.
 
-/// The live manifest is written once its tracks have a fragment each (a
-/// stream goes Live at its first media, a fragment later): wait for it,
-/// as dash.js gives up on a manifest it cannot load.
-async function whenPlayable(url, live) {
-  if (!live) return;
-  for (;;) {
-    try {
-      const c = await listedFragments(url);
-      if ((c.video ?? 0) >= 1) return;
-    } catch { /* not written yet */ }
-    $('message').textContent = 'Starting…';
-    await new Promise((r) => setTimeout(r, 1000));
+function liveDelay(format, s) {
+  const fragment = (s.fragmentDurationMs ?? 2000) / 1000;
+  switch (format) {
+    // dash.js learns of the next fragment from the tfrf of the one before,
+    // at once, and asks again every 0.5 s (retryIntervals) until it is
+    // written, but it buffers only liveDelay - 1.5 fragments of a live
+    // Smooth stream (its MssParser sets the buffer target so) and plays
+    // closer to what is written than the delay says: measured, its buffer
+    // at its lowest is the delay less about 2.9 s and a third of a
+    // fragment (2 s fragments, delay 4.5 s: 0.8-1.0 s; 1 s fragments,
+    // delay 3.0 s: nothing, and the picture froze for moments; 3.5 s: 0.26 s).
+    case 'smooth': return 0.5 * fragment + 3.5;
+    // The MPD is re-read every half fragment (minimumUpdatePeriod).
+    case 'dash': return 1.5 * fragment + 1;
+    // hls.js re-reads a playlist every target duration (a fragment) when
+    // it changed, and every half when it had not: its next fragment can be
+    // learned up to a fragment late.
+    default: return 2 * fragment + 0.75;
   }
 }
 
-/// Video fragments a live DASH MPD lists (one S per fragment).
-async function listedDashFragments(url) {
-  const xml = new DOMParser().parseFromString(await (await fetch(url, { cache: 'no-store' })).text(), 'application/xml');
-  const video = [...xml.querySelectorAll('AdaptationSet')].find((a) => a.getAttribute('contentType') === 'video');
-  return video ? video.querySelectorAll('S').length : 0;
+/// The video fragments a live manifest lists: how many, and which is the
+/// newest (its start time, or its sequence number for HLS).
+async function listedVideo(output) {
+  const text = async (u) => (await fetch(u, { cache: 'no-store' })).text();
+  if (output.format === 'hls') {
+    const main = await text(output.url);
+    const variant = main.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+    if (!variant) return { count: 0, newest: null };
+    const media = (await text(new URL(variant, output.url))).split('\n');
+    const count = media.filter((l) => l.startsWith('#EXTINF')).length;
+    const first = Number((media.find((l) => l.startsWith('#EXT-X-MEDIA-SEQUENCE:')) ?? ':0').split(':')[1]);
+    return { count, newest: first + count - 1 };
+  }
+  const xml = new DOMParser().parseFromString(await text(output.url), 'application/xml');
+  // Smooth `c` and DASH `S` elements: t (optional after the first), d, r.
+  const video = output.format === 'smooth'
+    ? [...xml.querySelectorAll('StreamIndex')].find((x) => x.getAttribute('Type') === 'video')
+    : [...xml.querySelectorAll('AdaptationSet')].find((x) => x.getAttribute('contentType') === 'video');
+  let count = 0;
+  let t = 0;
+  let newest = null;
+  for (const e of video ? video.querySelectorAll(output.format === 'smooth' ? 'c' : 'S') : []) {
+    if (e.hasAttribute('t')) t = Number(e.getAttribute('t'));
+    const d = Number(e.getAttribute('d'));
+    for (let r = Number(e.getAttribute('r') ?? (output.format === 'smooth' ? 1 : 0)) + (output.format === 'smooth' ? 0 : 1); r > 0; r -= 1) {
+      newest = t;
+      t += d;
+      count += 1;
+    }
+  }
+  return { count, newest };
 }
 
-/// Segments the first variant of a live HLS multivariant playlist lists.
-async function listedHlsSegments(url) {
-  const main = await (await fetch(url, { cache: 'no-store' })).text();
-  const variant = main.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
-  if (!variant) return 0;
-  const media = await (await fetch(new URL(variant, url), { cache: 'no-store' })).text();
-  return media.split('\n').filter((l) => l.startsWith('#EXTINF')).length;
-}
-
-/// Waits until the live DASH MPD (or HLS playlist) lists `n` video
-/// fragments: a player opened earlier starts at the very beginning, closer
-/// to the live edge than its target delay, and stalls at the first late
-/// fragment.
-async function whenListed(url, live, n, listed) {
+/// Waits until a live output can be played from `liveDelay` behind its
+/// newest fragment, then for the next fragment to be written, and returns
+/// right after: a player starts as a fragment has just been written, so it
+/// is a whole fragment from the edge of what exists whenever it is opened.
+/// (Opened earlier, a player starts closer to the edge than its delay, or
+/// at the very beginning; opened at a random moment, it is up to a fragment
+/// closer. dash.js also gives up on a manifest it cannot load, which is not
+/// written until both tracks have a fragment.)
+async function whenReady(output, s, live) {
   if (!live) return;
+  const fragment = (s.fragmentDurationMs ?? 2000) / 1000;
+  const delay = liveDelay(output.format, s);
+  const needed = Math.ceil(delay / fragment) + 1;
+  let seen;
   for (;;) {
     try {
-      if ((await listed(url)) >= n) return;
+      const { count, newest } = await listedVideo(output);
+      if (count >= needed && seen !== undefined && newest !== seen) break;
+      if (count >= needed) seen = newest;
     } catch { /* not written yet */ }
     $('message').textContent = 'Starting…';
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-/// Waits until the output's live manifest can be played.
-async function whenReady(output, live) {
-  if (output.format === 'smooth') await whenPlayable(output.url, live);
-  else if (output.format === 'dash') await whenListed(output.url, live, 3, listedDashFragments);
-  else await whenListed(output.url, live, 2, listedHlsSegments);
   $('message').textContent = '';
 }
 
@@ -128,12 +152,11 @@ async function start() {
     view.url = output.url;
     $('title').textContent = s.name;
     $('format').textContent = '(hls)';
-    await whenReady(output, s.state !== 'OnDemand');
+    await whenReady(output, s, s.state !== 'OnDemand');
     badge(s.state === 'OnDemand' ? 'ondemand' : 'live');
-    // 1.5 fragments behind the playlist's end (hls.js's default is 3
-    // target durations): measured glass to glass in
-    // browser_e2e::glass_to_glass (one stall in 4 two-minute runs: see there).
-    const hls = new Hls(s.fragmentDurationMs ? { liveSyncDuration: (1.5 * s.fragmentDurationMs) / 1000 } : {});
+    // liveDelay behind the playlist's end (hls.js's default is 3 target
+    // durations).
+    const hls = new Hls({ liveSyncDuration: liveDelay('hls', s) });
     hls.on(Hls.Events.ERROR, (_e, d) => { if (d.fatal) view.errors.push(`${d.type}: ${d.details}`); });
     hls.loadSource(output.url);
     hls.attachMedia($('video'));
@@ -156,17 +179,13 @@ async function start() {
   // the manifest (the DASH MPD also says so itself; a Smooth manifest
   // cannot), never from dash.js's default public time server.
   player.updateSettings({ streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: output.url } } } });
-  // liveDelayFragmentCount (above) is what dash.js applies to a Smooth
-  // stream; for a DASH SegmentTimeline it knows no fragment duration and
-  // falls back to the MPD's suggestedPresentationDelay. Either way it
-  // cannot start further back than the MPD reaches: opened as the stream
-  // goes Live, it started about 4 s behind the camera with 2 s fragments,
-  // 0.3 s of buffer at the low points, and stalled within the first minute
-  // (browser_e2e::glass_to_glass). So DASH starts once the MPD lists
-  // three fragments (see whenReady), 2.5 fragments behind its end.
-  if (output.format === 'dash' && s.fragmentDurationMs) {
-    player.updateSettings({ streaming: { delay: { liveDelay: (2.5 * s.fragmentDurationMs) / 1000 } } });
-  }
+  // dash.js starts a live stream liveDelay behind its live edge: for
+  // Smooth the end of the manifest's timeline, for DASH the MPD's clock.
+  // (Without it, dash.js applies liveDelayFragmentCount to a Smooth stream,
+  // capped at half the listed timeline, and for a DASH SegmentTimeline
+  // falls back to suggestedPresentationDelay: a delay that depended on when
+  // the page was opened.)
+  player.updateSettings({ streaming: { delay: { liveDelay: liveDelay(output.format, s) } } });
   $('title').textContent = s.name;
   $('format').textContent = `(${output.format})`;
   if (s.state !== 'Live' && s.state !== 'OnDemand' && s.state !== 'Stopping') {
@@ -175,7 +194,7 @@ async function start() {
   } else {
     const live = s.state !== 'OnDemand';
     badge('starting');
-    await whenReady(output, live);
+    await whenReady(output, s, live);
     badge(live ? 'live' : 'ondemand');
     player.initialize($('video'), output.url, true);
   }
@@ -184,7 +203,7 @@ async function start() {
     try { now = await stream(); } catch { return; }
     if (view.mode === 'waiting' && (now.state === 'Live' || now.state === 'OnDemand')) {
       view.mode = 'starting';
-      await whenReady(output, now.state === 'Live');
+      await whenReady(output, now, now.state === 'Live');
       badge(now.state === 'OnDemand' ? 'ondemand' : 'live');
       player.initialize($('video'), output.url, true);
     } else if (view.mode === 'live' && now.state === 'OnDemand') {

@@ -127,6 +127,37 @@ try {
   report.liveAfterMs = Date.now() - published;
   report.studioMessage = await studio.textContent('#message');
 
+  // Every 5 s, where media waits: the publisher's encoder and pacer (its
+  // getStats) and the node (the stream's `stats.delays`), so that a shift
+  // in availability shows where it arose.
+  report.pipeline = [];
+  let watching = true;
+  const pipeline = (async () => {
+    let prev = null;
+    while (watching) {
+      await sleep(5000);
+      const o = await studio.evaluate(async () => {
+        let out = null;
+        (await window.studio.pc?.getStats())?.forEach((x) => {
+          if (x.type === 'outbound-rtp' && x.kind === 'video') out = { framesEncoded: x.framesEncoded, totalEncodeTime: x.totalEncodeTime, packetsSent: x.packetsSent, totalPacketSendDelay: x.totalPacketSendDelay, fps: x.framesPerSecond, width: x.frameWidth, limitation: x.qualityLimitationReason };
+        });
+        return out;
+      }).catch(() => null);
+      const st = (await api(`/streams/${name}`).catch(() => null))?.body?.stats;
+      const e = { s: Math.round((Date.now() - published) / 1000) };
+      if (o && prev) {
+        const frames = o.framesEncoded - prev.framesEncoded;
+        const packets = o.packetsSent - prev.packetsSent;
+        e.encodeMs = frames > 0 ? Math.round(((o.totalEncodeTime - prev.totalEncodeTime) / frames) * 10000) / 10 : null;
+        e.pacerMs = packets > 0 ? Math.round(((o.totalPacketSendDelay - prev.totalPacketSendDelay) / packets) * 10000) / 10 : null;
+        Object.assign(e, { fps: o.fps, width: o.width, limitation: o.limitation });
+      }
+      prev = o;
+      if (st?.delays) Object.assign(e, { transitMs: st.delays.videoTransitMs, queueMs: st.delays.queueMs, keyframeMs: st.delays.keyframeMs, storeMs: st.delays.storeMs, late: st.fragmentsLate });
+      report.pipeline.push(e);
+    }
+  })();
+
   await Promise.all(formats.map(async (format) => {
     const r = { latencies: [], samples: 0, unread: 0, stalls: 0, recoveries: 0, errors: [] };
     report.formats[format] = r;
@@ -161,6 +192,13 @@ try {
     if (sorted.length) Object.assign(r, { p50: q(0.5), p90: q(0.9), min: sorted[0], max: sorted[sorted.length - 1] });
     await page.close();
   }));
+  watching = false;
+  await pipeline;
+  // The live manifest's video fragment durations (ms), in order: a
+  // publisher slow to answer keyframe requests makes them longer.
+  const manifest = await fetch(created.body.outputs.find((o) => o.format === 'smooth').url).then((r) => r.text()).catch(() => '');
+  const video = manifest.split('<StreamIndex').find((x) => /Type="video"/.test(x)) ?? '';
+  report.videoFragmentsMs = [...video.matchAll(/<c [^>]*d="(\d+)"(?: [^>]*r="(\d+)")?/g)].flatMap((m) => Array(Number(m[2] ?? 1)).fill(Math.round(Number(m[1]) / 1e4)));
   await studio.click('#stop');
 } catch (e) {
   report.errors.push(`driver: ${e.stack ?? e.message}`);

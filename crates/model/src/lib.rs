@@ -15,4 +15,6 @@ pub use name::{NameError, StreamName};
 pub use output::{Output, OutputFormat, OutputSpec};
 pub use secret::{IngestToken, PlaybackId, TokenHash};
 pub use state::{StreamState, Transition, TransitionError};
-pub use stream::{AvSync, CreateStreamRequest, IngestSession, IngestStats, LiveInfo, Settings, SettingsError, Stream, StreamView};
+pub use stream::{
+    AvSync, CreateStreamRequest, IngestDelays, IngestSession, IngestStats, LiveInfo, Settings, SettingsError, Stream, StreamView,
+};

@@ -148,6 +148,41 @@ pub struct IngestStats {
     /// How the current publisher's audio and video are aligned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub av_sync: Option<AvSync>,
+    /// Where media waits, as the most over the window (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delays: Option<IngestDelays>,
+    /// Fragments (of every track and level) the node's recorder has
+    /// stored, and how many of them were late: stored more than a fragment
+    /// duration after the packager handed them over. A node that takes a
+    /// recording on after a restart counts from there.
+    #[serde(default)]
+    pub fragments_stored: u64,
+    #[serde(default)]
+    pub fragments_late: u64,
+    /// The 99th percentile of those fragments' times from the packager to
+    /// stored (milliseconds, 1/8 precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_store_ms_p99: Option<u64>,
+}
+
+/// Where a stream's media waited over a statistics window, each the most
+/// seen (milliseconds): the publisher and network, the node's own queue,
+/// the media store. Together with the packager's fixed hold (one fragment)
+/// they are what a fragment's availability lags its capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestDelays {
+    /// How much later than the session's quickest video frame, by their
+    /// RTP timestamps, a frame arrived (RFC 3550's relative transit time):
+    /// jitter, and a publisher whose encoder or pacer falls behind.
+    pub video_transit_ms: u64,
+    /// From a unit's arrival to the packager taking it.
+    pub queue_ms: u64,
+    /// From the packager's request for a keyframe (a fragment is due) to
+    /// the keyframe's arrival: a fragment cannot close before it.
+    pub keyframe_ms: u64,
+    /// From the packager's output to the object stored.
+    pub store_ms: u64,
 }
 
 /// How a publisher's audio and video are aligned on the timeline.

@@ -56,6 +56,11 @@ pub fn fragment_key(track: TrackType, bitrate: u32, time: u64) -> String {
     format!("{}/Fragments({}={time})", quality_dir(bitrate), track.name())
 }
 
+/// Whether a key is a media fragment's ([`fragment_key`]).
+pub fn is_fragment_key(key: &str) -> bool {
+    key.contains("/Fragments(")
+}
+
 /// The initialization segment of a quality level (DASH and HLS).
 pub fn init_key(track: TrackType, bitrate: u32) -> String {
     format!("{}/init-{}.mp4", quality_dir(bitrate), track.name())

@@ -187,7 +187,9 @@ fn live_then_on_demand_is_continuous_everywhere() {
             assert_eq!(f.tfxd, (c.t, c.d));
             assert_eq!(f.durations.iter().map(|&d| u64::from(d)).sum::<u64>(), c.d, "sample durations sum to the fragment's");
             match list.get(i + 1) {
-                Some(next) => assert_eq!(f.tfrf, Some(vec![(next.t, next.d)]), "tfrf announces the next fragment"),
+                // Written as it closed: the next one's start, and this
+                // one's duration as the next one's expected duration.
+                Some(next) => assert_eq!(f.tfrf, Some(vec![(next.t, c.d)]), "tfrf announces the next fragment"),
                 None => assert_eq!(
                     f.tfrf,
                     Some(vec![]),
@@ -313,6 +315,60 @@ fn a_publisher_that_honours_no_request_still_gets_bounded_fragments() {
     contiguous(&v.iter().map(|c| C { t: c.start, d: c.duration }).collect::<Vec<_>>());
 }
 
+/// Video at 30 fps with a keyframe every 2 s, from frame `from`.
+fn frames(from: u64, to: u64, origin: u64) -> impl Iterator<Item = mediastreams_packager::VideoSample> {
+    (from..to).map(move |v| mediastreams_packager::VideoSample {
+        time: (origin + v * 10_000_000 / 30) as i64,
+        keyframe: v % 60 == 0,
+        data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+    })
+}
+
+fn video_fragments(objects: &[mediastreams_packager::PublishedObject]) -> Vec<(String, Parsed)> {
+    objects.iter().filter(|o| o.key.contains("Fragments(video=")).map(|o| (o.key.clone(), parse_fragment(&o.body))).collect()
+}
+
+#[test]
+fn a_fragment_is_published_as_the_next_one_starts_and_a_session_end_holds_the_last() {
+    let mut p = common::presentation(true, true);
+    let mut published_at = Vec::new();
+    let mut fragments = Vec::new();
+    for (v, s) in frames(0, 150, 0).enumerate() {
+        let out = p.push_video(s).unwrap();
+        let f = video_fragments(&out.objects);
+        if !f.is_empty() {
+            published_at.push(v);
+        }
+        fragments.extend(f);
+    }
+    // The keyframes at 2 s and 4 s close the fragments before them, which
+    // are written then, not when their successors close.
+    assert_eq!(published_at, [60, 120]);
+    assert_eq!(fragments[0].1.tfxd, (0, 20_000_000));
+    assert_eq!(fragments[0].1.tfrf, Some(vec![(20_000_000, 20_000_000)]), "the next start, and this duration as its expected one");
+    assert_eq!(fragments[1].1.tfrf, Some(vec![(40_000_000, 20_000_000)]));
+    // The publisher leaves: the fragment it was sending closes, but whether
+    // another follows is not known, so it waits.
+    let ended = p.end_session();
+    assert!(video_fragments(&ended.objects).is_empty(), "held at the session's end");
+    // A new session continues the timeline: its first fragment, once
+    // closed, is announced by the held one.
+    let resume = p.end_time();
+    let mut objects = Vec::new();
+    for s in frames(0, 61, resume) {
+        objects.extend(p.push_video(s).unwrap().objects);
+    }
+    let f = video_fragments(&objects);
+    assert_eq!(f.len(), 2, "the held fragment, then the new session's first: {:?}", f.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    assert_eq!(f[0].1.tfxd.0, 40_000_000);
+    assert_eq!(f[0].1.tfrf, Some(vec![(resume, 20_000_000)]), "announces the next session's first fragment exactly");
+    assert_eq!(f[1].1.tfxd, (resume, 20_000_000));
+    // The end: the last fragment announces nothing.
+    let last = video_fragments(&p.finish().objects);
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].1.tfrf, Some(vec![]));
+}
+
 #[test]
 fn reconnect_continues_the_timeline() {
     let mut p = common::presentation(false, false);
@@ -398,7 +454,7 @@ fn video_levels_share_one_timeline() {
             assert_eq!(f.durations.iter().map(|&d| u64::from(d)).sum::<u64>(), c.d, "level {b} fragment {i} fills its span");
             assert!(f.durations.iter().all(|&d| d > 0));
             match fv.get(i + 1) {
-                Some(next) => assert_eq!(f.tfrf, Some(vec![(next.t, next.d)])),
+                Some(next) => assert_eq!(f.tfrf, Some(vec![(next.t, c.d)])),
                 None => assert_eq!(f.tfrf, Some(vec![])),
             }
             // Every fragment of every level starts with a keyframe (the

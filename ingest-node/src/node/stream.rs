@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mediastreams_model::{AvSync, StreamState};
+use mediastreams_model::{AvSync, IngestDelays, StreamState};
 use mediastreams_packager::{AudioFrame, VideoSample};
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +24,7 @@ use crate::media::audio::OpusToAac;
 use crate::media_input::{KeyframeRequests, StreamInput};
 use crate::recorder::{Recorder, RecorderError};
 use crate::timeline::{Timeline, TimelineEvent};
+use crate::uploader::StoreReport;
 
 /// How often ingest statistics are written to the stream record.
 pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(5);
@@ -54,6 +55,8 @@ pub(crate) struct StreamJob {
 /// Statistics gathered between two writes.
 #[derive(Debug, Default)]
 struct StatsWindow {
+    /// When the window opened (the stream task's start for the first).
+    opened: Option<Instant>,
     video_bytes: u64,
     audio_bytes: u64,
     frames: u64,
@@ -63,13 +66,17 @@ struct StatsWindow {
     lost: [u64; 2],
     last_media_at: Option<time::OffsetDateTime>,
     av_sync: Option<AvSync>,
+    /// The most seen in the window (see [`IngestDelays`]).
+    video_transit: Duration,
+    queue: Duration,
+    keyframe: Duration,
 }
 
 impl StatsWindow {
     /// The window's statistics over `secs`; the next window keeps the
     /// size, the counters and the last media time.
-    fn close(&mut self, secs: f64) -> mediastreams_model::IngestStats {
-        let secs = secs.max(0.001);
+    fn close(&mut self, store: StoreReport) -> mediastreams_model::IngestStats {
+        let secs = self.opened.map_or(0.0, |o| o.elapsed().as_secs_f64()).max(0.001);
         let stats = mediastreams_model::IngestStats {
             video_bitrate_bps: (self.video_bytes as f64 * 8.0 / secs) as u64,
             audio_bitrate_bps: (self.audio_bytes as f64 * 8.0 / secs) as u64,
@@ -80,8 +87,18 @@ impl StatsWindow {
             packets_received: self.received.iter().sum(),
             last_media_at: self.last_media_at,
             av_sync: self.av_sync,
+            delays: (self.frames > 0).then_some(IngestDelays {
+                video_transit_ms: self.video_transit.as_millis() as u64,
+                queue_ms: self.queue.as_millis() as u64,
+                keyframe_ms: self.keyframe.as_millis() as u64,
+                store_ms: store.window_max.as_millis() as u64,
+            }),
+            fragments_stored: store.fragments,
+            fragments_late: store.late,
+            fragment_store_ms_p99: store.fragment_p99_ms,
         };
         *self = StatsWindow {
+            opened: Some(Instant::now()),
             width: self.width,
             height: self.height,
             received: self.received,
@@ -156,9 +173,10 @@ pub(crate) async fn run(
         timeline: Timeline::new(recorder.continues_at()),
         recorder,
         transcoder: None,
-        window: StatsWindow::default(),
+        window: StatsWindow { opened: Some(Instant::now()), ..Default::default() },
         sps: None,
         pps: None,
+        keyframe_asked: None,
     };
     let end = task.record(&mut rx, &mut command).await;
     // No more publishers; the current one is closed.
@@ -171,7 +189,7 @@ pub(crate) async fn run(
     }
     rx.close();
     match end {
-        End::Finish => match task.recorder.finish().await {
+        End::Finish => match task.recorder.finish(Some(task.window.close(StoreReport::default()))).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(stream = %name, error = %e, "could not finalize the recording");
@@ -199,6 +217,8 @@ struct StreamTask {
     window: StatsWindow,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
+    /// When the packager's pending keyframe request was first made.
+    keyframe_asked: Option<Instant>,
 }
 
 /// After the publisher is closed, input is taken until it has been quiet
@@ -237,7 +257,6 @@ impl StreamTask {
     async fn record(&mut self, rx: &mut mpsc::Receiver<StreamInput>, command: &mut watch::Receiver<Command>) -> End {
         let mut last_media = Instant::now();
         let mut poll = tokio::time::interval(self.node.config.poll_interval);
-        let mut window_start = Instant::now();
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut failed_polls = 0u32;
         let mut writing: Option<tokio::task::JoinHandle<()>> = None;
@@ -267,8 +286,7 @@ impl StreamTask {
                     }
                 }
                 _ = stats_tick.tick() => {
-                    let stats = self.window.close(window_start.elapsed().as_secs_f64());
-                    window_start = Instant::now();
+                    let stats = self.window.close(self.recorder.store_report());
                     if stats.last_media_at.is_some() && writing.as_ref().is_none_or(|h| h.is_finished()) {
                         writing = Some(self.write_stats(stats));
                     }
@@ -332,7 +350,11 @@ impl StreamTask {
         let name = self.name.clone();
         match input {
             StreamInput::Video { unit, rtp_ext, arrival, session, held } => {
+                self.window.queue = self.window.queue.max(arrival.elapsed());
                 let time = self.timeline.video(session, rtp_ext, arrival);
+                if let Some(transit) = self.timeline.video_transit() {
+                    self.window.video_transit = self.window.video_transit.max(Duration::from_nanos(transit.max(0) as u64 * 100));
+                }
                 self.log_timeline_events(session);
                 self.window.av_sync = self.timeline.av_sync();
                 let (s, p) = unit.parameter_sets();
@@ -350,15 +372,24 @@ impl StreamTask {
                 self.window.frames += 1;
                 self.window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
                 self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
+                if unit.keyframe
+                    && let Some(asked) = self.keyframe_asked.take()
+                {
+                    self.window.keyframe = self.window.keyframe.max(arrival.saturating_duration_since(asked));
+                }
                 let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
                 match self.recorder.push_video(sample, self.sps.as_ref(), self.pps.as_ref()).await {
-                    Ok(true) => self.keyframes.request(),
+                    Ok(true) => {
+                        self.keyframe_asked.get_or_insert_with(Instant::now);
+                        self.keyframes.request();
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
                 }
                 drop(held);
             }
             StreamInput::Audio { opus, rtp_ext, arrival, session } => {
+                self.window.queue = self.window.queue.max(arrival.elapsed());
                 self.window.audio_bytes += opus.len() as u64;
                 self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
                 if !self.timeline.is_current(session) {

@@ -58,7 +58,10 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode, clock: DashClock) -> 
                 "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" minBufferTime=\"{}\" suggestedPresentationDelay=\"{}\">",
                 iso8601(clock.availability_start_unix_ms),
                 iso8601(clock.publish_unix_ms),
-                xs_duration(frag, ts),
+                // Re-read twice a fragment: a player learns of a new
+                // fragment half a fragment after it is written, on average
+                // a quarter (the MPD is small and cached for 1 s).
+                xs_duration(frag / 2, ts),
                 xs_duration(dvr_window, ts),
                 xs_duration(2 * frag, ts),
                 xs_duration(3 * frag, ts),

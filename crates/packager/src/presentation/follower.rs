@@ -30,11 +30,12 @@ pub(super) struct Follower {
     pub(super) level: LevelOutput,
     pub(super) pending: VecDeque<PendingSample>,
     pub(super) last_time: Option<u64>,
-    /// The leader's closed fragments this level has yet to fill.
-    pub(super) to_build: VecDeque<Chunk>,
-    /// Built fragments waiting for the next one's times (their `tfrf`);
+    /// The leader's closed fragments this level has yet to fill, each with
+    /// its successor's start when the leader knew it at the cut.
+    pub(super) to_build: VecDeque<(Chunk, Option<u64>)>,
+    /// Built fragments waiting for their successor's start (their `tfrf`);
     /// no samples: the level had none in that span and writes nothing.
-    pub(super) built: VecDeque<(Chunk, Vec<FragmentSample>)>,
+    pub(super) built: VecDeque<(Chunk, Option<u64>, Vec<FragmentSample>)>,
     /// How many of the leader's fragments this level has published (or
     /// skipped, having no samples in them).
     pub(super) published: usize,
@@ -72,7 +73,7 @@ impl Follower {
     /// Drops samples that no fragment can take any more: those before
     /// `floor` (the start of the earliest fragment still to come).
     pub(super) fn drop_before(&mut self, floor: u64, tolerance: u64) {
-        let floor = self.to_build.front().map_or(floor, |c| c.start).saturating_sub(tolerance);
+        let floor = self.to_build.front().map_or(floor, |(c, _)| c.start).saturating_sub(tolerance);
         while self.pending.front().is_some_and(|p| p.time < floor) {
             self.pending.pop_front();
         }
@@ -81,7 +82,7 @@ impl Follower {
     /// Builds the fragments whose samples have all arrived (a later sample
     /// came), or all of them when `force`.
     pub(super) fn build(&mut self, tolerance: u64, force: bool) {
-        while let Some(&chunk) = self.to_build.front() {
+        while let Some(&(chunk, next_start)) = self.to_build.front() {
             let edge = chunk.end().saturating_sub(tolerance);
             let complete = self.pending.back().is_some_and(|p| p.time >= edge);
             if !(force || complete || self.to_build.len() > MAX_FOLLOWER_LAG) {
@@ -116,22 +117,27 @@ impl Follower {
             if samples.first().is_some_and(|s| !s.keyframe) {
                 self.keyframe_needed = true;
             }
-            self.built.push_back((chunk, samples));
+            self.built.push_back((chunk, next_start, samples));
         }
     }
 
-    /// Publishes built fragments whose successor is known (`finished`: all
-    /// of them, the last without `tfrf`).
+    /// Publishes built fragments whose successor's start is known, as the
+    /// leader does (`finished`: all of them, the last without `tfrf`).
     pub(super) fn publish(&mut self, out: &mut Vec<PublishedObject>, with_init: bool, finished: bool) {
-        while let Some((chunk, samples)) = self.built.pop_front() {
-            let next = self.built.front().map(|(c, _)| *c).or_else(|| self.to_build.front().copied());
+        while let Some((chunk, next_start, samples)) = self.built.pop_front() {
+            let following = self.built.front().map(|(c, _, _)| *c).or_else(|| self.to_build.front().map(|(c, _)| *c));
+            let next = match (following, next_start) {
+                (Some(n), _) => Some(LiveLookahead { time: n.start, duration: n.duration }),
+                (None, Some(time)) => Some(LiveLookahead { time, duration: chunk.duration }),
+                (None, None) => None,
+            };
             if next.is_none() && !finished {
-                self.built.push_front((chunk, samples));
+                self.built.push_front((chunk, next_start, samples));
                 break;
             }
             if !samples.is_empty() {
                 self.level.init_object(out, with_init);
-                let lookahead = next.map(|n| [LiveLookahead { time: n.start, duration: n.duration }]);
+                let lookahead = next.map(|n| [n]);
                 out.push(self.level.fragment_object(chunk, &samples, Some(lookahead.as_ref().map_or(LAST_LOOKAHEAD, |l| &l[..]))));
             }
             self.published += 1;

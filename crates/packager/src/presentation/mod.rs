@@ -15,10 +15,18 @@
 //!
 //! Publishing and `tfrf`: objects in S3 cannot be edited, so a live
 //! fragment's `tfrf` (which announces the next fragment to players that
-//! never re-read a live manifest) cannot be filled in later. A fragment is
-//! therefore published when the next one has closed, and its `tfrf` carries
-//! that fragment's exact time and duration. The cost is one fragment of
-//! extra latency; the live manifest lists only published fragments.
+//! never re-read a live manifest) is written with the fragment. A fragment
+//! closes when the first sample of the next one arrives, so the next one's
+//! start is known exactly; its duration is not, and the `tfrf` carries the
+//! closing fragment's own as the expected one. Players take the start as
+//! given and correct a fragment's duration from its successor's start
+//! (dash.js: "Patch segment duration"); manifests list exact durations. A
+//! fragment is therefore published as it closes, and available one
+//! fragment sooner than if it waited for its successor to close. Only the
+//! fragment closed at the end of a publisher session, whose successor may
+//! never come, waits: for the next session's first fragment, which it then
+//! announces, or for the end (an empty `tfrf`). The live manifest lists
+//! only published fragments.
 //!
 //! Quality levels: a video track may have several levels (browser
 //! simulcast: one encoding per level). Smooth Streaming lists one fragment
@@ -256,7 +264,7 @@ impl Presentation {
                 let d = self.last_video_duration;
                 self.add_video(p, d);
                 if let Some(end) = self.video.frag_start.map(|f| f + self.video.frag_len) {
-                    self.cut_video(end, &mut out.objects);
+                    self.cut_video(end, Some(s.time as u64), &mut out.objects);
                 }
             } else {
                 self.last_video_duration = delta as u32;
@@ -299,7 +307,7 @@ impl Presentation {
             if (s.keyframe && elapsed + self.config.cut_tolerance() >= self.config.fragment_duration)
                 || elapsed >= self.config.max_fragment()
             {
-                self.cut_video(t, &mut out.objects);
+                self.cut_video(t, Some(t), &mut out.objects);
             }
         }
         let start = self.video.frag_start.unwrap_or(t);
@@ -321,7 +329,10 @@ impl Presentation {
         self.video.samples.push(FragmentSample { duration, keyframe: s.keyframe, composition_offset: 0, data: s.data });
     }
 
-    fn cut_video(&mut self, at: u64, out: &mut Vec<PublishedObject>) {
+    /// Closes the video fragment at `at`; the next one starts at
+    /// `next_start` when a sample of it has arrived (see the module
+    /// documentation).
+    fn cut_video(&mut self, at: u64, next_start: Option<u64>, out: &mut Vec<PublishedObject>) {
         let with_init = self.with_init();
         if let Some(closed) = self.video.close() {
             // Contiguous: the fragment ends where the next sample starts.
@@ -331,10 +342,10 @@ impl Presentation {
             self.audio_cuts.push_back(at);
             let tolerance = self.follower_tolerance();
             for f in &mut self.followers {
-                f.to_build.push_back(closed.chunk);
+                f.to_build.push_back((closed.chunk, next_start));
                 f.build(tolerance, false);
             }
-            self.video.on_closed(closed, out, with_init);
+            self.video.on_closed(closed, next_start, out, with_init);
             for f in &mut self.followers {
                 f.publish(out, with_init, false);
             }
@@ -412,7 +423,7 @@ impl Presentation {
             Some(expected) if time > expected + 2 * frame => {
                 // A gap (a new publisher session): close what we have and
                 // re-anchor at the new time.
-                self.cut_audio(&mut out.objects);
+                self.cut_audio(Some(time), &mut out.objects);
                 self.audio_anchor = Some(time);
                 self.audio_frames = 0;
                 self.audio.frag_start = Some(time);
@@ -431,7 +442,7 @@ impl Presentation {
         }
         let start = self.audio.frag_start.unwrap_or(t);
         if (cut || t.saturating_sub(start) >= self.config.max_fragment()) && !self.audio.samples.is_empty() {
-            self.cut_audio(&mut out.objects);
+            self.cut_audio(Some(t), &mut out.objects);
         }
         let next = self.audio_anchor.unwrap_or(t) + self.audio_offset(self.audio_frames + 1);
         let duration = u32::try_from(next - t).unwrap_or(u32::MAX);
@@ -441,10 +452,10 @@ impl Presentation {
         Ok(out)
     }
 
-    fn cut_audio(&mut self, out: &mut Vec<PublishedObject>) {
+    fn cut_audio(&mut self, next_start: Option<u64>, out: &mut Vec<PublishedObject>) {
         let with_init = self.with_init();
         if let Some(closed) = self.audio.close() {
-            self.audio.on_closed(closed, out, with_init);
+            self.audio.on_closed(closed, next_start, out, with_init);
             self.update_manifests(out);
         }
     }
@@ -471,11 +482,12 @@ impl Presentation {
             };
             self.add_video(p, u32::try_from(d).unwrap_or(self.last_video_duration));
         }
+        // The next fragments' starts are not known: they are held.
         if let Some(end) = self.video.frag_start.map(|s| s + self.video.frag_len) {
-            self.cut_video(end, &mut out.objects);
+            self.cut_video(end, None, &mut out.objects);
         }
         self.audio_cuts.clear();
-        self.cut_audio(&mut out.objects);
+        self.cut_audio(None, &mut out.objects);
         // No more samples of this session: following levels build what
         // they have.
         let tolerance = self.follower_tolerance();

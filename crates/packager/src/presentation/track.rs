@@ -1,5 +1,5 @@
-//! A track's leading (or only) level: it cuts the fragment timeline, and
-//! holds each closed fragment until the next one closes (its `tfrf`).
+//! A track's leading (or only) level: it cuts the fragment timeline and
+//! publishes each fragment as it closes, its `tfrf` announcing the next.
 
 use crate::bmff::{FragmentBoxes, FragmentSample, LiveLookahead, TrackKind, write_fragment, write_init_segment};
 use crate::layout::{self, PublishedObject};
@@ -113,16 +113,28 @@ impl Track {
         Some(Closed { chunk, samples: std::mem::take(&mut self.samples) })
     }
 
-    /// A fragment closed: publish the held one (announcing this one in its
-    /// `tfrf`) and hold this one.
-    pub(super) fn on_closed(&mut self, closed: Closed, out: &mut Vec<PublishedObject>, with_init: bool) {
+    /// A fragment closed. When the next one's start is known (`next_start`:
+    /// a sample of it has arrived, which is what closes a fragment while a
+    /// session goes on), it is published at once, its `tfrf` announcing
+    /// that start with this fragment's duration as the next one's expected
+    /// duration. Otherwise (the session ended) it is held until the next
+    /// fragment closes, which it then announces exactly, or until the
+    /// presentation ends (an empty `tfrf`, [`Track::flush_held`]).
+    pub(super) fn on_closed(&mut self, closed: Closed, next_start: Option<u64>, out: &mut Vec<PublishedObject>, with_init: bool) {
         self.level.init_object(out, with_init);
         if let Some(held) = self.held.take() {
             let next = [LiveLookahead { time: closed.chunk.start, duration: closed.chunk.duration }];
             out.push(self.level.fragment_object(held.chunk, &held.samples, Some(&next)));
             self.published.push(held.chunk);
         }
-        self.held = Some(closed);
+        match next_start {
+            Some(time) => {
+                let next = [LiveLookahead { time, duration: closed.chunk.duration }];
+                out.push(self.level.fragment_object(closed.chunk, &closed.samples, Some(&next)));
+                self.published.push(closed.chunk);
+            }
+            None => self.held = Some(closed),
+        }
     }
 
     /// Publishes the held fragment as the last one, with an empty `tfrf`
