@@ -5,6 +5,7 @@ pub mod api;
 mod browser_e2e;
 mod faults;
 mod infra;
+mod ingest_bench;
 mod lambda_runtime;
 mod nodes;
 mod packager_tools;
