@@ -4,7 +4,10 @@ Debian's GStreamer 1.22) as fast as it can decode, and reports as one JSON
 line what it did: whether it reached end-of-stream, any error, and how many
 video frames and audio buffers reached the sinks.
 
-    gst_play.py URL [--timeout SECONDS]
+    gst_play.py URL [--timeout SECONDS] [--for SECONDS]
+
+--for stops the player after that long without calling it an error
+("stopped": true): a live stream followed for a while.
 
 Exit status 0 when the pipeline ran; the caller judges the report.
 """
@@ -22,9 +25,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--for", dest="play_for", type=float, default=None)
     args = parser.parse_args()
     Gst.init(None)
-    report = {"eos": False, "errors": [], "videoFrames": 0, "audioBuffers": 0, "videoCaps": None, "lastVideoPts": None}
+    report = {"eos": False, "stopped": False, "errors": [], "videoFrames": 0, "audioBuffers": 0, "videoCaps": None, "lastVideoPts": None}
 
     playbin = Gst.ElementFactory.make("playbin3", None)
     if playbin is None:
@@ -76,7 +80,15 @@ def main() -> int:
         loop.quit()
         return False
 
-    GLib.timeout_add(int(args.timeout * 1000), on_timeout)
+    def on_stop():
+        report["stopped"] = True
+        loop.quit()
+        return False
+
+    if args.play_for is not None and args.play_for < args.timeout:
+        GLib.timeout_add(int(args.play_for * 1000), on_stop)
+    else:
+        GLib.timeout_add(int(args.timeout * 1000), on_timeout)
     playbin.set_state(Gst.State.PLAYING)
     loop.run()
     ok, duration = playbin.query_duration(Gst.Format.TIME)
