@@ -10,6 +10,8 @@ use bytes::Bytes;
 use mediastreams_rtp::codec::h264::AccessUnit;
 use tokio::sync::mpsc;
 
+use crate::media::audio::Channels;
+
 /// What sessions send their stream task.
 #[derive(Debug)]
 pub enum StreamInput {
@@ -38,6 +40,12 @@ pub enum StreamInput {
         video: bool,
         received: u64,
         lost: u64,
+    },
+    /// A publisher session begins; its offer says how many audio
+    /// channels it sends.
+    SessionStarted {
+        session: u64,
+        audio: Channels,
     },
     SessionEnded {
         session: u64,

@@ -17,6 +17,7 @@ use mediastreams_packager::{
 use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
 
+use crate::media::audio::Channels;
 use crate::node::Generation;
 use crate::uploader::{StoreReport, UploadError, UploadStats, Uploader, UploaderConfig, UploaderTask};
 
@@ -44,6 +45,11 @@ pub enum RecorderError {
 
 /// The audio the recorder packages: AAC-LC.
 pub const AUDIO: AudioTrackConfig = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+
+/// The audio track of a recording with `channels`.
+pub fn audio_track(channels: Channels) -> AudioTrackConfig {
+    AudioTrackConfig { channels: channels.count() as u16, ..AUDIO }
+}
 
 /// Least time between two attempts at `Ready -> Live` while the table
 /// fails.
@@ -74,6 +80,11 @@ pub struct Recorder {
     /// Audio that arrived before the first video keyframe (which carries the
     /// decoder configuration the presentation needs).
     early_audio: std::collections::VecDeque<AudioFrame>,
+    /// The recording's audio track; `audio_fixed` once the recording has
+    /// one (stored, or the presentation made), before that the current
+    /// publisher's channels.
+    audio: AudioTrackConfig,
+    audio_fixed: bool,
     live: bool,
     /// When `Ready -> Live` may be tried again (it failed).
     next_live_attempt: Option<std::time::Instant>,
@@ -121,6 +132,7 @@ impl Recorder {
         let pid = s.playback_id.to_string();
         let mut presentation = None;
         let mut continues_at = 0;
+        let mut audio = None;
         if s.state == StreamState::Live {
             let unresumable = |e: &dyn std::fmt::Display| RecorderError::Unresumable(e.to_string());
             let stored = recording::read(store.as_ref(), &pid).await.map_err(|e| match e {
@@ -134,7 +146,10 @@ impl Recorder {
                 let video = recovery::video_config(&stored.live).map_err(|e| unresumable(&e))?;
                 let chunks = recovery::stored_chunks(&stored.live, &stored.video, &stored.audio, config.fragment_duration);
                 let (v, a) = (chunks.video.len(), chunks.audio.len());
-                presentation = Some(Presentation::resume(config.clone(), video, AUDIO, chunks)?);
+                // The stored audio track's channels, or a publisher's when
+                // it has none yet.
+                audio = recovery::audio_channels(&stored.live).and_then(Channels::from_count).map(audio_track);
+                presentation = Some(Presentation::resume(config.clone(), video, audio.unwrap_or(AUDIO), chunks)?);
                 continues_at = end as i64;
                 tracing::warn!(
                     stream = name,
@@ -167,6 +182,8 @@ impl Recorder {
             presentation,
             origin: 0,
             early_audio: std::collections::VecDeque::new(),
+            audio: audio.unwrap_or(AUDIO),
+            audio_fixed: audio.is_some(),
             live: s.state == StreamState::Live,
             next_live_attempt: None,
             live_attempt: None,
@@ -174,6 +191,23 @@ impl Recorder {
             uploader,
             task,
         })
+    }
+
+    /// The channels of the recording's audio track (what every session's
+    /// audio is encoded to).
+    pub fn audio_channels(&self) -> Channels {
+        Channels::from_count(self.audio.channels).unwrap_or_default()
+    }
+
+    /// A publisher sending `channels` began a session: a recording without
+    /// an audio track yet takes them (audio encoded for other channels,
+    /// waiting for the first picture, is dropped).
+    pub fn prefer_audio_channels(&mut self, channels: Channels) {
+        if self.audio_fixed || self.presentation.is_some() || self.audio_channels() == channels {
+            return;
+        }
+        self.audio = audio_track(channels);
+        self.early_audio.clear();
     }
 
     /// Where the next publisher session starts on the timeline: 0, or the
@@ -228,7 +262,12 @@ impl Recorder {
             // position 0: now, less how long before this picture it was.
             let mut config = self.config.clone();
             config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
-            let p = Presentation::new(config, VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() }, AUDIO)?;
+            let p = Presentation::new(
+                config,
+                VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
+                self.audio,
+            )?;
+            self.audio_fixed = true;
             self.presentation = Some(p);
             for a in early {
                 self.push_audio(a).await?;

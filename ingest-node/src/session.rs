@@ -24,6 +24,7 @@ use webrtc::peer_connection::{
 
 use crate::ice::udp_mux::MuxRuntime;
 use crate::ice::udp_mux::UdpMux;
+use crate::media::audio::Channels;
 use crate::media_input::{MediaSink, StreamInput};
 use mediastreams_webrtc_proto::candidates::announce;
 
@@ -327,8 +328,13 @@ pub(crate) async fn start(
     announce_as: &Announce,
     session: u64,
     offer: String,
+    audio: Channels,
     sink: MediaSink,
 ) -> Result<(SessionHandle, String), SessionError> {
+    // Before any of its media: what the session's audio will be.
+    // (The queue is all but empty now; were it full, the stream task
+    // would keep the channels it has.)
+    let _ = sink.input.try_send(StreamInput::SessionStarted { session, audio });
     let mut me = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(rtc::interceptor::Slot::from(crate::sender_reports::SLOT), crate::sender_reports::SenderReportTap::default());

@@ -307,6 +307,55 @@ async fn publishers_share_the_nodes_one_media_port() {
     }
 }
 
+/// A recording's audio has the channels its publisher said it sends: a
+/// mono AAC track for an offer without `sprop-stereo=1` (browsers' and this
+/// publisher's), a stereo one for an offer with it (OBS's). Encoding a mono
+/// microphone as stereo cost nearly twice the CPU for the same sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_recordings_audio_has_the_channels_the_publisher_sends() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let http = reqwest::Client::new();
+    let mut sessions = Vec::new();
+    for (name, stereo) in [("mono", false), ("stereo", true)] {
+        let outputs = json!({"outputs":[{"name":"smooth","format":"smooth"},{"name":"web","format":"dash"}]});
+        let created = env.call("PUT", &format!("/streams/{name}"), Some(outputs)).await.json();
+        let started = env.call("POST", &format!("/streams/{name}/start-ingest"), None).await.json();
+        let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+        let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+        let mut p = publisher().await;
+        if stereo {
+            p.offer = p.offer.replace("a=fmtp:111 minptime=10;useinbandfec=1", "a=fmtp:111 minptime=10;useinbandfec=1;sprop-stereo=1");
+            assert!(p.offer.contains("sprop-stereo=1"), "{}", p.offer);
+        }
+        connect(&http, &whip, &token, &mut p).await;
+        sessions.push((name, stereo, created, p));
+    }
+    let sends: Vec<_> =
+        sessions.iter().map(|s| tokio::spawn(send_media(s.3.video.clone(), s.3.audio.clone(), dir.path().to_owned(), 4))).collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    for (name, stereo, created, p) in &sessions {
+        assert_eq!(env.call("POST", &format!("/streams/{name}/stop-ingest"), None).await.status, 202);
+        wait_for_state(&env, name, "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+        let _ = p.pc.close().await;
+        let channels = if *stereo { 2 } else { 1 };
+        let smooth = manifest(&env, created["playbackId"].as_str().unwrap()).await.unwrap();
+        assert!(smooth.contains(&format!("FourCC=\"AACL\" SamplingRate=\"48000\" Channels=\"{channels}\"")), "{name}: {smooth}");
+        // What is stored decodes so (ffprobe reads the DASH view over HTTP).
+        let out = mediastreams_tests::media::tool("ffprobe")
+            .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels", "-of", "csv=p=0"])
+            .arg(created["outputs"][1]["url"].as_str().unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+        // (One line per program the DASH view has; each says the same.)
+        let read: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+        assert!(!read.is_empty() && read.iter().all(|c| *c == channels.to_string()), "{name}: {read:?}");
+    }
+}
+
 pub(crate) async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {
     let began = Instant::now();
     while began.elapsed() < within {

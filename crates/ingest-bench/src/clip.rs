@@ -65,7 +65,7 @@ impl Clip {
     pub fn load_or_make(dir: &Path, spec: &ClipSpec) -> Result<Clip, ClipError> {
         std::fs::create_dir_all(dir).map_err(|e| ClipError::Read(dir.to_owned(), e))?;
         let h264 = dir.join(format!("{}.h264", spec.stem()));
-        let ogg = dir.join(format!("opus-20ms-{}s.ogg", spec.seconds));
+        let ogg = dir.join(format!("opus-speech-mono-20ms-{}s.ogg", spec.seconds));
         if !h264.exists() {
             encode_video(spec, &h264)?;
         }
@@ -120,14 +120,21 @@ fn encode_video(spec: &ClipSpec, out: &Path) -> Result<(), ClipError> {
     )
 }
 
+/// What the clip's voice says.
+const SPEECH: &str = "Live streaming from a web browser to the cloud. Create a media stream through an HTTP API, start browser ingest, and players read Smooth Streaming straight from object storage, live and then on demand";
+
 fn encode_audio(seconds: u32, out: &Path) -> Result<(), ClipError> {
     run(
         "audio",
         Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-f", "lavfi"])
             .arg("-i")
-            .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-            .args(["-ac", "2", "-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-page_duration", "20000", "-f", "ogg"])
+            // Speech, as a webcam's microphone gives (Debian's ffmpeg has
+            // libflite): what the node's AAC encoder costs depends on the
+            // sound (docs/ingest.md), and a pure tone is no guide.
+            .arg(format!("flite=text='{SPEECH}',aresample=48000,apad,atrim=0:{seconds}"))
+            // Mono Opus at a browser's rate.
+            .args(["-ac", "1", "-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20", "-page_duration", "20000", "-f", "ogg"])
             .arg(out),
     )
 }

@@ -214,6 +214,14 @@ pub fn video_config(live: &LiveManifest) -> Result<crate::VideoTrackConfig, Reco
     Ok(crate::VideoTrackConfig { bitrate: level.bitrate, sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) })
 }
 
+/// The channel count of a stored recording's audio track, if it has one.
+pub fn audio_channels(live: &LiveManifest) -> Option<u16> {
+    live.audio.iter().find_map(|l| match l.detail {
+        crate::manifest::LevelDetail::Audio { channels, .. } => Some(channels),
+        _ => None,
+    })
+}
+
 /// A stored fragment key's track, bitrate and start time
 /// (`smooth.ism/QualityLevels({bitrate})/Fragments({track}={time})`).
 pub fn parse_fragment_key(key: &str) -> Option<(TrackType, u32, u64)> {

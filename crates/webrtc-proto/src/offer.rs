@@ -54,6 +54,10 @@ pub struct OfferSummary {
     pub opus: Vec<OfferedCodec>,
     /// The video section announces simulcast (`a=simulcast`).
     pub simulcast: bool,
+    /// The publisher says it is likely to send stereo audio
+    /// (`sprop-stereo=1` on an accepted Opus format, RFC 7587). Browsers
+    /// sending a microphone do not; OBS does.
+    pub stereo: bool,
 }
 
 /// Whether an H.264 format can be packaged: packetization mode 1 and a
@@ -197,7 +201,8 @@ pub fn check_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
     if opus.is_empty() {
         return Err(OfferError::NoOpus { offered: describe(&audio_codecs) });
     }
-    Ok(OfferSummary { h264, opus, simulcast: video_sending.iter().any(|s| s.simulcast) })
+    let stereo = opus.iter().any(|c| c.fmtp.get("sprop-stereo").map(String::as_str) == Some("1"));
+    Ok(OfferSummary { h264, opus, simulcast: video_sending.iter().any(|s| s.simulcast), stereo })
 }
 
 #[cfg(test)]
@@ -218,6 +223,19 @@ mod tests {
         assert_eq!(s.opus.len(), 1);
         assert_eq!(s.opus[0].payload_type, 111);
         assert!(!s.simulcast);
+        assert!(!s.stereo, "a browser's microphone is mono");
+    }
+
+    #[test]
+    fn stereo_is_what_the_publisher_says_it_sends() {
+        for (name, stereo) in [
+            ("chromium-156-linux.sdp", false),
+            ("safari-unknown-unknown.sdp", false),
+            ("gstreamer-1.22.0-linux.sdp", false),
+            ("obs-studio-unknown-unknown.sdp", true),
+        ] {
+            assert_eq!(check_offer(&offer(name)).map(|s| s.stereo).ok(), Some(stereo), "{name}");
+        }
     }
 
     #[test]

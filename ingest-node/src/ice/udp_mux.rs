@@ -32,6 +32,12 @@ use mediastreams_webrtc_proto::stun;
 const SESSION_QUEUE: usize = 1024;
 /// Largest datagram read (RTP and DTLS stay under the path MTU).
 const MAX_DATAGRAM: usize = 2048;
+/// The media socket's receive buffer: room for every publisher's keyframe
+/// burst at once (a 2.5 Mbit/s keyframe is 100-200 packets, and publishers'
+/// keyframes can coincide). With Linux's default (208 KiB) ten publishers
+/// lost hundreds of packets a minute to it on loopback (`RcvbufErrors`).
+/// The kernel caps it at `net.core.rmem_max` (docs/operations.md).
+pub const RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
 
 type Datagram = (Vec<u8>, SocketAddr);
 
@@ -66,6 +72,28 @@ impl std::fmt::Debug for UdpMux {
     }
 }
 
+/// The media socket, with a receive buffer of [`RECEIVE_BUFFER`] or as
+/// much of it as the kernel allows.
+fn bind_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+        tracing::warn!(error = %e, "cannot size the media socket's receive buffer");
+    }
+    // Linux reports twice what it grants (its bookkeeping).
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < RECEIVE_BUFFER {
+        tracing::warn!(
+            granted,
+            wanted = RECEIVE_BUFFER,
+            "the media socket's receive buffer is smaller than wanted (net.core.rmem_max); keyframe bursts of many publishers may be lost"
+        );
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
 /// A session's end of the mux.
 struct Route {
     tx: mpsc::Sender<Datagram>,
@@ -74,7 +102,7 @@ struct Route {
 impl UdpMux {
     /// Binds the socket and starts routing.
     pub async fn bind(addr: SocketAddr) -> io::Result<Arc<Self>> {
-        let socket = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
+        let socket = Arc::new(bind_socket(addr)?);
         let mux = Arc::new(UdpMux {
             socket: socket.clone(),
             pending: Mutex::new(HashMap::new()),

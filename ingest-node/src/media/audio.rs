@@ -1,7 +1,8 @@
 //! Opus to AAC-LC: WebRTC publishers send Opus, Smooth Streaming players
 //! accept only AAC. Decoding and encoding use FFmpeg's libavcodec (Debian's
 //! build, through `ffmpeg-next`): its native Opus decoder and its native
-//! AAC-LC encoder, 48 kHz stereo, 128 kb/s.
+//! AAC-LC encoder (its fast quantizer search), 48 kHz, mono or stereo as
+//! the recording's audio track is ([`Channels`]), 128 kb/s.
 //!
 //! The encoder takes frames of exactly 1024 samples; Opus packets decode to
 //! 960 (20 ms), so decoded audio is re-chunked here. A lost Opus packet
@@ -12,9 +13,46 @@ use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::util::format::sample::{Sample, Type};
 use ffmpeg_next as ffmpeg;
 
-/// Output sample rate and channel count.
+/// Output sample rate.
 pub const SAMPLE_RATE: u32 = 48_000;
-pub const CHANNELS: usize = 2;
+/// The most channels a track has.
+const MAX_CHANNELS: usize = 2;
+
+/// A recording's audio channels. Browsers send mono Opus from a microphone
+/// (no `sprop-stereo=1` in their offers: Chromium, Safari, Firefox); OBS
+/// says `sprop-stereo=1`. Encoding a mono source as stereo AAC costs
+/// nearly twice the CPU for the same sound (benches/audio.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channels {
+    Mono,
+    #[default]
+    Stereo,
+}
+
+impl Channels {
+    pub fn count(self) -> usize {
+        match self {
+            Channels::Mono => 1,
+            Channels::Stereo => 2,
+        }
+    }
+
+    /// From a stored track's channel count (1 or 2).
+    pub fn from_count(n: u16) -> Option<Channels> {
+        match n {
+            1 => Some(Channels::Mono),
+            2 => Some(Channels::Stereo),
+            _ => None,
+        }
+    }
+
+    fn layout(self) -> ChannelLayout {
+        match self {
+            Channels::Mono => ChannelLayout::MONO,
+            Channels::Stereo => ChannelLayout::STEREO,
+        }
+    }
+}
 /// AAC-LC frame length.
 pub const AAC_FRAME: usize = 1024;
 /// Output bitrate.
@@ -28,18 +66,46 @@ pub enum AudioError {
     Ffmpeg(#[from] ffmpeg::Error),
 }
 
+/// libavcodec's AAC encoder's search for quantizers (its `aac_coder`
+/// option), measured in `benches/audio.rs` (docs/ingest.md has the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AacCoder {
+    /// Two-loop search: libavcodec's default.
+    TwoLoop,
+    /// The fast search: the node's choice.
+    #[default]
+    Fast,
+    /// Average noise to mask ratio trellis: the slowest.
+    Anmr,
+}
+
+impl AacCoder {
+    fn option(self) -> &'static str {
+        match self {
+            AacCoder::TwoLoop => "twoloop",
+            AacCoder::Fast => "fast",
+            AacCoder::Anmr => "anmr",
+        }
+    }
+}
+
 pub struct OpusToAac {
     decoder: ffmpeg::decoder::Audio,
     encoder: ffmpeg::encoder::Audio,
-    /// Decoded samples waiting for a whole AAC frame, per channel.
-    pending: [Vec<f32>; CHANNELS],
+    channels: Channels,
+    /// Decoded samples waiting for a whole AAC frame, per output channel.
+    pending: [Vec<f32>; MAX_CHANNELS],
     /// Samples handed to the encoder so far (its pts).
     encoded_samples: i64,
     decoded: ffmpeg::frame::Audio,
 }
 
 impl OpusToAac {
-    pub fn new() -> Result<Self, AudioError> {
+    pub fn new(channels: Channels) -> Result<Self, AudioError> {
+        Self::with_coder(channels, AacCoder::default())
+    }
+
+    pub fn with_coder(channels: Channels, coder: AacCoder) -> Result<Self, AudioError> {
         ffmpeg::init()?;
         let opus = ffmpeg::decoder::find(ffmpeg::codec::Id::OPUS).ok_or(AudioError::MissingCodec("Opus decoder"))?;
         // Without an OpusHead, FFmpeg's decoder assumes 48 kHz stereo.
@@ -48,48 +114,84 @@ impl OpusToAac {
         let aac = ffmpeg::encoder::find(ffmpeg::codec::Id::AAC).ok_or(AudioError::MissingCodec("AAC encoder"))?;
         let mut ectx = ffmpeg::codec::context::Context::new_with_codec(aac).encoder().audio()?;
         ectx.set_rate(SAMPLE_RATE as i32);
-        ectx.set_channel_layout(ChannelLayout::STEREO);
+        ectx.set_channel_layout(channels.layout());
         ectx.set_format(Sample::F32(Type::Planar));
         ectx.set_bit_rate(AAC_BITRATE);
         ectx.set_time_base((1, SAMPLE_RATE as i32));
-        let encoder = ectx.open_as(aac)?;
-        Ok(OpusToAac { decoder, encoder, pending: [Vec::new(), Vec::new()], encoded_samples: 0, decoded: ffmpeg::frame::Audio::empty() })
+        let mut options = ffmpeg::Dictionary::new();
+        options.set("aac_coder", coder.option());
+        let encoder = ectx.open_as_with(aac, options)?;
+        Ok(OpusToAac {
+            decoder,
+            encoder,
+            channels,
+            pending: [Vec::new(), Vec::new()],
+            encoded_samples: 0,
+            decoded: ffmpeg::frame::Audio::empty(),
+        })
+    }
+
+    /// Decodes one Opus packet and drops the samples (benchmarks: the
+    /// decoder's share of the cost).
+    #[doc(hidden)]
+    pub fn decode_only(&mut self, packet: &[u8]) -> Result<(), AudioError> {
+        self.decode(packet)?;
+        for ch in &mut self.pending {
+            ch.clear();
+        }
+        Ok(())
     }
 
     /// Takes one Opus packet; returns the AAC frames now complete.
     pub fn push_opus(&mut self, packet: &[u8]) -> Result<Vec<Bytes>, AudioError> {
-        let pkt = ffmpeg::Packet::copy(packet);
-        match self.decoder.send_packet(&pkt) {
-            Ok(()) => {}
-            // A corrupt packet: conceal it as silence of a typical length.
-            Err(ffmpeg::Error::InvalidData) => return self.push_silence(960),
-            Err(e) => return Err(e.into()),
-        }
-        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
-            let n = self.decoded.samples();
-            let planar = self.decoded.is_planar();
-            let channels = usize::from(self.decoded.channels()).max(1);
-            for ch in 0..CHANNELS {
-                let src = ch.min(channels - 1);
-                match self.decoded.format() {
-                    Sample::F32(_) if planar => self.pending[ch].extend_from_slice(&self.decoded.plane::<f32>(src)[..n]),
-                    Sample::F32(_) => {
-                        let data = self.decoded.plane::<f32>(0);
-                        self.pending[ch].extend((0..n).map(|i| data.get(i * channels + src).copied().unwrap_or(0.0)));
-                    }
-                    Sample::I16(_) if planar => {
-                        self.pending[ch].extend(self.decoded.plane::<i16>(src)[..n].iter().map(|&s| f32::from(s) / 32768.0))
-                    }
-                    _ => self.pending[ch].extend(std::iter::repeat_n(0.0, n)),
-                }
-            }
+        if !self.decode(packet)? {
+            return self.push_silence(960);
         }
         self.drain(false)
     }
 
+    /// Decodes into `pending`; false for a corrupt packet.
+    fn decode(&mut self, packet: &[u8]) -> Result<bool, AudioError> {
+        let pkt = ffmpeg::Packet::copy(packet);
+        match self.decoder.send_packet(&pkt) {
+            Ok(()) => {}
+            // A corrupt packet: concealed as silence of a typical length.
+            Err(ffmpeg::Error::InvalidData) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        while self.decoder.receive_frame(&mut self.decoded).is_ok() {
+            let n = self.decoded.samples();
+            let sources = usize::from(self.decoded.channels()).clamp(1, MAX_CHANNELS);
+            let [left, right] = &mut self.pending;
+            match (self.channels, sources) {
+                (Channels::Mono, 1) | (Channels::Stereo, 2) => {
+                    for (ch, out) in [left, right].into_iter().take(sources).enumerate() {
+                        extend_channel(&self.decoded, ch, n, out, 1.0);
+                    }
+                }
+                // A stereo packet in a mono track: the two channels' mean.
+                (Channels::Mono, _) => {
+                    let from = left.len();
+                    extend_channel(&self.decoded, 0, n, left, 0.5);
+                    extend_channel(&self.decoded, 1, n, right, 0.5);
+                    for (l, r) in left[from..].iter_mut().zip(right.drain(..)) {
+                        *l += r;
+                    }
+                }
+                // A mono packet in a stereo track: on both channels.
+                (Channels::Stereo, _) => {
+                    let from = left.len();
+                    extend_channel(&self.decoded, 0, n, left, 1.0);
+                    right.extend_from_slice(&left[from..]);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Conceals `samples` lost samples (per channel) with silence.
     pub fn push_silence(&mut self, samples: usize) -> Result<Vec<Bytes>, AudioError> {
-        for ch in &mut self.pending {
+        for ch in self.pending.iter_mut().take(self.channels.count()) {
             ch.extend(std::iter::repeat_n(0.0, samples));
         }
         self.drain(false)
@@ -106,9 +208,9 @@ impl OpusToAac {
     fn drain(&mut self, pad: bool) -> Result<Vec<Bytes>, AudioError> {
         let mut out = Vec::new();
         while self.pending[0].len() >= AAC_FRAME || (pad && !self.pending[0].is_empty()) {
-            let mut frame = ffmpeg::frame::Audio::new(Sample::F32(Type::Planar), AAC_FRAME, ChannelLayout::STEREO);
+            let mut frame = ffmpeg::frame::Audio::new(Sample::F32(Type::Planar), AAC_FRAME, self.channels.layout());
             frame.set_rate(SAMPLE_RATE);
-            for ch in 0..CHANNELS {
+            for ch in 0..self.channels.count() {
                 let take = self.pending[ch].len().min(AAC_FRAME);
                 let plane = frame.plane_mut::<f32>(ch);
                 plane[..take].copy_from_slice(&self.pending[ch][..take]);
@@ -138,5 +240,133 @@ impl OpusToAac {
             }
         }
         out
+    }
+}
+
+/// Appends channel `ch` of a decoded frame (`n` samples, any of the
+/// decoder's sample formats), times `gain`, to `out`.
+fn extend_channel(frame: &ffmpeg::frame::Audio, ch: usize, n: usize, out: &mut Vec<f32>, gain: f32) {
+    let channels = usize::from(frame.channels()).max(1);
+    let ch = ch.min(channels - 1);
+    match frame.format() {
+        Sample::F32(Type::Planar) => out.extend(frame.plane::<f32>(ch)[..n].iter().map(|&s| s * gain)),
+        Sample::F32(Type::Packed) => {
+            let data = frame.plane::<f32>(0);
+            out.extend((0..n).map(|i| data.get(i * channels + ch).copied().unwrap_or(0.0) * gain));
+        }
+        Sample::I16(Type::Planar) => out.extend(frame.plane::<i16>(ch)[..n].iter().map(|&s| f32::from(s) / 32768.0 * gain)),
+        _ => out.extend(std::iter::repeat_n(0.0, n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 20 ms Opus packets of `pcm` (interleaved when stereo), by libopus.
+    fn opus_packets(channels: Channels, pcm: impl Fn(usize) -> [f32; 2], packets: usize) -> Vec<Vec<u8>> {
+        ffmpeg::init().unwrap();
+        let codec = ffmpeg::encoder::find_by_name("libopus").expect("Debian's libavcodec has libopus");
+        let mut ctx = ffmpeg::codec::context::Context::new_with_codec(codec).encoder().audio().unwrap();
+        ctx.set_rate(SAMPLE_RATE as i32);
+        ctx.set_channel_layout(channels.layout());
+        ctx.set_format(Sample::F32(Type::Packed));
+        ctx.set_bit_rate(64_000);
+        ctx.set_time_base((1, SAMPLE_RATE as i32));
+        let mut enc = ctx.open_as(codec).unwrap();
+        let n = channels.count();
+        let mut out = Vec::new();
+        let mut packet = ffmpeg::Packet::empty();
+        for k in 0..packets {
+            let mut frame = ffmpeg::frame::Audio::new(Sample::F32(Type::Packed), 960, channels.layout());
+            frame.set_rate(SAMPLE_RATE);
+            let bytes = frame.data_mut(0);
+            for i in 0..960 {
+                let s = pcm(k * 960 + i);
+                for ch in 0..n {
+                    bytes[(i * n + ch) * 4..][..4].copy_from_slice(&s[ch].to_le_bytes());
+                }
+            }
+            frame.set_pts(Some((k * 960) as i64));
+            enc.send_frame(&frame).unwrap();
+            while enc.receive_packet(&mut packet).is_ok() {
+                out.push(packet.data().unwrap_or(&[]).to_vec());
+            }
+        }
+        out
+    }
+
+    /// Decodes raw AAC-LC frames (48 kHz, `channels`): per channel.
+    fn decode_aac(frames: &[Bytes], channels: Channels) -> Vec<Vec<f32>> {
+        let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::AAC).unwrap();
+        let mut dec = ffmpeg::codec::context::Context::new_with_codec(codec).decoder().audio().unwrap();
+        let n = channels.count() as u8;
+        let mut out = vec![Vec::new(); channels.count()];
+        let mut frame = ffmpeg::frame::Audio::empty();
+        for f in frames {
+            // ADTS: AAC-LC (profile 1), 48 kHz (index 3), `n` channels.
+            let len = f.len() + 7;
+            let mut adts = vec![
+                0xff,
+                0xf1,
+                (1 << 6) | (3 << 2) | (n >> 2),
+                ((n & 3) << 6) | ((len >> 11) & 3) as u8,
+                (len >> 3) as u8,
+                (((len & 7) << 5) | 0x1f) as u8,
+                0xfc,
+            ];
+            adts.extend_from_slice(f);
+            dec.send_packet(&ffmpeg::Packet::copy(&adts)).unwrap();
+            while dec.receive_frame(&mut frame).is_ok() {
+                assert_eq!(usize::from(frame.channels()), channels.count(), "decoded channels");
+                for (ch, o) in out.iter_mut().enumerate() {
+                    o.extend_from_slice(&frame.plane::<f32>(ch)[..frame.samples()]);
+                }
+            }
+        }
+        out
+    }
+
+    fn rms(v: &[f32]) -> f32 {
+        let v = &v[v.len() / 4..];
+        (v.iter().map(|x| x * x).sum::<f32>() / v.len().max(1) as f32).sqrt()
+    }
+
+    fn tone(i: usize) -> f32 {
+        0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / SAMPLE_RATE as f32).sin()
+    }
+
+    #[test]
+    fn a_mono_track_takes_the_mean_of_a_stereo_publishers_channels() {
+        // The tone on the left only: the mono track carries half of it.
+        let packets = opus_packets(Channels::Stereo, |i| [tone(i), 0.0], 100);
+        let mut t = OpusToAac::new(Channels::Mono).unwrap();
+        let mut aac = Vec::new();
+        for p in &packets {
+            aac.extend(t.push_opus(p).unwrap());
+        }
+        aac.extend(t.finish().unwrap());
+        let decoded = decode_aac(&aac, Channels::Mono);
+        let level = rms(&decoded[0]);
+        // A sine of amplitude 0.25 has an RMS of 0.177.
+        assert!((level - 0.177).abs() < 0.03, "mono RMS {level}");
+    }
+
+    #[test]
+    fn a_stereo_track_carries_a_mono_publisher_on_both_channels() {
+        let packets = opus_packets(Channels::Mono, |i| [tone(i), 0.0], 100);
+        let mut t = OpusToAac::new(Channels::Stereo).unwrap();
+        let mut aac = Vec::new();
+        for p in &packets {
+            aac.extend(t.push_opus(p).unwrap());
+        }
+        // Lost packets are silence on every channel of the track.
+        aac.extend(t.push_silence(960).unwrap());
+        aac.extend(t.finish().unwrap());
+        let decoded = decode_aac(&aac, Channels::Stereo);
+        let (l, r) = (rms(&decoded[0]), rms(&decoded[1]));
+        assert!((l - 0.354).abs() < 0.05 && (r - l).abs() < 0.01, "left {l}, right {r}");
+        // 100 packets of 960 and 960 of silence, in frames of 1024.
+        assert_eq!(decoded[0].len(), (101 * 960usize).div_ceil(AAC_FRAME) * AAC_FRAME);
     }
 }

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mediastreams_model::{Stream, StreamState};
+
+use crate::media::audio::Channels;
 use mediastreams_storage::{ObjectStore, StreamRepo};
 use tokio::sync::{mpsc, watch};
 
@@ -315,7 +317,8 @@ impl IngestNode {
     /// caller, who checked its token): admits it under the one-publisher
     /// rule, opens the stream's recorder if it has none (continuing a
     /// stored recording), then answers the offer.
-    pub async fn publish(self: &Arc<Self>, stream: &Stream, offer: String) -> Result<Publication, PublishError> {
+    /// `audio`: the channels the publisher said it sends (its offer).
+    pub async fn publish(self: &Arc<Self>, stream: &Stream, offer: String, audio: Channels) -> Result<Publication, PublishError> {
         let name = stream.name.as_str().to_owned();
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(PublishError::ShuttingDown);
@@ -389,7 +392,7 @@ impl IngestNode {
             }
         };
         let announce = crate::session::Announce { media_ip: self.config.media_ip, public_ip: self.public_ip().map(str::to_owned) };
-        let (handle, answer) = match crate::session::start(mux, &announce, session, offer, sink).await {
+        let (handle, answer) = match crate::session::start(mux, &announce, session, offer, audio, sink).await {
             Ok(x) => x,
             Err(e) => {
                 self.release(&name, task, None);

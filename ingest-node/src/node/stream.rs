@@ -429,6 +429,13 @@ impl StreamTask {
                 self.window.lost[i] = lost;
             }
             StreamInput::SenderReport { video, ntp, rtp, session } => self.timeline.sender_report(session, video, ntp, rtp),
+            StreamInput::SessionStarted { session, audio } => {
+                // A recording that has not begun takes the channels of the
+                // publisher that begins it; later sessions are mixed to
+                // the recording's.
+                self.recorder.prefer_audio_channels(audio);
+                tracing::debug!(stream = %name, session, ?audio, recording = ?self.recorder.audio_channels(), "publisher session started");
+            }
             StreamInput::SessionEnded { session } => {
                 // The publisher is gone: another may connect.
                 self.node.session_ended(&self.name, self.task, session);
@@ -447,7 +454,7 @@ impl StreamTask {
 
     fn transcoder(&mut self) -> Option<&mut OpusToAac> {
         if self.transcoder.is_none() {
-            match OpusToAac::new() {
+            match OpusToAac::new(self.recorder.audio_channels()) {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => tracing::error!(stream = %self.name, error = %e, "no audio transcoder"),
             }

@@ -20,6 +20,8 @@ use super::fleet::Owner;
 use crate::node::{IngestNode, Publication, PublishError};
 use mediastreams_webrtc_proto::offer::{self, MAX_OFFER_BYTES, check_offer};
 
+use crate::media::audio::Channels;
+
 pub fn router(node: Arc<IngestNode>) -> Router {
     Router::new()
         .route("/whip/{name}", post(create).options(preflight).fallback(not_allowed_endpoint))
@@ -174,14 +176,15 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
         return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "a WHIP offer is application/sdp").into());
     }
     let offer = String::from_utf8(body.to_vec()).map_err(|_| Problem::bad_request("invalid-offer", "the offer is not UTF-8 text"))?;
-    check_offer(&offer).map_err(|e| {
+    let summary = check_offer(&offer).map_err(|e| {
         let code = match e {
             offer::OfferError::NotSdp => "invalid-offer",
             _ => "unsupported-offer",
         };
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
     })?;
-    let Publication { session: id, answer } = node.publish(&stream, offer).await.map_err(|e| publish_problem(&e))?;
+    let audio = if summary.stereo { Channels::Stereo } else { Channels::Mono };
+    let Publication { session: id, answer } = node.publish(&stream, offer, audio).await.map_err(|e| publish_problem(&e))?;
     let mut r = Response::new(Body::from(answer));
     *r.status_mut() = StatusCode::CREATED;
     let h = r.headers_mut();

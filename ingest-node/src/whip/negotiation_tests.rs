@@ -82,7 +82,7 @@ async fn captured_offers_are_answered_with_their_payload_types() {
         check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
         session += 1;
         let (input, _input_rx) = mpsc::channel(16);
-        match crate::session::start(mux.clone(), &announce, session, sdp, sink(input)).await {
+        match crate::session::start(mux.clone(), &announce, session, sdp, crate::media::audio::Channels::Mono, sink(input)).await {
             Ok((handle, _)) => {
                 handle.close().await;
                 failures.push(format!("{name}: answered; remove it from UNANSWERABLE"));
@@ -95,13 +95,14 @@ async fn captured_offers_are_answered_with_their_payload_types() {
         let summary = check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
         session += 1;
         let (input, _input_rx) = mpsc::channel(16);
-        let (handle, answer) = match crate::session::start(mux.clone(), &announce, session, sdp, sink(input)).await {
-            Ok(x) => x,
-            Err(e) => {
-                failures.push(format!("{name}: negotiation failed: {e}"));
-                continue;
-            }
-        };
+        let (handle, answer) =
+            match crate::session::start(mux.clone(), &announce, session, sdp, crate::media::audio::Channels::Mono, sink(input)).await {
+                Ok(x) => x,
+                Err(e) => {
+                    failures.push(format!("{name}: negotiation failed: {e}"));
+                    continue;
+                }
+            };
         handle.close().await;
         let answered = sections(&answer).unwrap_or_else(|e| panic!("{name}: {e}: {answer}"));
         let payload_types_of = |kind: &str, codec: &str| -> Vec<u8> {
