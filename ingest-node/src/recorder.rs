@@ -43,12 +43,13 @@ pub enum RecorderError {
     Unresumable(String),
 }
 
-/// The audio the recorder packages: AAC-LC.
+/// The audio the recorder packages: AAC-LC, stereo until a publisher says
+/// otherwise ([`audio_track`]).
 pub const AUDIO: AudioTrackConfig = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
 
 /// The audio track of a recording with `channels`.
 pub fn audio_track(channels: Channels) -> AudioTrackConfig {
-    AudioTrackConfig { channels: channels.count() as u16, ..AUDIO }
+    AudioTrackConfig { bitrate: channels.aac_bitrate(), channels: channels.count() as u16, sample_rate: AUDIO.sample_rate }
 }
 
 /// Least time between two attempts at `Ready -> Live` while the table
@@ -148,7 +149,9 @@ impl Recorder {
                 let (v, a) = (chunks.video.len(), chunks.audio.len());
                 // The stored audio track's channels, or a publisher's when
                 // it has none yet.
-                audio = recovery::audio_channels(&stored.live).and_then(Channels::from_count).map(audio_track);
+                // (Its bitrate too: it is in the audio fragments' keys.)
+                audio = recovery::audio_level(&stored.live)
+                    .and_then(|(bitrate, channels)| Channels::from_count(channels).map(|c| AudioTrackConfig { bitrate, ..audio_track(c) }));
                 presentation = Some(Presentation::resume(config.clone(), video, audio.unwrap_or(AUDIO), chunks)?);
                 continues_at = end as i64;
                 tracing::warn!(

@@ -340,9 +340,13 @@ async fn the_recordings_audio_has_the_channels_the_publisher_sends() {
         assert_eq!(env.call("POST", &format!("/streams/{name}/stop-ingest"), None).await.status, 202);
         wait_for_state(&env, name, "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
         let _ = p.pc.close().await;
-        let channels = if *stereo { 2 } else { 1 };
+        // 64 kb/s a channel.
+        let (channels, bitrate) = if *stereo { (2, 128_000) } else { (1, 64_000) };
         let smooth = manifest(&env, created["playbackId"].as_str().unwrap()).await.unwrap();
-        assert!(smooth.contains(&format!("FourCC=\"AACL\" SamplingRate=\"48000\" Channels=\"{channels}\"")), "{name}: {smooth}");
+        assert!(
+            smooth.contains(&format!("Bitrate=\"{bitrate}\" FourCC=\"AACL\" SamplingRate=\"48000\" Channels=\"{channels}\"")),
+            "{name}: {smooth}"
+        );
         // What is stored decodes so (ffprobe reads the DASH view over HTTP).
         let out = mediastreams_tests::media::tool("ffprobe")
             .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels", "-of", "csv=p=0"])

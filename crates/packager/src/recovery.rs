@@ -214,10 +214,11 @@ pub fn video_config(live: &LiveManifest) -> Result<crate::VideoTrackConfig, Reco
     Ok(crate::VideoTrackConfig { bitrate: level.bitrate, sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) })
 }
 
-/// The channel count of a stored recording's audio track, if it has one.
-pub fn audio_channels(live: &LiveManifest) -> Option<u16> {
+/// The bitrate and channel count of a stored recording's audio track, if
+/// it has one.
+pub fn audio_level(live: &LiveManifest) -> Option<(u32, u16)> {
     live.audio.iter().find_map(|l| match l.detail {
-        crate::manifest::LevelDetail::Audio { channels, .. } => Some(channels),
+        crate::manifest::LevelDetail::Audio { channels, .. } => Some((l.bitrate, channels)),
         _ => None,
     })
 }

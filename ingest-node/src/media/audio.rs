@@ -37,6 +37,11 @@ impl Channels {
         }
     }
 
+    /// The AAC bitrate of a track with these channels.
+    pub fn aac_bitrate(self) -> u32 {
+        AAC_BITRATE_PER_CHANNEL * self.count() as u32
+    }
+
     /// From a stored track's channel count (1 or 2).
     pub fn from_count(n: u16) -> Option<Channels> {
         match n {
@@ -55,8 +60,8 @@ impl Channels {
 }
 /// AAC-LC frame length.
 pub const AAC_FRAME: usize = 1024;
-/// Output bitrate.
-pub const AAC_BITRATE: usize = 128_000;
+/// Output bitrate per channel: 64 kb/s mono, 128 kb/s stereo.
+pub const AAC_BITRATE_PER_CHANNEL: u32 = 64_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
@@ -116,7 +121,7 @@ impl OpusToAac {
         ectx.set_rate(SAMPLE_RATE as i32);
         ectx.set_channel_layout(channels.layout());
         ectx.set_format(Sample::F32(Type::Planar));
-        ectx.set_bit_rate(AAC_BITRATE);
+        ectx.set_bit_rate(channels.aac_bitrate() as usize);
         ectx.set_time_base((1, SAMPLE_RATE as i32));
         let mut options = ffmpeg::Dictionary::new();
         options.set("aac_coder", coder.option());
