@@ -55,6 +55,12 @@ struct Args {
     /// The JSON report (also printed as the last line of standard output).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Start every publisher at the same moment, their keyframes (and so
+    /// every stream's fragments) together: the worst case. By default
+    /// their starts are spread over one fragment, as publishers who
+    /// connect at different times are.
+    #[arg(long)]
+    synchronized: bool,
     /// Stream names start with this (a run's streams are new).
     #[arg(long, default_value = "bench")]
     prefix: String,
@@ -166,7 +172,8 @@ async fn main() -> anyhow::Result<()> {
         base: args.api.trim_end_matches('/').to_owned(),
         key: args.api_key.clone(),
     });
-    let mut report = Report { publishers: args.publishers, fragment_ms: args.fragment_ms, ..Default::default() };
+    let mut report =
+        Report { publishers: args.publishers, fragment_ms: args.fragment_ms, synchronized: args.synchronized, ..Default::default() };
     let idle = sample_process(args.node_pid);
     report.node_idle_rss_mb = idle.map(|s| s.1);
 
@@ -187,13 +194,20 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(publishers = streams.len(), "every publisher is connected; sending");
 
-    // Send, all at once; watch for Live; sample the node.
+    // Send (each publisher starting a share of a fragment after the one
+    // before, unless synchronized); watch for Live; sample the node.
     let seconds = Duration::from_secs(args.seconds);
     let began = Instant::now();
     let mut sending = Vec::new();
-    for s in &streams {
+    for (i, s) in streams.iter().enumerate() {
         let (publisher, first, clip) = (s.publisher.clone(), s.first_media.clone(), clip.clone());
+        let offset = if args.synchronized {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(u64::from(args.fragment_ms)) * i as u32 / args.publishers.max(1) as u32
+        };
         sending.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
             publisher
                 .send(&clip, seconds, || {
                     if let Ok(mut f) = first.lock() {

@@ -11,6 +11,8 @@ pub struct Report {
     pub publishers: usize,
     pub seconds: f64,
     pub fragment_ms: u32,
+    /// Every publisher started at once (else spread over a fragment).
+    pub synchronized: bool,
     /// Media payload sent per publisher (H.264 and Opus, before RTP/SRTP).
     pub bitrate_kbps: f64,
     /// Of one core, averaged over the steady state (every publisher live).
@@ -57,8 +59,9 @@ impl Report {
         let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
         let f1 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         format!(
-            "{} publishers x {:.0} s at {:.0} kbit/s: node {}% of a core, {} MB RSS ({} MB/stream); fragments {}/{} stored, {} late; {} RTP lost; Live after first media p50 {} ms; stored after close p99 {} ms; OnDemand after stop p50 {} ms; all on demand: {}",
+            "{} publishers{} x {:.0} s at {:.0} kbit/s: node {}% of a core, {} MB RSS ({} MB/stream); fragments {}/{} stored, {} late; {} RTP lost; Live after first media p50 {} ms; stored after close p99 {} ms; OnDemand after stop p50 {} ms; all on demand: {}",
             self.publishers,
+            if self.synchronized { " (synchronized)" } else { "" },
             self.seconds,
             self.bitrate_kbps,
             f1(self.node_cpu_percent),
