@@ -6,6 +6,7 @@
 //! pins and runs it; see docs/performance.md.
 
 mod clip;
+mod janus;
 mod publisher;
 mod report;
 
@@ -61,6 +62,13 @@ struct Args {
     /// connect at different times are.
     #[arg(long)]
     synchronized: bool,
+    /// Publish to this Janus HTTP API (its VideoRoom, recording on)
+    /// instead of the stream API: the peer compared against.
+    #[arg(long)]
+    janus: Option<String>,
+    /// Where that Janus writes its recordings (counted at the end).
+    #[arg(long)]
+    janus_rec_dir: Option<PathBuf>,
     /// Stream names start with this (a run's streams are new).
     #[arg(long, default_value = "bench")]
     prefix: String,
@@ -73,6 +81,8 @@ struct Stream {
     publisher: Arc<Publisher>,
     /// When its first sample went out.
     first_media: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Its Janus session, when publishing to Janus.
+    janus: Option<janus::JanusPublisher>,
 }
 
 struct Api {
@@ -125,7 +135,51 @@ async fn open_stream(api: &Api, name: String, fragment_ms: u32) -> anyhow::Resul
         bail!("start-ingest of {name} gave no WHIP URL and token: {started}");
     };
     let publisher = Publisher::connect(&api.http, whip, token).await.with_context(|| format!("publishing {name}"))?;
-    Ok(Stream { name, smooth_url, publisher: Arc::new(publisher), first_media: Arc::default() })
+    Ok(Stream { name, smooth_url, publisher: Arc::new(publisher), first_media: Arc::default(), janus: None })
+}
+
+/// Joins the Janus VideoRoom as publisher `name`.
+async fn open_janus(http: &reqwest::Client, url: &str, name: String) -> anyhow::Result<Stream> {
+    let handle = Arc::new(std::sync::Mutex::new(None));
+    let (slot, display) = (handle.clone(), name.clone());
+    // Janus gathers no loopback candidates: media goes to the host's own
+    // address (still on this machine).
+    let publisher = Publisher::connect_with(&format!("{}:0", host_ip()), |offer| async move {
+        let (j, answer) = janus::JanusPublisher::join(http, url, &display, offer).await?;
+        if let Ok(mut h) = slot.lock() {
+            *h = Some(j);
+        }
+        Ok(answer)
+    })
+    .await
+    .with_context(|| format!("publishing {name} to Janus"))?;
+    let janus = handle.lock().ok().and_then(|mut h| h.take());
+    Ok(Stream { name, smooth_url: String::new(), publisher: Arc::new(publisher), first_media: Arc::default(), janus })
+}
+
+/// This host's address on its default route (what Janus announces).
+fn host_ip() -> std::net::IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Files and megabytes under `dir` (Janus's recordings).
+fn recordings(dir: &std::path::Path) -> (u64, f64) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(m) = e.metadata()
+            && m.is_file()
+        {
+            files += 1;
+            bytes += m.len();
+        }
+    }
+    (files, bytes as f64 / 1e6)
 }
 
 /// A process's CPU ticks and RSS (MB), when they can be read.
@@ -172,8 +226,13 @@ async fn main() -> anyhow::Result<()> {
         base: args.api.trim_end_matches('/').to_owned(),
         key: args.api_key.clone(),
     });
-    let mut report =
-        Report { publishers: args.publishers, fragment_ms: args.fragment_ms, synchronized: args.synchronized, ..Default::default() };
+    let mut report = Report {
+        publishers: args.publishers,
+        fragment_ms: args.fragment_ms,
+        synchronized: args.synchronized,
+        peer: "mediastreams".to_owned(),
+        ..Default::default()
+    };
     let idle = sample_process(args.node_pid);
     report.node_idle_rss_mb = idle.map(|s| s.1);
 
@@ -182,10 +241,13 @@ async fn main() -> anyhow::Result<()> {
     let gate = Arc::new(Semaphore::new(4));
     let mut opening = Vec::new();
     for i in 0..args.publishers {
-        let (api, gate, name) = (api.clone(), gate.clone(), format!("{run}-{i}"));
+        let (api, gate, name, janus) = (api.clone(), gate.clone(), format!("{run}-{i}"), args.janus.clone());
         opening.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            open_stream(&api, name, args.fragment_ms).await
+            match janus {
+                Some(url) => open_janus(&api.http, &url, name).await,
+                None => open_stream(&api, name, args.fragment_ms).await,
+            }
         }));
     }
     let mut streams = Vec::new();
@@ -225,7 +287,8 @@ async fn main() -> anyhow::Result<()> {
         for (i, name) in names.iter().enumerate() {
             if live_after[i].is_none()
                 && let Some(first) = streams[i].first_media.lock().ok().and_then(|f| *f)
-                && api.stream(name).await.is_some_and(|s| s["state"] == "Live")
+                // (Janus has no such state: live at the first media.)
+                && (streams[i].janus.is_some() || api.stream(name).await.is_some_and(|s| s["state"] == "Live"))
             {
                 live_after[i] = Some(first.elapsed());
             }
@@ -252,6 +315,27 @@ async fn main() -> anyhow::Result<()> {
         let _ = t.await;
     }
     let sent_s = began.elapsed().as_secs_f64().min(seconds.as_secs_f64());
+    report.seconds = seconds.as_secs_f64();
+    report.sent_seconds = sent_s;
+    report.bitrate_kbps = clip.bitrate_bps() / 1000.0;
+    if args.janus.is_some() {
+        // The peer: its sessions end (Janus closes the recordings); what
+        // it recorded is counted.
+        for s in &streams {
+            if let Some(j) = &s.janus {
+                j.destroy().await;
+            }
+            s.publisher.close().await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        report.peer = "janus".to_owned();
+        if let Some(dir) = &args.janus_rec_dir {
+            let (files, mb) = recordings(dir);
+            report.peer_recordings = Some(files);
+            report.peer_recorded_mb = Some(mb);
+        }
+        return finish_report(&report, args.out.as_deref());
+    }
     // Stop every stream at once; time each to OnDemand.
     let stopped = Instant::now();
     for name in &names {
@@ -333,9 +417,6 @@ async fn main() -> anyhow::Result<()> {
         all_on_demand = false;
         report.problems.push(format!("{} streams never went Live", live_after.iter().filter(|l| l.is_none()).count()));
     }
-    report.seconds = seconds.as_secs_f64();
-    report.sent_seconds = sent_s;
-    report.bitrate_kbps = clip.bitrate_bps() / 1000.0;
     report.fragments_expected = 2 * (sent_s / fragment_s).ceil() as u64 * args.publishers as u64;
     report.live_after_first_media_ms_p50 = percentile(&live_ms, 50.0);
     report.live_after_first_media_ms_max = live_ms.iter().copied().filter(|v| v.is_finite()).reduce(f64::max);
@@ -345,8 +426,14 @@ async fn main() -> anyhow::Result<()> {
     report.recorded_seconds_min = recorded.iter().copied().reduce(f64::min);
     report.all_on_demand = all_on_demand && recorded.len() == args.publishers;
 
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(out) = &args.out {
+    finish_report(&report, args.out.as_deref())
+}
+
+/// Writes the report (`out`, and the last line of standard output) and
+/// prints its summary.
+fn finish_report(report: &Report, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    if let Some(out) = out {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -356,6 +443,6 @@ async fn main() -> anyhow::Result<()> {
     for p in &report.problems {
         eprintln!("  {p}");
     }
-    println!("{}", serde_json::to_string(&report)?);
+    println!("{}", serde_json::to_string(report)?);
     Ok(())
 }

@@ -41,6 +41,8 @@ pub enum PublishError {
     Http(#[from] reqwest::Error),
     #[error("the WHIP endpoint answered {status}: {body}")]
     Refused { status: u16, body: String },
+    #[error("signalling: {0}")]
+    Signalling(String),
     #[error("ICE and DTLS did not connect in {0:?}")]
     NotConnected(Duration),
     #[error("ICE gathering did not complete")]
@@ -166,6 +168,26 @@ pub struct Publisher {
 impl Publisher {
     /// Offers to `whip` (bearer `token`) and waits until ICE and DTLS connect.
     pub async fn connect(http: &reqwest::Client, whip: &str, token: &str) -> Result<Publisher, PublishError> {
+        Self::connect_with("127.0.0.1:0", |offer| async move {
+            let r = http.post(whip).bearer_auth(token).header("content-type", "application/sdp").body(offer).send().await?;
+            let status = r.status().as_u16();
+            let body = r.text().await?;
+            if status != 201 {
+                return Err(PublishError::Refused { status, body });
+            }
+            Ok(body)
+        })
+        .await
+    }
+
+    /// Makes an offer, has `signal` turn it into an answer (WHIP, or
+    /// another server's signalling), and waits until ICE and DTLS connect.
+    /// Media leaves from `bind` (an address and port 0).
+    pub async fn connect_with<F, Fut>(bind: &str, signal: F) -> Result<Publisher, PublishError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<String, PublishError>>,
+    {
         let mut me = MediaEngine::default();
         me.register_codec(codec(RtpCodecKind::Video), RtpCodecKind::Video)?;
         me.register_codec(codec(RtpCodecKind::Audio), RtpCodecKind::Audio)?;
@@ -179,7 +201,7 @@ impl Publisher {
             .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Events { gathered: gathered_tx, state: state_tx }) as Arc<dyn PeerConnectionEventHandler>)
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .with_udp_addrs(vec![bind.to_owned()])
             .build()
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
@@ -206,13 +228,13 @@ impl Publisher {
         pc.set_local_description(offer).await?;
         tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.map_err(|_| PublishError::NoCandidates)?;
         let offer = pc.local_description().await.ok_or(PublishError::NoCandidates)?.sdp;
-        let r = http.post(whip).bearer_auth(token).header("content-type", "application/sdp").body(offer).send().await?;
-        let status = r.status().as_u16();
-        let body = r.text().await?;
-        if status != 201 {
-            let _ = pc.close().await;
-            return Err(PublishError::Refused { status, body });
-        }
+        let body = match signal(offer).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
         pc.set_remote_description(RTCSessionDescription::answer(body)?).await?;
         const CONNECT: Duration = Duration::from_secs(10);
         let connected =

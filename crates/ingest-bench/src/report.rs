@@ -13,6 +13,12 @@ pub struct Report {
     pub fragment_ms: u32,
     /// Every publisher started at once (else spread over a fragment).
     pub synchronized: bool,
+    /// The server measured: `mediastreams`, or `janus` (the peer: its
+    /// VideoRoom recording RTP; no fragments, states or manifests).
+    pub peer: String,
+    /// The peer's recordings: files and megabytes written.
+    pub peer_recordings: Option<u64>,
+    pub peer_recorded_mb: Option<f64>,
     /// Media payload sent per publisher (H.264 and Opus, before RTP/SRTP).
     pub bitrate_kbps: f64,
     /// Of one core, averaged over the steady state (every publisher live).
@@ -56,8 +62,22 @@ pub struct Report {
 impl Report {
     /// The one-line summary printed per run.
     pub fn summary(&self) -> String {
-        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
         let f1 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        if self.peer != "mediastreams" {
+            return format!(
+                "{}: {} publishers x {:.0} s at {:.0} kbit/s: {}% of a core, {} MB RSS ({} MB/stream); {} recordings, {} MB",
+                self.peer,
+                self.publishers,
+                self.seconds,
+                self.bitrate_kbps,
+                f1(self.node_cpu_percent),
+                f1(self.node_rss_mb),
+                f1(self.rss_per_stream_mb),
+                self.peer_recordings.map_or("-".to_owned(), |n| n.to_string()),
+                f1(self.peer_recorded_mb),
+            );
+        }
+        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
         format!(
             "{} publishers{} x {:.0} s at {:.0} kbit/s: node {}% of a core, {} MB RSS ({} MB/stream); fragments {}/{} stored, {} late; {} RTP lost; Live after first media p50 {} ms; stored after close p99 {} ms; OnDemand after stop p50 {} ms; all on demand: {}",
             self.publishers,
