@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use mediastreams_storage::{DynamoTable, S3Store, StreamRepo};
+use async_trait::async_trait;
+use bytes::Bytes;
+use mediastreams_storage::{DynamoTable, Object, ObjectKey, ObjectMeta, ObjectStore, Page, S3Store, StoreError, StreamRepo};
 
 use crate::{Api, ApiConfig};
 
@@ -35,14 +37,18 @@ pub fn s3_path_style() -> bool {
 /// AWS credentials and region come from the Lambda environment (and
 /// `AWS_ENDPOINT_URL`, which the SDK reads, points both clients at a
 /// compatible server).
-pub async fn api_from_env() -> Result<Api, ConfigError> {
+///
+/// `media` makes the media store: [`s3_media`] for the one function that
+/// touches media (delete-stream), [`no_media`] for the others, so that
+/// their binaries do not link the S3 client (smaller, quicker to start).
+pub async fn api_from_env(media: MediaStore) -> Result<Api, ConfigError> {
     let table = var("TABLE_NAME")?;
     let bucket = var("MEDIA_BUCKET")?;
     let config =
         ApiConfig { media_base_url: var("MEDIA_BASE_URL")?, ingest_base_url: var("INGEST_BASE_URL").unwrap_or_default(), api_key: None };
     let sdk = mediastreams_storage::aws::load_config().await;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
-    let media = Arc::new(S3Store::from_config(&sdk, bucket, s3_path_style()));
+    let media = media(&sdk, bucket);
     let registry = config
         .ingest_base_url
         .is_empty()
@@ -52,4 +58,40 @@ pub async fn api_from_env() -> Result<Api, ConfigError> {
         Some(r) => api.with_node_registry(r),
         None => api,
     })
+}
+
+/// Makes a function's media store from the SDK configuration and bucket.
+pub type MediaStore = fn(&mediastreams_storage::aws::SdkConfig, String) -> Arc<dyn ObjectStore>;
+
+/// The media bucket, through S3.
+pub fn s3_media(sdk: &mediastreams_storage::aws::SdkConfig, bucket: String) -> Arc<dyn ObjectStore> {
+    Arc::new(S3Store::from_config(sdk, bucket, s3_path_style()))
+}
+
+/// No media store: for functions whose operations never touch media.
+pub fn no_media(_: &mediastreams_storage::aws::SdkConfig, _: String) -> Arc<dyn ObjectStore> {
+    Arc::new(NoMedia)
+}
+
+/// Answers every call with an error (see [`no_media`]).
+struct NoMedia;
+
+fn no_media_error() -> StoreError {
+    StoreError::Refused("this function has no media store".to_owned())
+}
+
+#[async_trait]
+impl ObjectStore for NoMedia {
+    async fn put(&self, _: &ObjectKey, _: Bytes, _: &ObjectMeta) -> Result<(), StoreError> {
+        Err(no_media_error())
+    }
+    async fn get(&self, _: &ObjectKey) -> Result<Option<Object>, StoreError> {
+        Err(no_media_error())
+    }
+    async fn delete(&self, _: &ObjectKey) -> Result<(), StoreError> {
+        Err(no_media_error())
+    }
+    async fn list(&self, _: &str, _: Option<&str>, _: usize) -> Result<Page<String>, StoreError> {
+        Err(no_media_error())
+    }
 }

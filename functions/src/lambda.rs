@@ -27,10 +27,11 @@ pub async fn handle(api: &Api, only: Option<Operation>, req: Request) -> Respons
 }
 
 /// The main of a Lambda function serving `op`: JSON logs to CloudWatch,
-/// configuration from the environment (see [`crate::config`]).
-pub async fn run(op: Operation) -> Result<(), lambda_http::Error> {
+/// configuration from the environment (see [`crate::config`]), the media
+/// store `media` makes.
+pub async fn run(op: Operation, media: crate::config::MediaStore) -> Result<(), lambda_http::Error> {
     mediastreams_http::init_logging(mediastreams_http::LogFormat::JsonUnstamped);
-    let api = crate::config::api_from_env().await?;
+    let api = crate::config::api_from_env(media).await?;
     tracing::info!(operation = op.id(), "function starting");
     lambda_http::run(service_fn(move |req: Request| {
         let api = api.clone();

@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+
+/// The SDK configuration every client is made from.
+pub use aws_config::SdkConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::timeout::TimeoutConfig;
 

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    mediastreams_functions::lambda::run(mediastreams_functions::Operation::CreateStream).await
+    mediastreams_functions::lambda::run(mediastreams_functions::Operation::CreateStream, mediastreams_functions::config::no_media).await
 }
