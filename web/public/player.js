@@ -59,7 +59,10 @@ function liveDelay(format, s) {
     // at its lowest is the delay less about 2.9 s and a third of a
     // fragment (2 s fragments, delay 4.5 s: 0.8-1.0 s; 1 s fragments,
     // delay 3.0 s: nothing, and the picture froze for moments; 3.5 s: 0.26 s).
-    case 'smooth': return 0.5 * fragment + 3.5;
+    // Never less than 1.5 fragments and 1.5 s: below that dash.js's buffer
+    // target is 1.5 s or less, zero or less for long fragments, and it
+    // stops asking for video (4 s fragments and 0.5F + 3.5 would give -0.5 s).
+    case 'smooth': return Math.max(0.5 * fragment + 3.5, 1.5 * fragment + 1.5);
     // The MPD is re-read every half fragment (minimumUpdatePeriod).
     case 'dash': return 1.5 * fragment + 1;
     // hls.js re-reads a playlist every target duration (a fragment) when
