@@ -43,6 +43,25 @@ pub(crate) async fn get_object(State(store): State<Arc<dyn ObjectStore>>, method
     }
 }
 
+/// The media origin's clock (`layout::TIME_PATH`): ISO 8601, UTC, in
+/// milliseconds, never cached. Players set their clock from it (the DASH
+/// MPD's first `UTCTiming`, the player page for Smooth); the CDN answers
+/// the same path at its edge (infra/template.yaml).
+pub(crate) async fn time() -> Response {
+    let now = time::OffsetDateTime::now_utc();
+    let text = now
+        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    let mut r = Response::new(Body::from(text));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    cors(&mut r);
+    r
+}
+
 /// Players on any origin may read media, as with the CDN's CORS policy.
 fn cors(r: &mut Response) {
     r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

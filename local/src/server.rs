@@ -86,6 +86,7 @@ pub fn build_service(backends: &Backends, config: &LocalConfig) -> (Router, Arc<
     let media = Router::new().route("/media/{*key}", get(crate::media::get_object)).with_state(backends.media.clone());
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(mediastreams_packager::layout::TIME_PATH, get(crate::media::time))
         .route("/streams", axum::routing::any(api_handler))
         .route("/streams/{*rest}", axum::routing::any(api_handler))
         .with_state((api, config.limits))

@@ -178,10 +178,13 @@ async function start() {
   // fragment it knows is loaded, which it always is): reloading the
   // manifest is how it finds the edge. A DASH player re-reads the MPD.
   view.goLive = () => (output.format === 'smooth' ? player.attachSource(output.url) : player.seekToOriginalLive());
-  // The player's clock comes from our own origin, the Date of a HEAD of
-  // the manifest (the DASH MPD also says so itself; a Smooth manifest
-  // cannot), never from dash.js's default public time server.
-  player.updateSettings({ streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: output.url } } } });
+  // The player's clock comes from our own media origin, to the
+  // millisecond (`/time` at its root: the CDN's edge function, the local
+  // runner), never from dash.js's default public time server. The DASH MPD
+  // says so itself; a Smooth manifest cannot. Where the origin has no
+  // /time, dash.js falls back to the manifest's Date header (to the second:
+  // up to a second further from the edge than liveDelay says).
+  player.updateSettings({ streaming: { utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-xsdate:2014', value: new URL('/time', output.url).href } } } });
   // dash.js starts a live stream liveDelay behind its live edge: for
   // Smooth the end of the manifest's timeline, for DASH the MPD's clock.
   // (Without it, dash.js applies liveDelayFragmentCount to a Smooth stream,

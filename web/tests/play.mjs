@@ -20,8 +20,9 @@
 //       player's live latency (dash.js getCurrentLiveLatency, hls.js
 //       latency) and the report lists the two seeks (dvr).
 // --stock (dash.js): no setting changed at all. Otherwise dash.js takes its
-//       clock from our origin as the player page does (the Date of a HEAD
-//       of the manifest), instead of its default public time server.
+//       clock from our origin as the player page does (/time at the
+//       origin's root, else the manifest's Date), instead of its default
+//       public time server.
 // The report lists every request to an origin other than --origin
 // (foreignRequests), playbackEnded (dash.js's own end event) and maxTime
 // (the furthest position played). PLAY_DEBUG=1 in the environment adds
@@ -123,7 +124,8 @@ try {
         player.updateSettings({
           debug: { logLevel: debug ? dashjs.Debug.LOG_LEVEL_DEBUG : dashjs.Debug.LOG_LEVEL_WARNING },
           streaming: {
-            utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: manifest } },
+            // As the player page: our origin's clock, else the manifest's Date.
+            utcSynchronization: { defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-xsdate:2014', value: new URL('/time', manifest).href } },
             // dash.js 5.2 ends a recording itself when its 200 ms timer sees
             // the playhead at the duration before the element's own `ended`
             // (which follows some milliseconds later), then seeks back

@@ -61,6 +61,11 @@ pub fn is_fragment_key(key: &str) -> bool {
     key.contains("/Fragments(")
 }
 
+/// Where the media origin answers its current time (ISO 8601, UTC, in
+/// milliseconds), at its root: the CDN's edge function, the local runner.
+/// Players set their clock from it (the DASH MPD's first `UTCTiming`).
+pub const TIME_PATH: &str = "/time";
+
 /// The initialization segment of a quality level (DASH and HLS).
 pub fn init_key(track: TrackType, bitrate: u32) -> String {
     format!("{}/init-{}.mp4", quality_dir(bitrate), track.name())

@@ -633,3 +633,31 @@ fn a_presentation_without_audio_lists_no_audio_track_live_or_recovered() {
     let smooth = recovered.iter().find(|o| o.key == layout::SMOOTH_MANIFEST).unwrap();
     assert_eq!(smooth_chunks(std::str::from_utf8(&smooth.body).unwrap()).0.len(), v.len());
 }
+
+/// The live MPD sets players' clocks from the media origin's millisecond
+/// time first (`layout::TIME_PATH`), then from the MPD's own `Date` (to the
+/// second); the final MPD is static and needs neither.
+#[test]
+fn the_live_mpd_names_the_origins_clock_then_its_date() {
+    use mediastreams_packager::VideoSample;
+    let mut p = common::presentation(true, false);
+    let mut mpds = Vec::new();
+    for v in 0..(8 * 30u64) {
+        let sample =
+            VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+        mpds.extend(p.push_video(sample).unwrap().objects.into_iter().filter(|o| o.key.ends_with(".mpd")));
+    }
+    let live = String::from_utf8(mpds.last().expect("a live MPD").body.to_vec()).unwrap();
+    let timings: Vec<&str> = live.lines().map(str::trim).filter(|l| l.starts_with("<UTCTiming")).collect();
+    assert_eq!(
+        timings,
+        [
+            format!("<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"{}\"/>", layout::TIME_PATH).as_str(),
+            "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"manifest.mpd\"/>",
+        ],
+        "{live}"
+    );
+    let last = p.finish().objects.into_iter().find(|o| o.key.ends_with(".mpd")).expect("the final MPD");
+    let last = String::from_utf8(last.body.to_vec()).unwrap();
+    assert!(last.contains("type=\"static\"") && !last.contains("UTCTiming"), "{last}");
+}

@@ -68,6 +68,29 @@ async fn media_is_served_like_the_cdn() {
     }
 }
 
+/// The media origin's clock, which the live MPD names first (`UTCTiming`
+/// http-xsdate): the time to the millisecond, never cached, readable from
+/// any page; at the origin's root, where a relative `/time` in an MPD
+/// under `/media/` resolves.
+#[tokio::test]
+async fn the_media_origin_tells_the_time_to_the_millisecond() {
+    let env = Env::local_embedded(None).await;
+    let base = env.media_base.strip_suffix("/media").unwrap();
+    let before = time::OffsetDateTime::now_utc();
+    let r = reqwest::get(format!("{base}{}", mediastreams_packager::layout::TIME_PATH)).await.unwrap();
+    let after = time::OffsetDateTime::now_utc();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let text = r.text().await.unwrap();
+    let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
+    // Milliseconds (at most three fraction digits), between the request's
+    // start and its end.
+    assert!(text.ends_with('Z') && text.split('.').nth(1).is_none_or(|f| f.len() <= 4), "{text}");
+    let ms = |t: time::OffsetDateTime| t.unix_timestamp_nanos() / 1_000_000;
+    assert!(ms(before) <= ms(t) && ms(t) <= ms(after), "{before} <= {t} <= {after}");
+}
+
 /// The binary as the README runs it: flags, the embedded data directory,
 /// the listening line.
 #[test]

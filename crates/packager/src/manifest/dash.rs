@@ -11,10 +11,17 @@ use std::fmt::Write;
 use super::{LevelDetail, ManifestMode, TrackManifest, windowed, xs_duration};
 use crate::TIMESCALE;
 
-/// The live MPD's time source (ISO/IEC 23009-1 5.8.5.7, `http-head`): the
-/// `Date` header of the MPD itself, which every HTTP origin (S3,
-/// CloudFront, the local runner) sends.
-pub const UTC_TIMING: &str = "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"manifest.mpd\"/>\n";
+/// The live MPD's time sources (ISO/IEC 23009-1 5.8.5.7), in order: the
+/// media origin's clock in milliseconds ([`crate::layout::TIME_PATH`],
+/// `http-xsdate`: the CDN answers it at the edge, the local runner itself),
+/// then the `Date` header of the MPD itself (`http-head`), which every HTTP
+/// origin sends but only to the second: a player that sets its clock from
+/// it is up to a second behind, and plays up to a second further from the
+/// live edge than it means to (dash.js: 4.45 to 5.16 s glass to glass).
+pub const UTC_TIMING: &str = concat!(
+    "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"/time\"/>\n",
+    "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"manifest.mpd\"/>\n"
+);
 
 /// Wallclock facts a dynamic MPD needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
