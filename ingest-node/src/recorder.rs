@@ -202,6 +202,12 @@ impl Recorder {
         Channels::from_count(self.audio.channels).unwrap_or_default()
     }
 
+    /// The bitrate of the recording's audio track (what every session's
+    /// audio is encoded at).
+    pub fn audio_bitrate(&self) -> u32 {
+        self.audio.bitrate
+    }
+
     /// A publisher sending `channels` began a session: a recording without
     /// an audio track yet takes them (audio encoded for other channels,
     /// waiting for the first picture, is dropped).

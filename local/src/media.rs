@@ -48,13 +48,7 @@ pub(crate) async fn get_object(State(store): State<Arc<dyn ObjectStore>>, method
 /// MPD's first `UTCTiming`, the player page for Smooth); the CDN answers
 /// the same path at its edge (infra/template.yaml).
 pub(crate) async fn time() -> Response {
-    let now = time::OffsetDateTime::now_utc();
-    let text = now
-        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
-    let mut r = Response::new(Body::from(text));
+    let mut r = Response::new(Body::from(iso_millis(time::OffsetDateTime::now_utc())));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -62,7 +56,35 @@ pub(crate) async fn time() -> Response {
     r
 }
 
+/// `2026-12-05T09:41:07.042Z`: always three fraction digits, as the CDN's
+/// edge function writes it (JavaScript's `Date.toISOString`).
+fn iso_millis(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 /// Players on any origin may read media, as with the CDN's CORS policy.
 fn cors(r: &mut Response) {
     r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_time_has_three_fraction_digits_always() {
+        let t = time::macros::datetime!(2026-12-05 09:41:07 UTC);
+        assert_eq!(super::iso_millis(t), "2026-12-05T09:41:07.000Z");
+        assert_eq!(super::iso_millis(t + time::Duration::milliseconds(42)), "2026-12-05T09:41:07.042Z");
+        let paris = time::macros::datetime!(2026-12-05 10:41:07.5 +01:00);
+        assert_eq!(super::iso_millis(paris), "2026-12-05T09:41:07.500Z");
+    }
 }

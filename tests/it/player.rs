@@ -64,6 +64,13 @@ fn play_args(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, sc
         // No player request leaves our origin (dash.js's default time
         // server included).
         assert_eq!(report["foreignRequests"], json!([]), "{player} asked another origin: {report}");
+        if player == "dashjs" && mode == "live" {
+            // Its clock came from our origin's /time (the MPD's first
+            // UTCTiming, the player page's source for Smooth), not from
+            // the fallback, a manifest's Date, which is only to the second.
+            let times = report["timeRequests"].as_array().cloned().unwrap_or_default();
+            assert!(!times.is_empty() && times.iter().all(|s| s == 200), "dash.js read /time: {times:?} {report}");
+        }
     }
     report
 }

@@ -24,7 +24,8 @@
 //       origin's root, else the manifest's Date), instead of its default
 //       public time server.
 // The report lists every request to an origin other than --origin
-// (foreignRequests), playbackEnded (dash.js's own end event) and maxTime
+// (foreignRequests), the statuses of requests to our origin's /time
+// (timeRequests), playbackEnded (dash.js's own end event) and maxTime
 // (the furthest position played). PLAY_DEBUG=1 in the environment adds
 // dash.js's debug lines about buffering and the end to the report.
 // Exit status 0 when the page ran; the caller judges the numbers.
@@ -63,7 +64,13 @@ try {
   page.on('console', (m) => { if (m.type() === 'error' || (process.env.PLAY_DEBUG && /ended|EndOfStream|endOfStream|applicable|Ended|duration|Duration|seek|Seek|BUFFERING|replace|Replace|Gap|gap|waiting|stalled|Stalled|prun|remov|Remov|range|Range|FragmentInfo|Start|timeline|Load error|DVR/.test(m.text()))) result.console.push(m.text()); });
   page.on('pageerror', (e) => result.errors.push(`pageerror: ${e.message}`));
   result.failedRequests = [];
-  page.on('response', (r) => { if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`); });
+  // The answers of our origin's clock (/time), which dash.js reads
+  // unless --stock.
+  result.timeRequests = [];
+  page.on('response', (r) => {
+    if (r.status() >= 400) result.failedRequests.push(`${r.status()} ${r.url()}`);
+    if (/^https?:/.test(r.url()) && new URL(r.url()).pathname === '/time') result.timeRequests.push(r.status());
+  });
   if (process.env.PLAY_DEBUG) {
     result.requests = [];
     const t0 = Date.now();

@@ -4,8 +4,26 @@
 mod common;
 
 use bytes::Bytes;
+use mediastreams_packager::bmff::TFRF_UUID;
 use mediastreams_packager::{AudioFrame, PackagerError, VideoSample};
 use proptest::prelude::*;
+use std::collections::HashSet;
+
+/// `…/Fragments(video=123)` → (`…/Fragments(video`, 123).
+fn split_key(key: &str) -> Option<(&str, u64)> {
+    let (level, time) = key.rsplit_once('=')?;
+    Some((level, time.strip_suffix(')')?.parse().ok()?))
+}
+
+/// The starts a fragment's `tfrf` announces (MS-SSTR 2.2.4.5, version 1).
+fn tfrf_starts(body: &[u8]) -> Vec<u64> {
+    let Some(at) = body.windows(16).position(|w| w == TFRF_UUID) else {
+        return Vec::new();
+    };
+    let p = &body[at + 16..];
+    assert_eq!(p[0], 1, "tfrf version 1");
+    (0..usize::from(p[4])).map(|i| u64::from_be_bytes(p[5 + 16 * i..13 + 16 * i].try_into().unwrap())).collect()
+}
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -32,6 +50,9 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (-400_000i64..3_000_000, any::<bool>(), 0usize..64).prop_map(|(delta, keyframe, size)| Step::Video { delta, keyframe, size }),
         8 => (-400_000i64..800_000).prop_map(|jitter| Step::Audio { jitter }),
         6 => (-400_000i64..3_000_000, any::<bool>()).prop_map(|(delta, keyframe)| Step::Video2 { delta, keyframe }),
+        // The publisher's video stops for a while (around the longest
+        // fragment, 6 s) and resumes in the same session.
+        1 => (15_000_000i64..80_000_000, any::<bool>()).prop_map(|(delta, keyframe)| Step::Video { delta, keyframe, size: 8 }),
         1 => (0i64..50_000_000).prop_map(|gap| Step::EndSession { gap }),
     ]
 }
@@ -93,6 +114,25 @@ proptest! {
         unique.sort_unstable();
         unique.dedup();
         prop_assert_eq!(unique.len(), keys.len());
+        // Every start a live fragment announces (`tfrf`) is written, in its
+        // track and level: dash.js learns of live Smooth fragments from
+        // `tfrf` alone. A following level writes nothing for a span in
+        // which it had no sample (a paused simulcast layer; the ingest
+        // node feeds one level today, issue 13): its announcements are on
+        // the leader's timeline.
+        let written: HashSet<(&str, u64)> = keys.iter().filter_map(|k| split_key(k)).collect();
+        let starts: HashSet<u64> = video.iter().map(|c| c.start).collect();
+        for o in out.objects.iter().filter(|o| o.key.contains("Fragments")) {
+            let (level, _) = split_key(&o.key).expect("a fragment key ends in its time");
+            let follower = o.key.starts_with("smooth.ism/QualityLevels(300000)/");
+            for next in tfrf_starts(&o.body) {
+                if follower {
+                    prop_assert!(starts.contains(&next), "{} announces {}, not on the leader's timeline", o.key, next);
+                } else {
+                    prop_assert!(written.contains(&(level, next)), "{} announces {}, which is never written", o.key, next);
+                }
+            }
+        }
         // The second level writes only fragments of the leader's timeline,
         // each filling its span exactly.
         for o in out.objects.iter().filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments")) {

@@ -657,7 +657,46 @@ fn the_live_mpd_names_the_origins_clock_then_its_date() {
         ],
         "{live}"
     );
+    // After the Period, as the MPD schema orders them (ISO/IEC 23009-1 5.3.1.3).
+    assert!(live.find("</Period>") < live.find("<UTCTiming"), "{live}");
     let last = p.finish().objects.into_iter().find(|o| o.key.ends_with(".mpd")).expect("the final MPD");
     let last = String::from_utf8(last.body.to_vec()).unwrap();
     assert!(last.contains("type=\"static\"") && !last.contains("UTCTiming"), "{last}");
+}
+
+/// Every start a live fragment announces (`tfrf`) is a fragment that gets
+/// written: dash.js learns of live Smooth fragments from `tfrf` alone and
+/// would ask for an announced one forever. Here the publisher's frames
+/// stop twice (a network outage, then a longer one): 3.5 s, then 6.5 s,
+/// longer than the longest fragment (6 s), which cuts the fragment at
+/// once and announces the frame after the gap as the next start.
+#[test]
+fn every_announced_fragment_is_written_even_across_gaps() {
+    let mut p = common::presentation(false, false);
+    let mut objects = Vec::new();
+    let mut push = |p: &mut mediastreams_packager::Presentation, time: u64, keyframe: bool| {
+        let s = mediastreams_packager::VideoSample { time: time as i64, keyframe, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+        objects.extend(p.push_video(s).unwrap().objects);
+    };
+    let frame = 10_000_000 / 30;
+    let mut t = 0;
+    for v in 0..90u64 {
+        t = v * frame;
+        push(&mut p, t, v % 60 == 0);
+    }
+    t += 35_000_000;
+    push(&mut p, t, false);
+    t += 65_000_000;
+    for v in 0..90u64 {
+        push(&mut p, t + v * frame, v % 60 == 0);
+    }
+    objects.extend(p.finish().objects);
+    let fragments = video_fragments(&objects);
+    let written: HashSet<u64> = fragments.iter().map(|(_, f)| f.tfdt).collect();
+    for (key, f) in &fragments {
+        assert!(key.ends_with(&format!("Fragments(video={})", f.tfdt)), "{key} is named after its tfdt");
+        for (next, _) in f.tfrf.iter().flatten() {
+            assert!(written.contains(next), "{key} announces {next}, which is never written (written: {written:?})");
+        }
+    }
 }

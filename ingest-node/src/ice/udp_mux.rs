@@ -80,7 +80,9 @@ fn bind_socket(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
     if let Err(e) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
         tracing::warn!(error = %e, "cannot size the media socket's receive buffer");
     }
-    // Linux reports twice what it grants (its bookkeeping).
+    // Linux grants at most net.core.rmem_max and reports twice what it
+    // grants (its bookkeeping): asking 8 MiB under a 4 MiB cap reports
+    // 8 MiB, the buffer every measurement in docs/performance.md had.
     let granted = socket.recv_buffer_size().unwrap_or(0);
     if granted < RECEIVE_BUFFER {
         tracing::warn!(

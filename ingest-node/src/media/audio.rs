@@ -2,7 +2,7 @@
 //! accept only AAC. Decoding and encoding use FFmpeg's libavcodec (Debian's
 //! build, through `ffmpeg-next`): its native Opus decoder and its native
 //! AAC-LC encoder (its fast quantizer search), 48 kHz, mono or stereo as
-//! the recording's audio track is ([`Channels`]), 128 kb/s.
+//! the recording's audio track is ([`Channels`]), 64 kb/s a channel.
 //!
 //! The encoder takes frames of exactly 1024 samples; Opus packets decode to
 //! 960 (20 ms), so decoded audio is re-chunked here. A lost Opus packet
@@ -106,11 +106,22 @@ pub struct OpusToAac {
 }
 
 impl OpusToAac {
+    /// A transcoder to `channels` at their bitrate ([`Channels::aac_bitrate`]).
     pub fn new(channels: Channels) -> Result<Self, AudioError> {
         Self::with_coder(channels, AacCoder::default())
     }
 
+    /// A transcoder for a stored audio track, which keeps the bitrate it
+    /// was made with (its fragments' keys name it).
+    pub fn for_track(channels: Channels, bitrate: u32) -> Result<Self, AudioError> {
+        Self::open(channels, bitrate, AacCoder::default())
+    }
+
     pub fn with_coder(channels: Channels, coder: AacCoder) -> Result<Self, AudioError> {
+        Self::open(channels, channels.aac_bitrate(), coder)
+    }
+
+    fn open(channels: Channels, bitrate: u32, coder: AacCoder) -> Result<Self, AudioError> {
         ffmpeg::init()?;
         let opus = ffmpeg::decoder::find(ffmpeg::codec::Id::OPUS).ok_or(AudioError::MissingCodec("Opus decoder"))?;
         // Without an OpusHead, FFmpeg's decoder assumes 48 kHz stereo.
@@ -121,7 +132,7 @@ impl OpusToAac {
         ectx.set_rate(SAMPLE_RATE as i32);
         ectx.set_channel_layout(channels.layout());
         ectx.set_format(Sample::F32(Type::Planar));
-        ectx.set_bit_rate(channels.aac_bitrate() as usize);
+        ectx.set_bit_rate(bitrate as usize);
         ectx.set_time_base((1, SAMPLE_RATE as i32));
         let mut options = ffmpeg::Dictionary::new();
         options.set("aac_coder", coder.option());

@@ -454,7 +454,7 @@ impl StreamTask {
 
     fn transcoder(&mut self) -> Option<&mut OpusToAac> {
         if self.transcoder.is_none() {
-            match OpusToAac::new(self.recorder.audio_channels()) {
+            match OpusToAac::for_track(self.recorder.audio_channels(), self.recorder.audio_bitrate()) {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => tracing::error!(stream = %self.name, error = %e, "no audio transcoder"),
             }

@@ -85,12 +85,6 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode, clock: DashClock) -> 
             );
         }
     }
-    if matches!(mode, ManifestMode::Live { .. }) {
-        // The player's clock is set from our own origin: the `Date` of a
-        // HEAD of this MPD (relative URLs resolve against the MPD). Without
-        // one, dash.js asks a public time server.
-        x.push_str(UTC_TIMING);
-    }
     x.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
     for t in tracks {
         let name = t.track.name();
@@ -131,7 +125,15 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode, clock: DashClock) -> 
         }
         x.push_str("    </AdaptationSet>\n");
     }
-    x.push_str("  </Period>\n</MPD>\n");
+    x.push_str("  </Period>\n");
+    if matches!(mode, ManifestMode::Live { .. }) {
+        // The player's clock is set from our own origin ([`UTC_TIMING`]:
+        // its `/time`, else the `Date` of a HEAD of this MPD; relative
+        // URLs resolve against the MPD). Without one, dash.js asks a
+        // public time server. (After the Period: the MPD schema's order.)
+        x.push_str(UTC_TIMING);
+    }
+    x.push_str("</MPD>\n");
     x
 }
 

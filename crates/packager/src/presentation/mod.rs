@@ -251,6 +251,9 @@ impl Presentation {
             return Err(PackagerError::NegativeTime { track: "video", time: s.time });
         }
         let mut out = PushOutput::default();
+        // Whether the closed fragment's `tfrf` already announced `s`'s time
+        // as the next start: then the next fragment starts there, exactly.
+        let mut announced = false;
         if let Some(p) = self.pending_video.take() {
             if s.time <= p.time {
                 let last = p.time;
@@ -265,6 +268,7 @@ impl Presentation {
                 self.add_video(p, d);
                 if let Some(end) = self.video.frag_start.map(|f| f + self.video.frag_len) {
                     self.cut_video(end, Some(s.time as u64), &mut out.objects);
+                    announced = true;
                 }
             } else {
                 self.last_video_duration = delta as u32;
@@ -293,8 +297,10 @@ impl Presentation {
             // A fragment starts at its first sample; one that starts less
             // than a frame after the previous fragment ended (a new
             // publisher session) is moved back onto it, keeping the
-            // timeline contiguous.
-            if let Some(end) = self.video.end()
+            // timeline contiguous; after a gap in one session, where the
+            // fragment before announced this sample's time, it stays.
+            if !announced
+                && let Some(end) = self.video.end()
                 && t > end
                 && t - end <= u64::from(self.last_video_duration)
             {
