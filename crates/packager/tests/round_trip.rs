@@ -608,13 +608,10 @@ fn a_presentation_whose_packager_died_is_finished_from_storage() {
 /// manifests rebuilt from storage (a dead node's) leave it out too.
 #[test]
 fn a_presentation_without_audio_lists_no_audio_track_live_or_recovered() {
-    use mediastreams_packager::VideoSample;
     use mediastreams_packager::recovery::{Formats, StoredTrack, final_manifests, parse_live_manifest};
     let mut p = common::presentation(false, false);
     let mut objects = Vec::new();
-    for v in 0..(12 * 30u64) {
-        let sample =
-            VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+    for sample in frames(0, 12 * 30, 0) {
         objects.extend(p.push_video(sample).unwrap().objects);
     }
     let live: Vec<&str> =
@@ -639,12 +636,9 @@ fn a_presentation_without_audio_lists_no_audio_track_live_or_recovered() {
 /// second); the final MPD is static and needs neither.
 #[test]
 fn the_live_mpd_names_the_origins_clock_then_its_date() {
-    use mediastreams_packager::VideoSample;
     let mut p = common::presentation(true, false);
     let mut mpds = Vec::new();
-    for v in 0..(8 * 30u64) {
-        let sample =
-            VideoSample { time: (v * 10_000_000 / 30) as i64, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+    for sample in frames(0, 8 * 30, 0) {
         mpds.extend(p.push_video(sample).unwrap().objects.into_iter().filter(|o| o.key.ends_with(".mpd")));
     }
     let live = String::from_utf8(mpds.last().expect("a live MPD").body.to_vec()).unwrap();
