@@ -15,6 +15,12 @@ pub enum ConfigError {
     Missing(&'static str),
 }
 
+impl From<mediastreams_storage::aws::MissingVariable> for ConfigError {
+    fn from(e: mediastreams_storage::aws::MissingVariable) -> Self {
+        ConfigError::Missing(e.0)
+    }
+}
+
 fn var(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
 }
@@ -34,9 +40,9 @@ pub fn s3_path_style() -> bool {
 /// * `S3_FORCE_PATH_STYLE` (optional, `true`): path-style S3 requests, for
 ///   S3-compatible servers without virtual-hosted buckets (local invoke).
 ///
-/// AWS credentials and region come from the Lambda environment (and
-/// `AWS_ENDPOINT_URL`, which the SDK reads, points both clients at a
-/// compatible server).
+/// AWS credentials and region come from the variables Lambda sets, and
+/// `AWS_ENDPOINT_URL` points both clients at a compatible server
+/// ([`mediastreams_storage::aws::lambda_config`]).
 ///
 /// `media` makes the media store: [`s3_media`] for the one function that
 /// touches media (delete-stream), [`no_media`] for the others, so that
@@ -46,7 +52,7 @@ pub async fn api_from_env(media: MediaStore) -> Result<Api, ConfigError> {
     let bucket = var("MEDIA_BUCKET")?;
     let config =
         ApiConfig { media_base_url: var("MEDIA_BASE_URL")?, ingest_base_url: var("INGEST_BASE_URL").unwrap_or_default(), api_key: None };
-    let sdk = mediastreams_storage::aws::load_config().await;
+    let sdk = mediastreams_storage::aws::lambda_config()?;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
     let media = media(&sdk, bucket);
     let registry = config

@@ -18,6 +18,38 @@ pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).http_client(https_client()).timeout_config(timeouts()).load().await
 }
 
+/// The SDK configuration inside AWS Lambda, from the variables Lambda sets:
+/// the region (`AWS_REGION`), the function role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), and
+/// `AWS_ENDPOINT_URL` when set (local invoke against compatible servers).
+///
+/// The default chain ([`load_config`]) would find the same credentials
+/// first, but links what a function never uses (profile files, SSO, STS web
+/// identity, the instance metadata client): about a megabyte a function
+/// loads at every cold start.
+pub fn lambda_config() -> Result<aws_config::SdkConfig, MissingVariable> {
+    let region = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()).ok_or(MissingVariable("AWS_REGION"))?;
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+        .retry_config(aws_smithy_types::retry::RetryConfig::standard())
+        .http_client(https_client())
+        .timeout_config(timeouts())
+        .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
+        .time_source(aws_smithy_async::time::SharedTimeSource::new(aws_smithy_async::time::SystemTimeSource::new()));
+    if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()) {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Ok(builder.build())
+}
+
+/// An environment variable [`lambda_config`] needs is not set.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is not set")]
+pub struct MissingVariable(pub &'static str);
+
 /// Every call is bounded: a server that accepts and never answers (a
 /// stalled connection, a black-holed route) fails the attempt, which the
 /// SDK retries and the caller then handles, instead of hanging a recording.

@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     mediastreams_http::init_logging(mediastreams_http::LogFormat::JsonUnstamped);
     let table = std::env::var("TABLE_NAME").map_err(|_| "environment variable TABLE_NAME is not set")?;
     let bucket = std::env::var("MEDIA_BUCKET").map_err(|_| "environment variable MEDIA_BUCKET is not set")?;
-    let sdk = mediastreams_storage::aws::load_config().await;
+    let sdk = mediastreams_storage::aws::lambda_config()?;
     let table = Arc::new(DynamoTable::from_config(&sdk, table));
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::from_config(&sdk, bucket, mediastreams_functions::config::s3_path_style()));
     let repo = StreamRepo::new(table.clone());
