@@ -113,6 +113,7 @@ fn live_then_on_demand_is_continuous_everywhere() {
     let mut store: BTreeMap<String, Bytes> = BTreeMap::new();
     let mut written: HashSet<String> = HashSet::new();
     let mut live_manifests = 0;
+    let mut live_writes: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_live: Option<(Vec<C>, Vec<C>)> = None;
     let mut final_manifest = None;
     for o in &run.objects {
@@ -155,10 +156,24 @@ fn live_then_on_demand_is_continuous_everywhere() {
                 final_manifest = Some((v, a, xml.to_owned()));
             }
         }
+        // A live manifest is written only when it changes (the final
+        // ones are all written once more).
+        if o.cache_control == layout::CACHE_LIVE_MANIFEST {
+            assert_ne!(store.get(&o.key), Some(&o.body), "{} written again unchanged", o.key);
+            *live_writes.entry(o.key.clone()).or_insert(0) += 1;
+        }
         written.insert(o.key.clone());
         store.insert(o.key.clone(), o.body.clone());
     }
     assert!(live_manifests > 50);
+    // Every fragment (video or audio) changes the Smooth manifest and the
+    // MPD, only its own track's HLS playlist, and not the multivariant one.
+    let hls_video = live_writes.iter().find(|(k, _)| k.starts_with("hls/video-")).map(|(_, n)| *n).unwrap();
+    let hls_audio = live_writes.iter().find(|(k, _)| k.starts_with("hls/audio-")).map(|(_, n)| *n).unwrap();
+    assert_eq!(live_writes[layout::HLS_MULTIVARIANT], 1, "{live_writes:?}");
+    assert_eq!(live_writes[layout::SMOOTH_MANIFEST], live_writes[layout::DASH_MANIFEST], "{live_writes:?}");
+    assert!(hls_video < live_manifests && hls_audio < live_manifests, "{live_writes:?}");
+    assert!(hls_video + hls_audio >= live_manifests, "every change reaches one playlist: {live_writes:?}");
     let (fv, fa, xml) = final_manifest.expect("a final manifest");
     let (lv, la) = last_live.unwrap();
     let vpos = fv.iter().position(|c| c == &lv[0]).unwrap();

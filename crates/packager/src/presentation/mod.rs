@@ -76,6 +76,12 @@ pub struct Presentation {
     audio: Track,
     /// What the manifests last written list: (video, audio) fragments.
     listed: (usize, usize),
+    /// The live manifests last written, by key: one that would be written
+    /// again unchanged is not (a video fragment leaves the audio playlist
+    /// as it was, an audio one the video playlist; the multivariant
+    /// playlist rarely changes): fewer store writes (S3 requests, local
+    /// files) at every fragment boundary.
+    live_manifests: Vec<(String, Bytes)>,
     pending_video: Option<VideoSample>,
     last_video_duration: u32,
     /// When a keyframe was last requested in the current fragment.
@@ -149,6 +155,7 @@ impl Presentation {
             followers,
             audio: audio_track,
             listed: (0, 0),
+            live_manifests: Vec::new(),
             pending_video: None,
             last_video_duration: (TIMESCALE / 30) as u32,
             keyframe_requested: None,
@@ -377,7 +384,21 @@ impl Presentation {
         }
         if now != self.listed {
             self.listed = now;
-            self.write_manifests(ManifestMode::Live { dvr_window: self.config.dvr_window }, out);
+            let mut manifests = Vec::new();
+            self.write_manifests(ManifestMode::Live { dvr_window: self.config.dvr_window }, &mut manifests);
+            for m in manifests {
+                match self.live_manifests.iter_mut().find(|(key, _)| *key == m.key) {
+                    Some((_, last)) if *last == m.body => {}
+                    Some((_, last)) => {
+                        *last = m.body.clone();
+                        out.push(m);
+                    }
+                    None => {
+                        self.live_manifests.push((m.key.clone(), m.body.clone()));
+                        out.push(m);
+                    }
+                }
+            }
         }
     }
 

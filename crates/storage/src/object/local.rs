@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::{MAX_LIST, Object, ObjectKey, ObjectMeta, ObjectStore, StoreError};
 use crate::table::Page;
 
+/// Puts written at once: more only contend in the file system.
+const WRITERS: usize = 4;
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MetaFile {
@@ -26,6 +29,7 @@ struct MetaFile {
 pub struct LocalDirStore {
     root: PathBuf,
     counter: AtomicU64,
+    writers: tokio::sync::Semaphore,
 }
 
 impl LocalDirStore {
@@ -34,7 +38,7 @@ impl LocalDirStore {
         for sub in ["objects", "meta", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
-        Ok(LocalDirStore { root, counter: AtomicU64::new(0) })
+        Ok(LocalDirStore { root, counter: AtomicU64::new(0), writers: tokio::sync::Semaphore::new(WRITERS) })
     }
 
     fn object_path(&self, key: &ObjectKey) -> PathBuf {
@@ -50,17 +54,31 @@ impl LocalDirStore {
         self.root.join("tmp").join(format!("{}-{n}", std::process::id()))
     }
 
-    async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+    /// Writes `bytes` to `path` through a file in `tmp/` renamed into
+    /// place, blocking: the directories are made only when the rename says
+    /// they are missing (a fragment's directory exists but for the first),
+    /// and again if a concurrent delete pruned them in between.
+    fn write_atomically(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::write(tmp, bytes)?;
+        let mut attempts = 0;
+        loop {
+            match std::fs::rename(tmp, path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                    attempts += 1;
+                    if let Some(parent) = path.parent()
+                        && let Err(e) = std::fs::create_dir_all(parent)
+                    {
+                        let _ = std::fs::remove_file(tmp);
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(tmp);
+                    return Err(e);
+                }
+            }
         }
-        let tmp = self.tmp_path();
-        tokio::fs::write(&tmp, bytes).await?;
-        if let Err(e) = tokio::fs::rename(&tmp, path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e.into());
-        }
-        Ok(())
     }
 
     /// Removes now-empty directories from `path`'s parent up to `top`.
@@ -109,8 +127,24 @@ impl ObjectStore for LocalDirStore {
         let meta_json =
             serde_json::to_vec(&MetaFile { content_type: meta.content_type.clone(), cache_control: meta.cache_control.clone() })
                 .map_err(StoreError::backend)?;
-        self.write_atomically(&self.meta_path(key), &meta_json).await?;
-        self.write_atomically(&self.object_path(key), &body).await
+        let (meta_path, object_path) = (self.meta_path(key), self.object_path(key));
+        let (meta_tmp, object_tmp) = (self.tmp_path(), self.tmp_path());
+        // One blocking task for the whole put (not one per file operation),
+        // and the body written from the caller's buffer, not a copy: at a
+        // fragment boundary every stream on the node writes at once.
+        let _writer = self.writers.acquire().await.map_err(StoreError::backend)?;
+        tokio::task::spawn_blocking(move || {
+            // A rewritten object (a live manifest, every fragment) mostly
+            // keeps its metadata: reading the small file is far cheaper than
+            // a new inode and freeing the old one.
+            if std::fs::read(&meta_path).ok().as_deref() != Some(meta_json.as_slice()) {
+                Self::write_atomically(&meta_path, &meta_tmp, &meta_json)?;
+            }
+            Self::write_atomically(&object_path, &object_tmp, &body)
+        })
+        .await
+        .map_err(StoreError::backend)?
+        .map_err(StoreError::from)
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
