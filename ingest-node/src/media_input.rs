@@ -50,6 +50,13 @@ pub enum StreamInput {
     SessionEnded {
         session: u64,
     },
+    /// A track reader of `session` has sent all its track received (the
+    /// track ended and its reorder buffer was flushed): after it, nothing
+    /// more of that track comes.
+    TrackEnded {
+        session: u64,
+        video: bool,
+    },
     /// An RTCP sender report of the session's video or audio track.
     SenderReport {
         video: bool,

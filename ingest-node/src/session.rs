@@ -224,6 +224,7 @@ async fn read_video(track: Arc<dyn TrackRemote>, sink: MediaSink, mut keyframe_r
         depacketizer = ?units.depacketizer.stats(),
         "video track ended"
     );
+    let _ = input.send(StreamInput::TrackEnded { session, video: true }).await;
 }
 
 /// Sends the stream task the sender reports of `track`'s SSRC.
@@ -255,6 +256,7 @@ async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput
     for out in reception.reorder.flush() {
         send_audio(out, &mut timestamps, &input, session);
     }
+    let _ = input.send(StreamInput::TrackEnded { session, video: false }).await;
 }
 
 fn send_audio(out: Reordered, timestamps: &mut TimestampExtender, input: &mpsc::Sender<StreamInput>, session: u64) {

@@ -44,7 +44,10 @@ pub struct NodeConfig {
     pub public_ips: Vec<String>,
     /// No media for this long ends ingest (the recording becomes on demand).
     pub idle_timeout: Duration,
-    /// How often the stream record is checked for stop-ingest.
+    /// How often the stream record is checked for stop-ingest (the
+    /// default, 500 ms, keeps stop to `OnDemand` under a second: half of it
+    /// on average to notice, then the drain and the final writes; two table
+    /// reads a second per stream).
     pub poll_interval: Duration,
     /// Nominal video bitrate announced in the manifests.
     pub video_bitrate: u32,
@@ -68,7 +71,7 @@ impl Default for NodeConfig {
             media_port: 0,
             public_ips: Vec::new(),
             idle_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(500),
             video_bitrate: 1_500_000,
             upload_memory_bytes: crate::uploader::MEMORY_BYTES,
             spool_dir: None,

@@ -177,6 +177,7 @@ pub(crate) async fn run(
         sps: None,
         pps: None,
         keyframe_asked: None,
+        tracks: OpenTracks::default(),
     };
     let end = task.record(&mut rx, &mut command).await;
     // No more publishers; the current one is closed.
@@ -219,19 +220,61 @@ struct StreamTask {
     pps: Option<Bytes>,
     /// When the packager's pending keyframe request was first made.
     keyframe_asked: Option<Instant>,
+    /// What a drain waits for.
+    tracks: OpenTracks,
 }
 
-/// After the publisher is closed, input is taken until it has been quiet
-/// this long, or for at most `DRAIN_MAX`.
+/// After the publisher is closed, input is taken until every track that
+/// sent media in its session has ended (its reader flushed), or it has been
+/// quiet this long (a reader that never says so), or for at most
+/// `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
 const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// The tracks of the latest session that sent media and have not ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct OpenTracks {
+    session: u64,
+    video: bool,
+    audio: bool,
+}
+
+impl OpenTracks {
+    /// `session` sent media on its video (`video`) or audio track.
+    fn media(&mut self, session: u64, video: bool) {
+        if session != self.session {
+            *self = OpenTracks { session, ..Default::default() };
+        }
+        if video {
+            self.video = true;
+        } else {
+            self.audio = true;
+        }
+    }
+
+    /// A track of `session` ended.
+    fn ended(&mut self, session: u64, video: bool) {
+        if session == self.session {
+            if video {
+                self.video = false;
+            } else {
+                self.audio = false;
+            }
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.video || self.audio
+    }
+}
 
 impl StreamTask {
     /// Packages what is still queued, then the audio the transcoder holds.
     async fn drain(&mut self, rx: &mut mpsc::Receiver<StreamInput>) {
         let until = tokio::time::Instant::now() + DRAIN_MAX;
-        while let Ok(Some(input)) =
-            tokio::time::timeout(DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now())), rx.recv()).await
+        while self.tracks.any()
+            && let Ok(Some(input)) =
+                tokio::time::timeout(DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now())), rx.recv()).await
         {
             if matches!(input, StreamInput::SessionEnded { .. }) {
                 // Its fragments are closed by finishing.
@@ -350,6 +393,7 @@ impl StreamTask {
         let name = self.name.clone();
         match input {
             StreamInput::Video { unit, rtp_ext, arrival, session, held } => {
+                self.tracks.media(session, true);
                 self.window.queue = self.window.queue.max(arrival.elapsed());
                 let time = self.timeline.video(session, rtp_ext, arrival);
                 if let Some(transit) = self.timeline.video_transit() {
@@ -389,6 +433,7 @@ impl StreamTask {
                 drop(held);
             }
             StreamInput::Audio { opus, rtp_ext, arrival, session } => {
+                self.tracks.media(session, false);
                 self.window.queue = self.window.queue.max(arrival.elapsed());
                 self.window.audio_bytes += opus.len() as u64;
                 self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
@@ -407,6 +452,7 @@ impl StreamTask {
                 self.push_aac(session, frames).await;
             }
             StreamInput::AudioLost { samples, session } => {
+                self.tracks.media(session, false);
                 // Lost audio is concealed with silence on the timeline:
                 // the frames count, so later audio keeps its place
                 // against video.
@@ -436,6 +482,7 @@ impl StreamTask {
                 self.recorder.prefer_audio_channels(audio);
                 tracing::debug!(stream = %name, session, ?audio, recording = ?self.recorder.audio_channels(), "publisher session started");
             }
+            StreamInput::TrackEnded { session, video } => self.tracks.ended(session, video),
             StreamInput::SessionEnded { session } => {
                 // The publisher is gone: another may connect.
                 self.node.session_ended(&self.name, self.task, session);
@@ -504,5 +551,29 @@ impl StreamTask {
                 tracing::warn!(stream = %name, error = %e, "could not write ingest statistics");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpenTracks;
+
+    #[test]
+    fn a_drain_waits_for_the_tracks_of_the_latest_session_that_sent_media() {
+        let mut t = OpenTracks::default();
+        assert!(!t.any(), "nothing sent: nothing to wait for");
+        t.media(1, true);
+        t.media(1, false);
+        t.ended(1, true);
+        assert!(t.any(), "audio of session 1 is still open");
+        t.ended(2, false);
+        assert!(t.any(), "another session's end says nothing of session 1");
+        t.ended(1, false);
+        assert!(!t.any());
+
+        // A new session's media replaces the old session's tracks.
+        t.media(3, true);
+        t.media(4, false);
+        assert_eq!(t, OpenTracks { session: 4, video: false, audio: true });
     }
 }
