@@ -232,6 +232,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(250);
 const DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// The tracks of the latest session that sent media and have not ended.
+/// Session ids grow (the node numbers them in order): what an older
+/// session's readers still deliver (a reader flushing after its publisher
+/// reconnected) says nothing of the latest one's tracks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct OpenTracks {
     session: u64,
@@ -242,7 +245,10 @@ struct OpenTracks {
 impl OpenTracks {
     /// `session` sent media on its video (`video`) or audio track.
     fn media(&mut self, session: u64, video: bool) {
-        if session != self.session {
+        if session < self.session {
+            return;
+        }
+        if session > self.session {
             *self = OpenTracks { session, ..Default::default() };
         }
         if video {
@@ -571,9 +577,13 @@ mod tests {
         t.ended(1, false);
         assert!(!t.any());
 
-        // A new session's media replaces the old session's tracks.
+        // A new session's media replaces the old session's tracks; what an
+        // older session's reader still flushes does not.
         t.media(3, true);
         t.media(4, false);
+        assert_eq!(t, OpenTracks { session: 4, video: false, audio: true });
+        t.media(3, true);
+        t.ended(3, true);
         assert_eq!(t, OpenTracks { session: 4, video: false, audio: true });
     }
 }
