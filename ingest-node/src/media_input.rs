@@ -50,6 +50,12 @@ pub enum StreamInput {
     SessionEnded {
         session: u64,
     },
+    /// A track reader of `session` starts: sent before the reader is, so
+    /// it comes before any of the track's media.
+    TrackStarted {
+        session: u64,
+        video: bool,
+    },
     /// A track reader of `session` has sent all its track received (the
     /// track ended and its reorder buffer was flushed): after it, nothing
     /// more of that track comes.

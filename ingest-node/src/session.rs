@@ -99,7 +99,12 @@ impl PeerConnectionEventHandler for Events {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let input = self.input.clone();
         let session = self.session;
-        match track.kind().await {
+        let kind = track.kind().await;
+        if matches!(kind, RtpCodecKind::Video | RtpCodecKind::Audio) {
+            // Before the reader, so that a drain waits for its end.
+            let _ = input.send(StreamInput::TrackStarted { session, video: kind == RtpCodecKind::Video }).await;
+        }
+        match kind {
             RtpCodecKind::Video => {
                 let (tx, rx) = mpsc::channel(4);
                 self.keyframes.attach(tx);

@@ -80,12 +80,24 @@ pub fn init_logging(format: LogFormat) {
 
 /// The filter `RUST_LOG` names (see [`init_logging`]), and why it was not
 /// understood if it was not (then `info`).
+///
+/// Directives are trimmed and empty ones skipped (`info, h2=warn,` is
+/// `info,h2=warn`): `Targets` alone would read an empty directive as "every
+/// target at every level" and a spaced one as a target that never matches.
+/// A directive without a level (a bare target, a misspelt level) is refused
+/// rather than read as "this target at every level": `RUST_LOG=inof` must
+/// not turn logging off.
 fn log_filter(spec: &str) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     let info = tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
-    if spec.trim().is_empty() {
+    let directives: Vec<&str> = spec.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
         return (info, None);
     }
-    match spec.parse::<tracing_subscriber::filter::Targets>() {
+    if let Some(d) = directives.iter().find(|d| !d.contains('=') && !LEVELS.contains(&d.to_ascii_lowercase().as_str())) {
+        return (info, Some(format!("{d:?} names no level (target=level, or a level alone)")));
+    }
+    match directives.join(",").parse::<tracing_subscriber::filter::Targets>() {
         Ok(targets) => (targets, None),
         Err(e) => (info, Some(e.to_string())),
     }
@@ -232,6 +244,28 @@ mod tests {
         assert_eq!(error, None);
         assert!(filter.would_enable("anything", &Level::INFO));
         assert!(!filter.would_enable("anything", &Level::DEBUG));
+    }
+
+    #[test]
+    fn rust_log_directives_are_trimmed_and_empty_ones_skipped() {
+        for spec in ["info,", ",info", " info ", "info\n", "info, h2=warn", "info,,h2=warn"] {
+            let (filter, error) = log_filter(spec);
+            assert_eq!(error, None, "{spec:?}");
+            assert!(filter.would_enable("mediastreams", &Level::INFO), "{spec:?}");
+            assert!(!filter.would_enable("hyper::proto", &Level::TRACE), "{spec:?}: an empty directive enabled everything");
+        }
+        let (filter, _) = log_filter("info, h2=warn");
+        assert!(!filter.would_enable("h2::codec", &Level::INFO), "a spaced directive still applies");
+    }
+
+    #[test]
+    fn a_directive_without_a_level_is_refused() {
+        for spec in ["inof", "mediastreams", "warn,mediastreams"] {
+            let (filter, error) = log_filter(spec);
+            assert!(error.is_some(), "{spec:?}");
+            assert!(filter.would_enable("anything", &Level::INFO), "{spec:?}");
+        }
+        assert_eq!(log_filter("WARN").1, None);
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub async fn load_config() -> aws_config::SdkConfig {
 /// first, but links what a function never uses (profile files, SSO, STS web
 /// identity, the instance metadata client): about a megabyte a function
 /// loads at every cold start.
+///
+/// Not read (the default chain reads them; none is set in the template):
+/// per-service endpoints (`AWS_ENDPOINT_URL_DYNAMODB`, `_S3`),
+/// `AWS_MAX_ATTEMPTS`/`AWS_RETRY_MODE` (standard retries, three attempts),
+/// `AWS_REQUEST_CHECKSUM_CALCULATION`, FIPS and dual-stack settings,
+/// container credentials.
 pub fn lambda_config() -> Result<aws_config::SdkConfig, MissingVariable> {
     let region = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()).ok_or(MissingVariable("AWS_REGION"))?;
     let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();

@@ -224,14 +224,15 @@ struct StreamTask {
     tracks: OpenTracks,
 }
 
-/// After the publisher is closed, input is taken until every track that
-/// sent media in its session has ended (its reader flushed), or it has been
+/// After the publisher is closed, what is queued is taken, then input until
+/// every track reader of its session has ended (flushed), or it has been
 /// quiet this long (a reader that never says so), or for at most
 /// `DRAIN_MAX`.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
 const DRAIN_MAX: Duration = Duration::from_secs(2);
 
-/// The tracks of the latest session that sent media and have not ended.
+/// The tracks of the latest session whose readers started (or that sent
+/// media) and have not ended.
 /// Session ids grow (the node numbers them in order): what an older
 /// session's readers still deliver (a reader flushing after its publisher
 /// reconnected) says nothing of the latest one's tracks.
@@ -243,8 +244,9 @@ struct OpenTracks {
 }
 
 impl OpenTracks {
-    /// `session` sent media on its video (`video`) or audio track.
-    fn media(&mut self, session: u64, video: bool) {
+    /// A reader of `session`'s video (`video`) or audio track started, or
+    /// its track sent media.
+    fn opened(&mut self, session: u64, video: bool) {
         if session < self.session {
             return;
         }
@@ -278,15 +280,32 @@ impl StreamTask {
     /// Packages what is still queued, then the audio the transcoder holds.
     async fn drain(&mut self, rx: &mut mpsc::Receiver<StreamInput>) {
         let until = tokio::time::Instant::now() + DRAIN_MAX;
-        while self.tracks.any()
-            && let Ok(Some(input)) =
-                tokio::time::timeout(DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now())), rx.recv()).await
-        {
+        // What is queued already is the session's, whatever the tracks say
+        // (their starts may be queued too); then what their readers still
+        // deliver, until each says it has ended.
+        loop {
+            let input = match rx.try_recv() {
+                Ok(input) => input,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if !self.tracks.any() {
+                        break;
+                    }
+                    let wait = DRAIN_QUIET.min(until.saturating_duration_since(tokio::time::Instant::now()));
+                    match tokio::time::timeout(wait, rx.recv()).await {
+                        Ok(Some(input)) => input,
+                        _ => break,
+                    }
+                }
+            };
             if matches!(input, StreamInput::SessionEnded { .. }) {
                 // Its fragments are closed by finishing.
                 continue;
             }
             self.input(input).await;
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
         }
         if let Some(session) = self.timeline.current_session() {
             self.flush_audio(session).await;
@@ -399,7 +418,7 @@ impl StreamTask {
         let name = self.name.clone();
         match input {
             StreamInput::Video { unit, rtp_ext, arrival, session, held } => {
-                self.tracks.media(session, true);
+                self.tracks.opened(session, true);
                 self.window.queue = self.window.queue.max(arrival.elapsed());
                 let time = self.timeline.video(session, rtp_ext, arrival);
                 if let Some(transit) = self.timeline.video_transit() {
@@ -439,7 +458,7 @@ impl StreamTask {
                 drop(held);
             }
             StreamInput::Audio { opus, rtp_ext, arrival, session } => {
-                self.tracks.media(session, false);
+                self.tracks.opened(session, false);
                 self.window.queue = self.window.queue.max(arrival.elapsed());
                 self.window.audio_bytes += opus.len() as u64;
                 self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
@@ -458,7 +477,7 @@ impl StreamTask {
                 self.push_aac(session, frames).await;
             }
             StreamInput::AudioLost { samples, session } => {
-                self.tracks.media(session, false);
+                self.tracks.opened(session, false);
                 // Lost audio is concealed with silence on the timeline:
                 // the frames count, so later audio keeps its place
                 // against video.
@@ -488,6 +507,7 @@ impl StreamTask {
                 self.recorder.prefer_audio_channels(audio);
                 tracing::debug!(stream = %name, session, ?audio, recording = ?self.recorder.audio_channels(), "publisher session started");
             }
+            StreamInput::TrackStarted { session, video } => self.tracks.opened(session, video),
             StreamInput::TrackEnded { session, video } => self.tracks.ended(session, video),
             StreamInput::SessionEnded { session } => {
                 // The publisher is gone: another may connect.
@@ -568,8 +588,8 @@ mod tests {
     fn a_drain_waits_for_the_tracks_of_the_latest_session_that_sent_media() {
         let mut t = OpenTracks::default();
         assert!(!t.any(), "nothing sent: nothing to wait for");
-        t.media(1, true);
-        t.media(1, false);
+        t.opened(1, true);
+        t.opened(1, false);
         t.ended(1, true);
         assert!(t.any(), "audio of session 1 is still open");
         t.ended(2, false);
@@ -579,10 +599,10 @@ mod tests {
 
         // A new session's media replaces the old session's tracks; what an
         // older session's reader still flushes does not.
-        t.media(3, true);
-        t.media(4, false);
+        t.opened(3, true);
+        t.opened(4, false);
         assert_eq!(t, OpenTracks { session: 4, video: false, audio: true });
-        t.media(3, true);
+        t.opened(3, true);
         t.ended(3, true);
         assert_eq!(t, OpenTracks { session: 4, video: false, audio: true });
     }
