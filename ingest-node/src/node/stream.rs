@@ -585,9 +585,9 @@ mod tests {
     use super::OpenTracks;
 
     #[test]
-    fn a_drain_waits_for_the_tracks_of_the_latest_session_that_sent_media() {
+    fn a_drain_waits_for_the_tracks_of_the_latest_session_until_each_ends() {
         let mut t = OpenTracks::default();
-        assert!(!t.any(), "nothing sent: nothing to wait for");
+        assert!(!t.any(), "no reader started: nothing to wait for");
         t.opened(1, true);
         t.opened(1, false);
         t.ended(1, true);
