@@ -12,7 +12,8 @@ use bytes::Bytes;
 use mediastreams_model::{IngestStats, StreamState, Transition};
 use mediastreams_packager::recovery;
 use mediastreams_packager::{
-    AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT, VideoSample, VideoTrackConfig,
+    AudioCodec, AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT, VideoSample,
+    VideoTrackConfig,
 };
 use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
@@ -43,14 +44,33 @@ pub enum RecorderError {
     Unresumable(String),
 }
 
-/// The audio the recorder packages: AAC-LC, stereo until a publisher says
-/// otherwise ([`audio_track`]).
-pub const AUDIO: AudioTrackConfig = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
-
-/// The audio track of a recording with `channels`.
-pub fn audio_track(channels: Channels) -> AudioTrackConfig {
-    AudioTrackConfig { bitrate: channels.aac_bitrate(), channels: channels.count() as u16, sample_rate: AUDIO.sample_rate }
+/// The audio codec of a new recording: the publisher's Opus as sent (no
+/// transcoding) when every output is DASH, whose players (dash.js in
+/// Chromium, Firefox and Edge, GStreamer, libavformat) decode Opus in
+/// fragmented MP4; else AAC-LC: Smooth Streaming players take nothing
+/// else, and Apple's players of HLS take no Opus (Apple's HLS authoring
+/// specification lists AAC, not Opus; hls.js would play it).
+pub fn audio_codec_for(outputs: &[mediastreams_model::OutputSpec]) -> AudioCodec {
+    let dash_only = !outputs.is_empty() && outputs.iter().all(|o| o.format == mediastreams_model::OutputFormat::Dash);
+    if dash_only { AudioCodec::Opus } else { AudioCodec::Aac }
 }
+
+/// The audio track of a recording in `codec` with `channels` (a new
+/// recording's is stereo until a publisher says otherwise). The bitrate
+/// names the track's objects (`QualityLevels({bitrate})`): AAC's is what
+/// it is encoded at; Opus's is nominal (48 kb/s a channel: browsers send
+/// about 32 kb/s from a microphone, OBS more), chosen so that an Opus
+/// track and an AAC track never share a key.
+pub fn audio_track(codec: AudioCodec, channels: Channels) -> AudioTrackConfig {
+    let bitrate = match codec {
+        AudioCodec::Aac => channels.aac_bitrate(),
+        AudioCodec::Opus => OPUS_NOMINAL_BITRATE_PER_CHANNEL * channels.count() as u32,
+    };
+    AudioTrackConfig { codec, bitrate, channels: channels.count() as u16, sample_rate: 48_000 }
+}
+
+/// See [`audio_track`].
+pub const OPUS_NOMINAL_BITRATE_PER_CHANNEL: u32 = 48_000;
 
 /// Least time between two attempts at `Ready -> Live` while the table
 /// fails.
@@ -59,8 +79,9 @@ const LIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Audio kept while no picture has come: 10 s of AAC frames.
-const EARLY_AUDIO_FRAMES: usize = 470;
+/// Audio kept while no picture has come: 10 s of 20 ms Opus packets
+/// (10.7 s of AAC frames).
+const EARLY_AUDIO_FRAMES: usize = 500;
 
 fn unix_ms_now() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -131,6 +152,7 @@ impl Recorder {
             availability_start_unix_ms: now_ms,
         };
         let pid = s.playback_id.to_string();
+        let new_audio = audio_track(audio_codec_for(formats), Channels::Stereo);
         let mut presentation = None;
         let mut continues_at = 0;
         let mut audio = None;
@@ -147,12 +169,11 @@ impl Recorder {
                 let video = recovery::video_config(&stored.live).map_err(|e| unresumable(&e))?;
                 let chunks = recovery::stored_chunks(&stored.live, &stored.video, &stored.audio, config.fragment_duration);
                 let (v, a) = (chunks.video.len(), chunks.audio.len());
-                // The stored audio track's channels, or a publisher's when
-                // it has none yet.
-                // (Its bitrate too: it is in the audio fragments' keys.)
-                audio = recovery::audio_level(&stored.live)
-                    .and_then(|(bitrate, channels)| Channels::from_count(channels).map(|c| AudioTrackConfig { bitrate, ..audio_track(c) }));
-                presentation = Some(Presentation::resume(config.clone(), video, audio.unwrap_or(AUDIO), chunks)?);
+                // The stored audio track (its codec, channels and bitrate,
+                // which is in the audio fragments' keys), or a publisher's
+                // when it has none yet.
+                audio = recovery::audio_track(&stored.live).filter(|a| Channels::from_count(a.channels).is_some());
+                presentation = Some(Presentation::resume(config.clone(), video, audio.unwrap_or(new_audio), chunks)?);
                 continues_at = end as i64;
                 tracing::warn!(
                     stream = name,
@@ -185,7 +206,7 @@ impl Recorder {
             presentation,
             origin: 0,
             early_audio: std::collections::VecDeque::new(),
-            audio: audio.unwrap_or(AUDIO),
+            audio: audio.unwrap_or(new_audio),
             audio_fixed: audio.is_some(),
             live: s.state == StreamState::Live,
             next_live_attempt: None,
@@ -203,9 +224,14 @@ impl Recorder {
     }
 
     /// The bitrate of the recording's audio track (what every session's
-    /// audio is encoded at).
+    /// audio is encoded at, for AAC).
     pub fn audio_bitrate(&self) -> u32 {
         self.audio.bitrate
+    }
+
+    /// The codec of the recording's audio track.
+    pub fn audio_codec(&self) -> AudioCodec {
+        self.audio.codec
     }
 
     /// A publisher sending `channels` began a session: a recording without
@@ -215,7 +241,7 @@ impl Recorder {
         if self.audio_fixed || self.presentation.is_some() || self.audio_channels() == channels {
             return;
         }
-        self.audio = audio_track(channels);
+        self.audio = audio_track(self.audio.codec, channels);
         self.early_audio.clear();
     }
 
@@ -293,7 +319,7 @@ impl Recorder {
         Ok(keyframe_needed)
     }
 
-    /// Takes an AAC-LC frame.
+    /// Takes an AAC-LC frame or an Opus packet, as the audio track is.
     pub async fn push_audio(&mut self, frame: AudioFrame) -> Result<(), RecorderError> {
         match self.presentation.as_mut() {
             Some(p) => {
@@ -496,4 +522,36 @@ fn final_stats(written: Option<&IngestStats>, last_window: Option<&IngestStats>,
         d.store_ms = d.store_ms.max(store.window_max.as_millis() as u64);
     }
     Some(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use mediastreams_model::{OutputFormat, OutputSpec};
+
+    use super::*;
+
+    fn outputs(formats: &[OutputFormat]) -> Vec<OutputSpec> {
+        formats.iter().enumerate().map(|(i, &format)| OutputSpec { name: format!("o{i}"), format }).collect()
+    }
+
+    #[test]
+    fn opus_is_kept_only_when_every_output_is_dash() {
+        use OutputFormat::*;
+        assert_eq!(audio_codec_for(&outputs(&[Dash])), AudioCodec::Opus);
+        assert_eq!(audio_codec_for(&outputs(&[Dash, Dash])), AudioCodec::Opus);
+        for formats in [&[Smooth][..], &[Hls], &[Dash, Hls], &[Smooth, Dash], &[]] {
+            assert_eq!(audio_codec_for(&outputs(formats)), AudioCodec::Aac, "{formats:?}");
+        }
+    }
+
+    #[test]
+    fn opus_and_aac_tracks_never_share_a_key() {
+        for channels in [Channels::Mono, Channels::Stereo] {
+            for other in [Channels::Mono, Channels::Stereo] {
+                assert_ne!(audio_track(AudioCodec::Opus, channels).bitrate, audio_track(AudioCodec::Aac, other).bitrate);
+            }
+        }
+        assert_eq!(audio_track(AudioCodec::Opus, Channels::Mono).bitrate, 48_000);
+        assert_eq!(audio_track(AudioCodec::Aac, Channels::Stereo).bitrate, 128_000);
+    }
 }

@@ -8,8 +8,9 @@
 //! recording, ended). Once both tracks have sent an RTCP sender report,
 //! the video clock is slewed (1 ms per frame) to where the reports put it
 //! relative to the audio: lip sync by the sender's capture clock. Audio
-//! frames are placed by count (1024 samples each) from the audio anchor, so
-//! lost audio that is concealed keeps later audio in place.
+//! frames are placed by their count of samples (1024 per AAC frame, 960 per
+//! 20 ms Opus packet) from the audio anchor, so lost audio that is
+//! concealed keeps later audio in place.
 
 use std::time::Instant;
 
@@ -24,8 +25,6 @@ pub const SYNC_STEP: i64 = 10_000;
 /// Sender reports that would move video by more than this (1 s) are not
 /// believed: arrival-based alignment is never that far off.
 pub const MAX_SYNC_CORRECTION: i64 = 10_000_000;
-/// Samples per AAC frame.
-const AAC_FRAME: u64 = 1024;
 
 /// One session's clocks.
 #[derive(Debug)]
@@ -33,7 +32,7 @@ struct SessionClock {
     session: u64,
     first_arrival: Instant,
     video: Option<TrackClock>,
-    /// The audio clock and the AAC frames placed on it so far.
+    /// The audio clock and the samples placed on it so far.
     audio: Option<(TrackClock, u64)>,
     /// The latest extended RTP timestamp of each track (video, audio).
     last_rtp: [Option<u64>; 2],
@@ -167,16 +166,17 @@ impl Timeline {
         c.last_rtp[1] = Some(rtp);
     }
 
-    /// The times of the session's next `frames` AAC frames (none before its
-    /// audio is anchored, or for another session's).
-    pub fn aac_times(&mut self, session: u64, frames: usize) -> Vec<i64> {
+    /// The times of the session's next audio frames, of `samples` each (48
+    /// kHz; none before its audio is anchored, or for another session's).
+    pub fn audio_times(&mut self, session: u64, samples: impl IntoIterator<Item = u32>) -> Vec<i64> {
         let Some((ac, placed)) = self.clock.as_mut().filter(|c| c.session == session).and_then(|c| c.audio.as_mut()) else {
             return Vec::new();
         };
-        (0..frames)
-            .map(|_| {
-                let t = ac.anchor_time + ac.ticks_to_timeline(*placed * AAC_FRAME);
-                *placed += 1;
+        samples
+            .into_iter()
+            .map(|n| {
+                let t = ac.anchor_time + ac.ticks_to_timeline(*placed);
+                *placed += u64::from(n);
                 t
             })
             .collect()
@@ -259,16 +259,16 @@ mod tests {
     }
 
     #[test]
-    fn audio_is_offset_from_video_by_arrival_and_placed_by_frame_count() {
+    fn audio_is_offset_from_video_by_arrival_and_placed_by_sample_count() {
         let t0 = Instant::now();
         let mut tl = Timeline::new(0);
         tl.video(1, 90_000, t0);
         tl.audio(1, 480_000, t0 + Duration::from_millis(20));
-        assert_eq!(tl.aac_times(1, 3), vec![200_000, 200_000 + 213_333, 200_000 + 426_666]);
+        assert_eq!(tl.audio_times(1, [1024; 3]), vec![200_000, 200_000 + 213_333, 200_000 + 426_666]);
         // Concealed loss advances the frame count like real frames.
-        assert_eq!(tl.aac_times(1, 1), vec![200_000 + 640_000]);
+        assert_eq!(tl.audio_times(1, [960, 960]), vec![200_000 + 640_000, 200_000 + 840_000]);
         // Another session's audio is not placed.
-        assert!(tl.aac_times(2, 1).is_empty());
+        assert!(tl.audio_times(2, [1024]).is_empty());
         assert!(tl.has_audio(1) && !tl.has_audio(2));
     }
 

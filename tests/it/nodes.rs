@@ -207,7 +207,7 @@ async fn a_dead_nodes_stream_becomes_on_demand(
     let mut p = Presentation::new(
         PresentationConfig { fragment_duration: 20_000_000, dvr_window: 60_000_000, dash: true, hls: true, availability_start_unix_ms: 0 },
         VideoTrackConfig { bitrate: 1_500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
-        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+        AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
     .unwrap();
     let pid = s.playback_id.to_string();

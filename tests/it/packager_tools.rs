@@ -70,7 +70,7 @@ fn ffprobe_reads_dash_and_hls_made_from_real_media() {
     let mut p = Presentation::new(
         all_outputs_config(0),
         VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
-        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+        AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
     .unwrap();
     let mut objects = Vec::new();

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use mediastreams_packager::{AudioTrackConfig, Presentation, PublishedObject, VideoTrackConfig};
 use mediastreams_storage::{ObjectKey, ObjectMeta, ObjectStore};
-use mediastreams_tests::media::{ClipSample, TestClip, all_outputs_config, encode_sized_test_clip, encode_test_clip, package_levels};
+use mediastreams_tests::media::{
+    ClipSample, TestClip, all_outputs_config, encode_opus_test_clip, encode_sized_test_clip, encode_test_clip, package_levels,
+};
 use serde_json::{Value, json};
 
 use crate::api::harness::Env;
@@ -19,7 +21,7 @@ fn presentation(clip: &TestClip) -> Presentation {
     Presentation::new(
         all_outputs_config(unix_ms()),
         VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
-        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+        AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
     .unwrap()
 }
@@ -134,6 +136,47 @@ async fn dash_js_plays_smooth_and_dash_on_demand() {
     assert_played_to_the_end(&dash, 6.0, "DASH on demand");
     let hls = play_with("hlsjs", &origin, s["outputs"][2]["url"].as_str().unwrap(), "vod", 6, "player-hls-vod.png");
     assert_played_to_the_end(&hls, 6.0, "HLS on demand (hls.js)");
+}
+
+/// A stream without a Smooth output keeps the publisher's Opus (no
+/// transcoding): its DASH output plays in dash.js and its HLS output in
+/// hls.js (Chromium's MSE decodes Opus in MP4) to the end with audio
+/// decoded, GStreamer plays both to end-of-stream decoding every video
+/// frame and the audio, and ffprobe reads the audio as Opus.
+#[tokio::test(flavor = "multi_thread")]
+async fn opus_audio_plays_in_dash_js_hls_js_and_gstreamer() {
+    let env = Env::local_embedded(None).await;
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_opus_test_clip(dir.path(), 6, 60);
+    let r = env.call("PUT", "/streams/opus", Some(json!({"outputs":[{"name":"d","format":"dash"},{"name":"h","format":"hls"}]}))).await;
+    assert_eq!(r.status, 201);
+    let s = r.json();
+    let pid = s["playbackId"].as_str().unwrap();
+    store_all(&env.media, pid, package_levels(all_outputs_config(unix_ms()), &[(&clip, 500_000)])).await;
+    let (dash_url, hls_url) = (s["outputs"][0]["url"].as_str().unwrap().to_owned(), s["outputs"][1]["url"].as_str().unwrap().to_owned());
+    for url in [&dash_url, &hls_url] {
+        let out = mediastreams_tests::media::tool("ffprobe")
+            .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .arg(url)
+            .output()
+            .unwrap();
+        let codecs = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && codecs.lines().next() == Some("opus"), "{url}: {codecs}");
+    }
+    let origin = origin(&env);
+    for (player, url, what) in [("dashjs", &dash_url, "DASH with Opus (dash.js)"), ("hlsjs", &hls_url, "HLS with Opus (hls.js)")] {
+        let report = play_with(player, &origin, url, "vod", 6, &format!("player-opus-{player}.png"));
+        assert_played_to_the_end(&report, 6.0, what);
+        let audio = report["samples"].as_array().unwrap().last().unwrap()["audioBytes"].as_u64().unwrap_or(0);
+        assert!(audio > 0, "{what}: audio decoded: {report}");
+    }
+    for (what, url) in [("DASH", dash_url), ("HLS", hls_url)] {
+        let report = tokio::task::spawn_blocking(move || gst_play(&url)).await.unwrap();
+        assert_eq!(report["errors"], json!([]), "GStreamer {what}: {report}");
+        assert_eq!(report["eos"], true, "GStreamer {what} reached end-of-stream: {report}");
+        assert_eq!(report["videoFrames"], json!(clip.video.len()), "GStreamer {what}: every frame decoded: {report}");
+        assert!(report["audioBuffers"].as_u64().unwrap_or(0) > 0, "GStreamer {what}: Opus decoded: {report}");
+    }
 }
 
 /// Runs tests/players/gst_play.py (GStreamer playbin3) and returns its report.

@@ -147,7 +147,10 @@ async fn unlisted_stored_fragments_are_never_written_again() {
     let mut dead = Presentation::new(
         mediastreams_tests::media::all_outputs_config(0),
         VideoTrackConfig { bitrate: 500_000, sps: clip.sps.clone(), pps: clip.pps.clone() },
-        mediastreams_ingest_node::recorder::AUDIO,
+        mediastreams_ingest_node::recorder::audio_track(
+            mediastreams_packager::AudioCodec::Aac,
+            mediastreams_ingest_node::media::audio::Channels::Stereo,
+        ),
     )
     .unwrap();
     let mut stored = Vec::new();

@@ -360,6 +360,57 @@ async fn the_recordings_audio_has_the_channels_the_publisher_sends() {
     }
 }
 
+/// A stream whose outputs are all DASH records the publisher's Opus as
+/// it came (no transcoding): the index says FourCC `Opus`, ffprobe reads
+/// Opus from the DASH output and decodes audio for as long as the video
+/// lasts, and the recording is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_whose_outputs_are_all_dash_keeps_the_publishers_opus() {
+    let env = Env::local_embedded(None).await;
+    let dir = media();
+    let http = reqwest::Client::new();
+    let outputs = json!({"outputs":[{"name":"web","format":"dash"}]});
+    let created = env.call("PUT", "/streams/opus", Some(outputs)).await.json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/opus/start-ingest", None).await.json();
+    let whip = started["ingest"]["url"].as_str().unwrap().to_owned();
+    let token = started["ingest"]["token"].as_str().unwrap().to_owned();
+    let mut p = publisher().await;
+    connect(&http, &whip, &token, &mut p).await;
+    send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 6).await;
+    let dash_url = created["outputs"][0]["url"].as_str().unwrap().to_owned();
+    let (video, _) = stop_and_check_recording(&env, "opus", &pid, &dash_url, 40_000_000, 9).await;
+    let _ = p.pc.close().await;
+    let smooth = manifest(&env, &pid).await.unwrap();
+    // Mono (this publisher's offer has no sprop-stereo), at the nominal
+    // 48 kb/s a channel that names its objects.
+    assert!(smooth.contains("Bitrate=\"48000\" FourCC=\"Opus\" SamplingRate=\"48000\" Channels=\"1\""), "{smooth}");
+    {
+        let url = dash_url;
+        let out = mediastreams_tests::media::tool("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "a:0"])
+            .args(["-show_entries", "stream=codec_name,channels,nb_read_frames", "-of", "csv=p=0"])
+            .arg(&url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
+        let (codec, channels, frames) = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').map(str::trim).collect();
+                Some((f.first()?.to_string(), f.get(1)?.parse::<u32>().ok()?, f.get(2)?.parse::<u64>().ok()?))
+            })
+            .max_by_key(|(_, _, n)| *n)
+            .unwrap_or_else(|| panic!("ffprobe said {text}"));
+        assert_eq!((codec.as_str(), channels), ("opus", 1), "{url}: {text}");
+        // 20 ms packets for as long as the video, within a fragment.
+        let expected = video / 200_000;
+        assert!(frames + 50 >= expected && frames <= expected + 50, "{url}: {frames} Opus packets for {video} of video: {text}");
+        eprintln!("{url}: {frames} Opus packets decoded, {expected} for the video's length");
+    }
+}
+
 pub(crate) async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {
     let began = Instant::now();
     while began.elapsed() < within {

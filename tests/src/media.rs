@@ -1,11 +1,12 @@
-//! Real media for tests: Debian's ffmpeg encodes an H.264 + AAC test
-//! pattern; this module demuxes it into the samples the packager takes.
+//! Real media for tests: Debian's ffmpeg encodes an H.264 + AAC (or Opus)
+//! test pattern; this module demuxes it into the samples the packager
+//! takes.
 
 use std::path::Path;
 use std::process::Command;
 
 use bytes::Bytes;
-use mediastreams_packager::{AudioFrame, VideoSample};
+use mediastreams_packager::{AudioCodec, AudioFrame, VideoSample};
 
 /// A clip demuxed into samples.
 #[derive(Clone)]
@@ -14,8 +15,9 @@ pub struct TestClip {
     pub pps: Bytes,
     /// (keyframe, AVCC access unit), 30 per second.
     pub video: Vec<(bool, Bytes)>,
-    /// Raw AAC-LC frames, 48 kHz stereo.
+    /// Raw AAC-LC frames or Opus packets (`audio_codec`), 48 kHz stereo.
     pub audio: Vec<Bytes>,
+    pub audio_codec: AudioCodec,
 }
 
 /// One sample in presentation order.
@@ -90,11 +92,27 @@ pub fn encode_test_clip(dir: &Path, seconds: u32, gop_frames: u32) -> TestClip {
 /// [`encode_test_clip`] at another picture size: clips of several sizes
 /// with the same `gop_frames` are the quality levels of one source, with
 /// keyframes at the same times.
-pub fn encode_sized_test_clip(dir: &Path, seconds: u32, gop_frames: u32, (width, height): (u32, u32)) -> TestClip {
+pub fn encode_sized_test_clip(dir: &Path, seconds: u32, gop_frames: u32, size: (u32, u32)) -> TestClip {
+    encode_clip(dir, seconds, gop_frames, size, AudioCodec::Aac)
+}
+
+/// [`encode_test_clip`] with Opus audio (libopus, 20 ms packets, 64 kb/s
+/// stereo), as a WebRTC publisher sends it.
+pub fn encode_opus_test_clip(dir: &Path, seconds: u32, gop_frames: u32) -> TestClip {
+    encode_clip(dir, seconds, gop_frames, (320, 240), AudioCodec::Opus)
+}
+
+fn encode_clip(dir: &Path, seconds: u32, gop_frames: u32, (width, height): (u32, u32), audio_codec: AudioCodec) -> TestClip {
     // The default size keeps the plain names (tests publish clip.h264).
     let stem = if (width, height) == (320, 240) { "clip".to_owned() } else { format!("clip-{width}x{height}") };
     let h264 = dir.join(format!("{stem}.h264"));
-    let aac = dir.join(format!("{stem}.aac"));
+    let (audio_file, audio_args): (_, &[&str]) = match audio_codec {
+        AudioCodec::Aac => (dir.join(format!("{stem}.aac")), &["-c:a", "aac", "-b:a", "128k", "-f", "adts"]),
+        AudioCodec::Opus => (
+            dir.join(format!("{stem}-opus.ogg")),
+            &["-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-page_duration", "20000", "-f", "ogg"],
+        ),
+    };
     let ok = tool("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("testsrc2=size={width}x{height}:rate=30:duration={seconds}")])
         .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", &gop_frames.to_string(), "-keyint_min", &gop_frames.to_string()])
@@ -105,13 +123,14 @@ pub fn encode_sized_test_clip(dir: &Path, seconds: u32, gop_frames: u32, (width,
     assert!(ok.success(), "ffmpeg video");
     let ok = tool("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}")])
-        .args(["-ac", "2", "-c:a", "aac", "-b:a", "128k", "-f", "adts"])
-        .arg(&aac)
+        .args(["-ac", "2"])
+        .args(audio_args)
+        .arg(&audio_file)
         .status()
         .expect("run ffmpeg");
     assert!(ok.success(), "ffmpeg audio");
     let video = std::fs::read(&h264).expect("read h264");
-    let audio = std::fs::read(&aac).expect("read aac");
+    let audio = std::fs::read(&audio_file).expect("read audio");
     let (mut sps, mut pps) = (None, None);
     let mut units = Vec::new();
     let mut pending: Vec<&[u8]> = Vec::new();
@@ -136,8 +155,35 @@ pub fn encode_sized_test_clip(dir: &Path, seconds: u32, gop_frames: u32, (width,
         sps: sps.expect("SPS in the clip"),
         pps: pps.expect("PPS in the clip"),
         video: units,
-        audio: adts_frames(&audio).into_iter().map(Bytes::copy_from_slice).collect(),
+        audio: match audio_codec {
+            AudioCodec::Aac => adts_frames(&audio).into_iter().map(Bytes::copy_from_slice).collect(),
+            // The first two packets are the OpusHead and OpusTags headers.
+            AudioCodec::Opus => ogg_packets(&audio).into_iter().skip(2).map(Bytes::from).collect(),
+        },
+        audio_codec,
     }
+}
+
+/// The packets of an Ogg stream (RFC 3533): each page's segments, joined
+/// until a segment shorter than 255 bytes ends a packet.
+pub fn ogg_packets(mut data: &[u8]) -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    let mut packet = Vec::new();
+    while data.len() >= 27 && data.starts_with(b"OggS") {
+        let segments = usize::from(data[26]);
+        let table = &data[27..27 + segments];
+        let mut body = &data[27 + segments..];
+        for &len in table {
+            let (seg, rest) = body.split_at(usize::from(len));
+            packet.extend_from_slice(seg);
+            body = rest;
+            if len < 255 {
+                packets.push(std::mem::take(&mut packet));
+            }
+        }
+        data = body;
+    }
+    packets
 }
 
 impl TestClip {
@@ -147,7 +193,15 @@ impl TestClip {
     pub fn samples(&self, loops: u32, origin: i64) -> Vec<ClipSample> {
         let mut out = Vec::new();
         let frames = self.video.len() as u64;
-        let audio_frames = self.audio.len() as u64;
+        let samples: Vec<u64> = self
+            .audio
+            .iter()
+            .map(|a| match self.audio_codec {
+                AudioCodec::Aac => 1024,
+                AudioCodec::Opus => u64::from(mediastreams_packager::codec::opus::packet_samples(a).expect("a valid Opus packet")),
+            })
+            .collect();
+        let clip_samples: u64 = samples.iter().sum();
         for l in 0..u64::from(loops) {
             for (i, (key, data)) in self.video.iter().enumerate() {
                 let n = l * frames + i as u64;
@@ -157,9 +211,10 @@ impl TestClip {
                     data: data.clone(),
                 }));
             }
-            for (i, data) in self.audio.iter().enumerate() {
-                let n = l * audio_frames + i as u64;
-                out.push(ClipSample::Audio(AudioFrame { time: origin + (n * 1024 * 10_000_000 / 48_000) as i64, data: data.clone() }));
+            let mut n = l * clip_samples;
+            for (data, len) in self.audio.iter().zip(&samples) {
+                out.push(ClipSample::Audio(AudioFrame { time: origin + (n * 10_000_000 / 48_000) as i64, data: data.clone() }));
+                n += len;
             }
         }
         out.sort_by_key(ClipSample::time);
@@ -177,7 +232,9 @@ pub fn package_levels(
     use mediastreams_packager::{AudioTrackConfig, Presentation, VideoTrackConfig};
     let videos =
         levels.iter().map(|(clip, bitrate)| VideoTrackConfig { bitrate: *bitrate, sps: clip.sps.clone(), pps: clip.pps.clone() }).collect();
-    let audio = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+    let codec = levels.first().map_or(AudioCodec::Aac, |(clip, _)| clip.audio_codec);
+    let bitrate = if codec == AudioCodec::Aac { 128_000 } else { 64_000 };
+    let audio = AudioTrackConfig { codec, bitrate, sample_rate: 48_000, channels: 2 };
     let mut p = Presentation::with_video_levels(config, videos, audio).expect("a valid presentation");
     let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
     for (level, (clip, _)) in levels.iter().enumerate() {

@@ -215,6 +215,8 @@ try {
         atEnd: v.ended || (Boolean(window.playbackEnded) && v.duration - v.currentTime < 0.034),
         bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
         latency: window.liveLatency ? window.liveLatency() : null, seeking: v.seeking,
+        // Bytes of audio the element decoded (Chromium): audio plays too.
+        audioBytes: v.webkitAudioDecodedByteCount ?? null,
       };
     });
     result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });

@@ -72,6 +72,10 @@ struct Args {
     /// Stream names start with this (a run's streams are new).
     #[arg(long, default_value = "bench")]
     prefix: String,
+    /// The streams' output format: `smooth` (the audio is transcoded to
+    /// AAC), or `dash` or `hls` (the publisher's Opus is kept).
+    #[arg(long, default_value = "smooth", value_parser = ["smooth", "dash", "hls"])]
+    output: String,
 }
 
 /// One publisher's stream, as the run sees it.
@@ -115,18 +119,25 @@ impl Api {
 }
 
 /// Creates the stream, starts ingest and connects its publisher.
-async fn open_stream(api: &Api, name: String, fragment_ms: u32) -> anyhow::Result<Stream> {
+async fn open_stream(api: &Api, name: String, fragment_ms: u32, format: &str) -> anyhow::Result<Stream> {
     let (status, created) = api
         .call(
             reqwest::Method::PUT,
             &format!("/streams/{name}"),
-            Some(json!({ "outputs": [{ "name": "smooth", "format": "smooth" }], "fragmentDurationMs": fragment_ms })),
+            Some(json!({ "outputs": [{ "name": "out", "format": format }], "fragmentDurationMs": fragment_ms })),
         )
         .await?;
     if status != 201 {
         bail!("creating {name}: {status} {created}");
     }
-    let smooth_url = created["outputs"][0]["url"].as_str().context("the output's URL")?.to_owned();
+    // The Smooth manifest is every presentation's index, whatever its
+    // outputs (docs/storage-layout.md): the recording is checked there.
+    let media = format!("/{}/", created["playbackId"].as_str().context("the playback id")?);
+    let output = created["outputs"][0]["url"].as_str().context("the output's URL")?;
+    let smooth_url = match output.find(media.as_str()) {
+        Some(at) => format!("{}{}", &output[..at + media.len()], mediastreams_packager::layout::SMOOTH_MANIFEST),
+        None => bail!("{name}: the output URL {output} is not under its playback id"),
+    };
     let (status, started) = api.call(reqwest::Method::POST, &format!("/streams/{name}/start-ingest"), None).await?;
     if status != 200 {
         bail!("starting ingest of {name}: {status} {started}");
@@ -231,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
         fragment_ms: args.fragment_ms,
         synchronized: args.synchronized,
         peer: "mediastreams".to_owned(),
+        output: if args.janus.is_some() { None } else { Some(args.output.clone()) },
         ..Default::default()
     };
     let idle = sample_process(args.node_pid);
@@ -241,12 +253,12 @@ async fn main() -> anyhow::Result<()> {
     let gate = Arc::new(Semaphore::new(4));
     let mut opening = Vec::new();
     for i in 0..args.publishers {
-        let (api, gate, name, janus) = (api.clone(), gate.clone(), format!("{run}-{i}"), args.janus.clone());
+        let (api, gate, name, janus, output) = (api.clone(), gate.clone(), format!("{run}-{i}"), args.janus.clone(), args.output.clone());
         opening.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
             match janus {
                 Some(url) => open_janus(&api.http, &url, name).await,
-                None => open_stream(&api, name, args.fragment_ms).await,
+                None => open_stream(&api, name, args.fragment_ms, &output).await,
             }
         }));
     }

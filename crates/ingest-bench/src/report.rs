@@ -16,6 +16,9 @@ pub struct Report {
     /// The server measured: `mediastreams`, or `janus` (the peer: its
     /// VideoRoom recording RTP; no fragments, states or manifests).
     pub peer: String,
+    /// The streams' output format (`smooth`: audio transcoded to AAC;
+    /// `dash`, `hls`: Opus kept); none for the peer.
+    pub output: Option<String>,
     /// The peer's recordings: files and megabytes written.
     pub peer_recordings: Option<u64>,
     pub peer_recorded_mb: Option<f64>,
@@ -79,9 +82,10 @@ impl Report {
         }
         let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
         format!(
-            "{} publishers{} x {:.0} s at {:.0} kbit/s: node {}% of a core, {} MB RSS ({} MB/stream); fragments {}/{} stored, {} late; {} RTP lost; Live after first media p50 {} ms; stored after close p99 {} ms; OnDemand after stop p50 {} ms; all on demand: {}",
+            "{} publishers{}{} x {:.0} s at {:.0} kbit/s: node {}% of a core, {} MB RSS ({} MB/stream); fragments {}/{} stored, {} late; {} RTP lost; Live after first media p50 {} ms; stored after close p99 {} ms; OnDemand after stop p50 {} ms; all on demand: {}",
             self.publishers,
             if self.synchronized { " (synchronized)" } else { "" },
+            self.output.as_deref().filter(|o| *o == "dash").map_or(String::new(), |_| " (DASH only: Opus kept)".to_owned()),
             self.seconds,
             self.bitrate_kbps,
             f1(self.node_cpu_percent),

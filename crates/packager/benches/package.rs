@@ -24,7 +24,7 @@ fn main() {
             availability_start_unix_ms: 0,
         },
         VideoTrackConfig { bitrate: 1_500_000, sps: sps(), pps: Bytes::from_static(&[0x68, 0xcb, 0x83, 0xcb, 0x20]) },
-        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+        AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
     .expect("configuration");
     let frame = Bytes::from(vec![0u8; 6_000]);

@@ -15,6 +15,7 @@ use crate::TrackType;
 use crate::layout::{self, PublishedObject};
 use crate::manifest::dash::DashClock;
 use crate::manifest::{Chunk, LevelDetail, LevelInfo, ManifestMode, TrackManifest};
+use crate::presentation::AudioCodec;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoveryError {
@@ -99,10 +100,25 @@ pub fn parse_live_manifest(xml: &str) -> Result<LiveManifest, RecoveryError> {
                 TrackType::Audio => {
                     let sample_rate = num("SamplingRate").ok_or(RecoveryError::BadLevel(name))?;
                     let channels = num("Channels").and_then(|c| u16::try_from(c).ok()).ok_or(RecoveryError::BadLevel(name))?;
-                    let codecs = crate::codec::aac::AudioConfig::aac_lc(sample_rate, channels)
-                        .map_err(|_| RecoveryError::BadLevel(name))?
-                        .codec_string();
-                    LevelInfo { bitrate, codecs, codec_private_data: cpd, detail: LevelDetail::Audio { sample_rate, channels } }
+                    // Recordings before Opus was carried have AACL.
+                    let (codec, codecs) = match q.attribute("FourCC").unwrap_or("AACL") {
+                        "AACL" => (
+                            AudioCodec::Aac,
+                            crate::codec::aac::AudioConfig::aac_lc(sample_rate, channels)
+                                .map_err(|_| RecoveryError::BadLevel(name))?
+                                .codec_string(),
+                        ),
+                        crate::codec::opus::FOURCC => {
+                            let dops = hex(&cpd).ok_or(RecoveryError::BadLevel(name))?;
+                            let config = crate::codec::opus::OpusConfig::parse_dops(&dops).map_err(|_| RecoveryError::BadLevel(name))?;
+                            if config.channels != channels || sample_rate != crate::codec::opus::SAMPLE_RATE {
+                                return Err(RecoveryError::BadLevel(name));
+                            }
+                            (AudioCodec::Opus, crate::codec::opus::CODECS.to_owned())
+                        }
+                        _ => return Err(RecoveryError::BadLevel(name)),
+                    };
+                    LevelInfo { bitrate, codecs, codec_private_data: cpd, detail: LevelDetail::Audio { sample_rate, channels, codec } }
                 }
             };
             levels.push(level);
@@ -214,11 +230,13 @@ pub fn video_config(live: &LiveManifest) -> Result<crate::VideoTrackConfig, Reco
     Ok(crate::VideoTrackConfig { bitrate: level.bitrate, sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) })
 }
 
-/// The bitrate and channel count of a stored recording's audio track, if
-/// it has one.
-pub fn audio_level(live: &LiveManifest) -> Option<(u32, u16)> {
+/// A stored recording's audio track (its codec, bitrate, rate and
+/// channels), if it has one: what a continued recording keeps.
+pub fn audio_track(live: &LiveManifest) -> Option<crate::AudioTrackConfig> {
     live.audio.iter().find_map(|l| match l.detail {
-        crate::manifest::LevelDetail::Audio { channels, .. } => Some((l.bitrate, channels)),
+        LevelDetail::Audio { sample_rate, channels, codec } => {
+            Some(crate::AudioTrackConfig { codec, bitrate: l.bitrate, sample_rate, channels })
+        }
         _ => None,
     })
 }

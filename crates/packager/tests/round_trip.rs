@@ -533,7 +533,7 @@ fn a_paused_level_does_not_hold_the_others_back() {
 fn levels_are_checked() {
     use mediastreams_packager::{AudioTrackConfig, PackagerError, Presentation, VideoSample, VideoTrackConfig};
     let video = VideoTrackConfig { bitrate: 1, sps: common::sps(), pps: Bytes::from_static(common::PPS) };
-    let audio = AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+    let audio = AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 };
     assert_eq!(Presentation::with_video_levels(common::config(false, false), vec![], audio).unwrap_err(), PackagerError::NoVideoLevel);
     assert_eq!(
         Presentation::with_video_levels(common::config(false, false), vec![video.clone(), video.clone()], audio).unwrap_err(),
@@ -708,4 +708,80 @@ fn every_announced_fragment_is_written_even_across_gaps() {
             assert!(written.contains(next), "{key} announces {next}, which is never written (written: {written:?})");
         }
     }
+}
+
+/// A presentation whose audio is Opus (a stream without a Smooth output):
+/// its packets are placed by the duration their TOC says, the DASH and
+/// HLS views name `opus`, the initialization segment has an `Opus` entry
+/// with its `dOps`, and the Smooth index (FourCC `Opus`) reads back as the
+/// same track, live and when finished from storage. A packet that breaks
+/// RFC 6716 is refused, not stored.
+#[test]
+fn an_opus_presentation_round_trips() {
+    use mediastreams_packager::recovery::{Formats, StoredTrack, audio_track, final_manifests, parse_live_manifest};
+    use mediastreams_packager::{AudioCodec, AudioFrame, AudioTrackConfig, Presentation, TrackType, VideoTrackConfig};
+    let opus = AudioTrackConfig { codec: AudioCodec::Opus, bitrate: 32_000, sample_rate: 48_000, channels: 1 };
+    let mut p = Presentation::new(
+        common::config(true, true),
+        VideoTrackConfig { bitrate: 1_000_000, sps: common::sps(), pps: Bytes::from_static(common::PPS) },
+        opus,
+    )
+    .unwrap();
+    let mut objects = Vec::new();
+    let seconds = 7u64;
+    // 20 ms SILK packets, and one of 60 ms (code 3, three frames) each second.
+    let mut audio_time = 0u64;
+    let mut packets = Vec::new();
+    while audio_time < seconds * 10_000_000 {
+        let long = packets.len() % 50 == 49;
+        let (data, samples) = if long { (vec![(9 << 3) | 3, 3, 1, 1, 1], 2880) } else { (vec![9 << 3, 7, 7], 960) };
+        packets.push((audio_time as i64, Bytes::from(data)));
+        audio_time += samples * 10_000_000 / 48_000;
+    }
+    let mut packets = packets.into_iter().peekable();
+    for sample in frames(0, seconds * 30, 0) {
+        while let Some((t, _)) = packets.peek()
+            && *t <= sample.time
+        {
+            let (time, data) = packets.next().unwrap();
+            objects.extend(p.push_audio(AudioFrame { time, data }).unwrap().objects);
+        }
+        objects.extend(p.push_video(sample).unwrap().objects);
+    }
+    for (time, data) in packets {
+        objects.extend(p.push_audio(AudioFrame { time, data }).unwrap().objects);
+    }
+    // Broken: code 1 with an odd payload.
+    let t = p.end_time() as i64;
+    assert!(p.push_audio(AudioFrame { time: t, data: Bytes::from_static(&[(9 << 3) | 1, 1, 2, 3]) }).is_err());
+    let live_smooth = objects.iter().rev().find(|o| o.key == layout::SMOOTH_MANIFEST).unwrap().body.clone();
+    objects.extend(p.finish().objects);
+    let last = |key: &str| std::str::from_utf8(&objects.iter().rev().find(|o| o.key == key).unwrap().body).unwrap().to_owned();
+
+    let smooth = last(layout::SMOOTH_MANIFEST);
+    assert!(smooth.contains("Bitrate=\"32000\" FourCC=\"Opus\" SamplingRate=\"48000\" Channels=\"1\""), "{smooth}");
+    let (_, a, _, _) = smooth_chunks(&smooth);
+    contiguous(&a);
+    // Every packet's duration counts: 20 ms and 60 ms packets, no drift.
+    let (_, audio_published) = p.published();
+    let total: u64 = audio_published.iter().map(|c| c.duration).sum();
+    assert_eq!(total, audio_time, "the audio track lasts what was pushed");
+    assert!(last(layout::DASH_MANIFEST).contains("codecs=\"opus\" audioSamplingRate=\"48000\""));
+    let main = last(layout::HLS_MULTIVARIANT);
+    assert!(main.contains(",opus\""), "{main}");
+    let init = &objects.iter().find(|o| o.key == layout::init_key(TrackType::Audio, 32_000)).unwrap().body;
+    assert!(init.windows(4).any(|w| w == b"dOps") && !init.windows(4).any(|w| w == b"esds"));
+
+    // The index reads back as the same track, live and from storage.
+    let live = parse_live_manifest(std::str::from_utf8(&live_smooth).unwrap()).unwrap();
+    assert_eq!(audio_track(&live), Some(opus));
+    assert_eq!(live.audio[0].codecs, "opus");
+    let (v, a) = p.published();
+    let video = StoredTrack { starts: v.iter().map(|c| c.start).collect(), last_duration: v.last().map(|c| c.duration) };
+    let audio = StoredTrack { starts: a.iter().map(|c| c.start).collect(), last_duration: a.last().map(|c| c.duration) };
+    let recovered = final_manifests(&live, &video, &audio, Formats { dash: true, hls: true }, 20_000_000);
+    let body = |key: &str| std::str::from_utf8(&recovered.iter().find(|o| o.key == key).unwrap().body).unwrap().to_owned();
+    assert!(body(layout::DASH_MANIFEST).contains("codecs=\"opus\""));
+    assert!(body(layout::SMOOTH_MANIFEST).contains("FourCC=\"Opus\""));
+    assert!(body(layout::HLS_MULTIVARIANT).contains(",opus\""));
 }

@@ -1,5 +1,7 @@
-//! Opus to AAC-LC: WebRTC publishers send Opus, Smooth Streaming players
-//! accept only AAC. Decoding and encoding use FFmpeg's libavcodec (Debian's
+//! The audio path ([`AudioPath`]): WebRTC publishers send Opus. DASH
+//! players take it as it is; Smooth Streaming players and Apple's HLS
+//! players accept AAC, so a recording with a Smooth or HLS output
+//! transcodes Opus to AAC-LC ([`OpusToAac`]). Decoding and encoding use FFmpeg's libavcodec (Debian's
 //! build, through `ffmpeg-next`): its native Opus decoder and its native
 //! AAC-LC encoder (its fast quantizer search), 48 kHz, mono or stereo as
 //! the recording's audio track is ([`Channels`]), 64 kb/s a channel.
@@ -12,6 +14,8 @@ use bytes::Bytes;
 use ffmpeg::util::channel_layout::ChannelLayout;
 use ffmpeg::util::format::sample::{Sample, Type};
 use ffmpeg_next as ffmpeg;
+use mediastreams_packager::AudioCodec;
+use mediastreams_packager::codec::opus;
 
 /// Output sample rate.
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -91,6 +95,91 @@ impl AacCoder {
             AacCoder::Fast => "fast",
             AacCoder::Anmr => "anmr",
         }
+    }
+}
+
+/// What the node does with a session's Opus, as the recording's audio
+/// track is ([`crate::recorder::audio_codec_for`]): transcode it to AAC-LC,
+/// or carry it as sent (a stream whose outputs are all DASH: no decoding,
+/// no encoding).
+pub enum AudioPath {
+    Transcode(OpusToAac),
+    Passthrough(OpusPassthrough),
+}
+
+/// One packet for the packager: an AAC-LC frame or an Opus packet, and its
+/// duration in 48 kHz samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedAudio {
+    pub samples: u32,
+    pub data: Bytes,
+}
+
+impl AudioPath {
+    /// The path to a recording's audio track: `codec`, with `channels` and
+    /// (for AAC) at `bitrate`.
+    pub fn for_track(codec: AudioCodec, channels: Channels, bitrate: u32) -> Result<Self, AudioError> {
+        Ok(match codec {
+            AudioCodec::Aac => AudioPath::Transcode(OpusToAac::for_track(channels, bitrate)?),
+            AudioCodec::Opus => AudioPath::Passthrough(OpusPassthrough::default()),
+        })
+    }
+
+    /// One Opus packet of the session; returns what is ready to package.
+    pub fn push_opus(&mut self, packet: Bytes) -> Result<Vec<EncodedAudio>, AudioError> {
+        match self {
+            AudioPath::Transcode(t) => Ok(aac_frames(t.push_opus(&packet)?)),
+            AudioPath::Passthrough(p) => Ok(p.push_opus(packet)),
+        }
+    }
+
+    /// `samples` of lost audio: silence (AAC) or packets that every
+    /// decoder conceals (Opus); the timeline keeps its length.
+    pub fn push_silence(&mut self, samples: usize) -> Result<Vec<EncodedAudio>, AudioError> {
+        match self {
+            AudioPath::Transcode(t) => Ok(aac_frames(t.push_silence(samples)?)),
+            AudioPath::Passthrough(p) => Ok(p.push_lost(u32::try_from(samples).unwrap_or(u32::MAX))),
+        }
+    }
+
+    /// The end of the session: what the encoder still holds.
+    pub fn finish(&mut self) -> Result<Vec<EncodedAudio>, AudioError> {
+        match self {
+            AudioPath::Transcode(t) => Ok(aac_frames(t.finish()?)),
+            AudioPath::Passthrough(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+fn aac_frames(frames: Vec<Bytes>) -> Vec<EncodedAudio> {
+    frames.into_iter().map(|data| EncodedAudio { samples: AAC_FRAME as u32, data }).collect()
+}
+
+/// Opus carried as sent. A packet whose layout a decoder would reject
+/// (RFC 6716 §3.4), and a lost one, become packets of the sender's mode
+/// with an empty frame, which decoders conceal: the audio timeline stays
+/// continuous, and no player is handed a packet it cannot decode.
+#[derive(Debug, Default)]
+pub struct OpusPassthrough {
+    /// The TOC byte of the last good packet (lost audio is concealed in
+    /// its mode and channels).
+    last_toc: Option<u8>,
+}
+
+impl OpusPassthrough {
+    pub fn push_opus(&mut self, packet: Bytes) -> Vec<EncodedAudio> {
+        match opus::packet_samples(&packet) {
+            Ok(samples) => {
+                self.last_toc = packet.first().copied();
+                vec![EncodedAudio { samples, data: packet }]
+            }
+            // Concealed as lost, at a typical length (as the transcoder does).
+            Err(_) => self.push_lost(960),
+        }
+    }
+
+    pub fn push_lost(&mut self, samples: u32) -> Vec<EncodedAudio> {
+        opus::lost_packets(samples, self.last_toc).into_iter().map(|(data, samples)| EncodedAudio { samples, data }).collect()
     }
 }
 
@@ -350,6 +439,48 @@ mod tests {
 
     fn tone(i: usize) -> f32 {
         0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / SAMPLE_RATE as f32).sin()
+    }
+
+    #[test]
+    fn passthrough_keeps_packets_and_conceals_lost_and_broken_ones() {
+        let packets = opus_packets(Channels::Mono, |i| [tone(i), 0.0], 3);
+        let mut p = AudioPath::for_track(AudioCodec::Opus, Channels::Mono, 64_000).unwrap();
+        let first = p.push_opus(Bytes::from(packets[0].clone())).unwrap();
+        assert_eq!(first, vec![EncodedAudio { samples: 960, data: Bytes::from(packets[0].clone()) }], "kept as sent");
+        // Two packets lost: two of the sender's mode with empty frames.
+        let lost = p.push_silence(1920).unwrap();
+        assert_eq!(lost.len(), 2);
+        assert!(lost.iter().all(|a| a.samples == 960 && a.data.as_ref() == [packets[0][0] & 0xfc]), "{lost:?}");
+        // A packet that breaks RFC 6716 (code 1 with an odd payload): concealed.
+        let broken = p.push_opus(Bytes::from_static(&[(1 << 3) | 1, 1, 2, 3])).unwrap();
+        assert_eq!(broken.len(), 1);
+        assert_eq!(broken[0].samples, 960);
+        assert_eq!(broken[0].data.len(), 1);
+        assert!(p.finish().unwrap().is_empty());
+        // The concealment decodes: libavcodec takes every packet made.
+        let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::OPUS).unwrap();
+        let mut dec = ffmpeg::codec::context::Context::new_with_codec(codec).decoder().audio().unwrap();
+        let mut frame = ffmpeg::frame::Audio::empty();
+        let mut decoded = 0;
+        for a in first.iter().chain(&lost).chain(&broken) {
+            dec.send_packet(&ffmpeg::Packet::copy(&a.data)).unwrap();
+            while dec.receive_frame(&mut frame).is_ok() {
+                decoded += frame.samples();
+            }
+        }
+        assert_eq!(decoded, 4 * 960, "every packet decodes to its duration");
+    }
+
+    #[test]
+    fn the_aac_path_says_each_frame_is_1024_samples() {
+        let packets = opus_packets(Channels::Mono, |i| [tone(i), 0.0], 10);
+        let mut p = AudioPath::for_track(AudioCodec::Aac, Channels::Mono, 64_000).unwrap();
+        let mut out = Vec::new();
+        for pk in packets {
+            out.extend(p.push_opus(Bytes::from(pk)).unwrap());
+        }
+        out.extend(p.finish().unwrap());
+        assert!(!out.is_empty() && out.iter().all(|a| a.samples == 1024));
     }
 
     #[test]

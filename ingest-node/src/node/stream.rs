@@ -1,5 +1,5 @@
 //! A stream task: one per stream on the node. It owns the stream's
-//! [`Recorder`] and audio transcoder, places the sessions' media on the
+//! [`Recorder`] and audio path, places the sessions' media on the
 //! timeline ([`Timeline`]), writes ingest statistics, and watches the
 //! stream's record: when stop-ingest moves it to `Stopping`, or no media
 //! has arrived for the idle timeout, or the node drains, it finalizes the
@@ -20,7 +20,7 @@ use mediastreams_packager::{AudioFrame, VideoSample};
 use tokio::sync::{mpsc, watch};
 
 use super::{Command, Generation, IngestNode, Phase, PublishError};
-use crate::media::audio::OpusToAac;
+use crate::media::audio::{AudioPath, EncodedAudio};
 use crate::media_input::{KeyframeRequests, StreamInput};
 use crate::recorder::{Recorder, RecorderError};
 use crate::timeline::{Timeline, TimelineEvent};
@@ -172,7 +172,7 @@ pub(crate) async fn run(
         keyframes: job.keyframes,
         timeline: Timeline::new(recorder.continues_at()),
         recorder,
-        transcoder: None,
+        audio: None,
         window: StatsWindow { opened: Some(Instant::now()), ..Default::default() },
         sps: None,
         pps: None,
@@ -213,8 +213,9 @@ struct StreamTask {
     keyframes: KeyframeRequests,
     timeline: Timeline,
     recorder: Recorder,
-    /// Opus to AAC, per session (made at its first audio).
-    transcoder: Option<OpusToAac>,
+    /// The session's audio path (made at its first audio): Opus to AAC,
+    /// or Opus kept.
+    audio: Option<AudioPath>,
     window: StatsWindow,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
@@ -277,7 +278,7 @@ impl OpenTracks {
 }
 
 impl StreamTask {
-    /// Packages what is still queued, then the audio the transcoder holds.
+    /// Packages what is still queued, then the audio the encoder holds.
     async fn drain(&mut self, rx: &mut mpsc::Receiver<StreamInput>) {
         let until = tokio::time::Instant::now() + DRAIN_MAX;
         // What is queued already is the session's, whatever the tracks say
@@ -312,14 +313,14 @@ impl StreamTask {
         }
     }
 
-    /// The transcoder's last frames (padded to a whole AAC frame).
+    /// The audio path's last frames (AAC: padded to a whole frame).
     async fn flush_audio(&mut self, session: u64) {
-        let Some(t) = self.transcoder.as_mut() else { return };
-        match t.finish() {
-            Ok(frames) => self.push_aac(session, frames).await,
+        let Some(path) = self.audio.as_mut() else { return };
+        match path.finish() {
+            Ok(frames) => self.push_audio(session, frames).await,
             Err(e) => tracing::debug!(stream = %self.name, error = %e, "could not flush the audio encoder"),
         }
-        self.transcoder = None;
+        self.audio = None;
     }
 
     async fn record(&mut self, rx: &mut mpsc::Receiver<StreamInput>, command: &mut watch::Receiver<Command>) -> End {
@@ -463,18 +464,18 @@ impl StreamTask {
                 self.window.audio_bytes += opus.len() as u64;
                 self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
                 if !self.timeline.is_current(session) {
-                    self.transcoder = None;
+                    self.audio = None;
                 }
                 self.timeline.audio(session, rtp_ext, arrival);
-                let Some(transcoder) = self.transcoder() else { return };
-                let frames = match transcoder.push_opus(&opus) {
+                let Some(path) = self.audio_path() else { return };
+                let frames = match path.push_opus(opus) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::debug!(stream = %name, error = %e, "opus packet dropped");
                         Vec::new()
                     }
                 };
-                self.push_aac(session, frames).await;
+                self.push_audio(session, frames).await;
             }
             StreamInput::AudioLost { samples, session } => {
                 self.tracks.opened(session, false);
@@ -484,15 +485,15 @@ impl StreamTask {
                 if !self.timeline.has_audio(session) {
                     return;
                 }
-                let Some(transcoder) = self.transcoder() else { return };
-                let frames = match transcoder.push_silence(samples) {
+                let Some(path) = self.audio_path() else { return };
+                let frames = match path.push_silence(samples) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::debug!(stream = %name, error = %e, "silence not encoded");
                         Vec::new()
                     }
                 };
-                self.push_aac(session, frames).await;
+                self.push_audio(session, frames).await;
             }
             StreamInput::Reception { video, received, lost } => {
                 let i = usize::from(!video);
@@ -518,28 +519,29 @@ impl StreamTask {
                         Ok(next) => self.timeline.end_session(next),
                         Err(e) => tracing::warn!(stream = %name, error = %e, "could not close the session's fragments"),
                     }
-                    self.transcoder = None;
+                    self.audio = None;
                     tracing::info!(stream = %name, session, "publisher left; waiting for a reconnect");
                 }
             }
         }
     }
 
-    fn transcoder(&mut self) -> Option<&mut OpusToAac> {
-        if self.transcoder.is_none() {
-            match OpusToAac::for_track(self.recorder.audio_channels(), self.recorder.audio_bitrate()) {
-                Ok(t) => self.transcoder = Some(t),
-                Err(e) => tracing::error!(stream = %self.name, error = %e, "no audio transcoder"),
+    fn audio_path(&mut self) -> Option<&mut AudioPath> {
+        if self.audio.is_none() {
+            let r = &self.recorder;
+            match AudioPath::for_track(r.audio_codec(), r.audio_channels(), r.audio_bitrate()) {
+                Ok(p) => self.audio = Some(p),
+                Err(e) => tracing::error!(stream = %self.name, error = %e, "no audio path"),
             }
         }
-        self.transcoder.as_mut()
+        self.audio.as_mut()
     }
 
-    /// Packages AAC frames at the session's audio clock.
-    async fn push_aac(&mut self, session: u64, frames: Vec<Bytes>) {
-        let times = self.timeline.aac_times(session, frames.len());
-        for (time, data) in times.into_iter().zip(frames) {
-            if let Err(e) = self.recorder.push_audio(AudioFrame { time, data }).await {
+    /// Packages audio frames at the session's audio clock.
+    async fn push_audio(&mut self, session: u64, frames: Vec<EncodedAudio>) {
+        let times = self.timeline.audio_times(session, frames.iter().map(|f| f.samples));
+        for (time, f) in times.into_iter().zip(frames) {
+            if let Err(e) = self.recorder.push_audio(AudioFrame { time, data: f.data }).await {
                 tracing::debug!(stream = %self.name, error = %e, "audio frame dropped");
             }
         }

@@ -13,7 +13,16 @@ pub enum TrackKind {
     Video { width: u16, height: u16, avcc: Bytes },
     /// `mp4a` with an `esds` (ISO/IEC 14496-14) carrying the
     /// AudioSpecificConfig.
-    Audio { sample_rate: u32, channels: u16, audio_specific_config: Bytes, bitrate: u32 },
+    Aac { sample_rate: u32, channels: u16, audio_specific_config: Bytes, bitrate: u32 },
+    /// `Opus` with a `dOps` (Encapsulation of Opus in ISO BMFF, 4.3),
+    /// always 48 kHz.
+    Opus { channels: u16, dops: Bytes },
+}
+
+impl TrackKind {
+    fn is_audio(&self) -> bool {
+        !matches!(self, TrackKind::Video { .. })
+    }
 }
 
 /// The 3x3 unity matrix of `mvhd` and `tkhd` (8.2.2, 8.3.2).
@@ -21,7 +30,12 @@ const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x40
 
 pub fn write_init_segment(track_id: u32, timescale: u32, kind: &TrackKind) -> Bytes {
     let mut w = BoxWriter::new();
-    w.begin(b"ftyp").bytes(b"iso6").u32(0).bytes(b"iso6").bytes(b"isom").bytes(b"dash").bytes(b"avc1").end();
+    w.begin(b"ftyp").bytes(b"iso6").u32(0).bytes(b"iso6").bytes(b"isom").bytes(b"dash").bytes(b"avc1");
+    if matches!(kind, TrackKind::Opus { .. }) {
+        // Encapsulation of Opus in ISO BMFF 4.1: files with Opus list it.
+        w.bytes(b"Opus");
+    }
+    w.end();
     w.begin(b"moov");
     // mvhd version 0: times 0, timescale, duration 0 (fragmented).
     w.begin_full(b"mvhd", 0, 0).u32(0).u32(0).u32(timescale).u32(0);
@@ -34,13 +48,13 @@ pub fn write_init_segment(track_id: u32, timescale: u32, kind: &TrackKind) -> By
     // tkhd: enabled | in movie | in preview.
     w.begin_full(b"tkhd", 0, 0x000007).u32(0).u32(0).u32(track_id).u32(0).u32(0);
     w.zeros(8).u16(0).u16(0);
-    w.u16(if matches!(kind, TrackKind::Audio { .. }) { 0x0100 } else { 0 }).u16(0);
+    w.u16(if kind.is_audio() { 0x0100 } else { 0 }).u16(0);
     for m in UNITY_MATRIX {
         w.u32(m);
     }
     match kind {
         TrackKind::Video { width, height, .. } => w.u32(u32::from(*width) << 16).u32(u32::from(*height) << 16),
-        TrackKind::Audio { .. } => w.u32(0).u32(0),
+        TrackKind::Aac { .. } | TrackKind::Opus { .. } => w.u32(0).u32(0),
     };
     w.end();
     w.begin(b"mdia");
@@ -48,13 +62,13 @@ pub fn write_init_segment(track_id: u32, timescale: u32, kind: &TrackKind) -> By
     w.begin_full(b"mdhd", 0, 0).u32(0).u32(0).u32(timescale).u32(0).u16(0x55c4).u16(0).end();
     let (handler, name): (&[u8; 4], &[u8]) = match kind {
         TrackKind::Video { .. } => (b"vide", b"VideoHandler\0"),
-        TrackKind::Audio { .. } => (b"soun", b"SoundHandler\0"),
+        TrackKind::Aac { .. } | TrackKind::Opus { .. } => (b"soun", b"SoundHandler\0"),
     };
     w.begin_full(b"hdlr", 0, 0).u32(0).bytes(handler).zeros(12).bytes(name).end();
     w.begin(b"minf");
     match kind {
         TrackKind::Video { .. } => w.begin_full(b"vmhd", 0, 1).zeros(8).end(),
-        TrackKind::Audio { .. } => w.begin_full(b"smhd", 0, 0).zeros(4).end(),
+        TrackKind::Aac { .. } | TrackKind::Opus { .. } => w.begin_full(b"smhd", 0, 0).zeros(4).end(),
     };
     w.begin(b"dinf").begin_full(b"dref", 0, 0).u32(1).begin_full(b"url ", 0, 1).end().end().end();
     w.begin(b"stbl");
@@ -66,10 +80,18 @@ pub fn write_init_segment(track_id: u32, timescale: u32, kind: &TrackKind) -> By
             w.begin(b"avcC").bytes(avcc).end();
             w.end();
         }
-        TrackKind::Audio { sample_rate, channels, audio_specific_config, bitrate } => {
+        TrackKind::Aac { sample_rate, channels, audio_specific_config, bitrate } => {
             w.begin(b"mp4a").zeros(6).u16(1).zeros(8).u16(*channels).u16(16).u16(0).u16(0);
             w.u32((*sample_rate).min(0xffff) << 16);
             write_esds(&mut w, audio_specific_config, *bitrate);
+            w.end();
+        }
+        TrackKind::Opus { channels, dops } => {
+            // AudioSampleEntry (14496-12 12.2.3): samplesize 16, samplerate
+            // 48000 in 16.16.
+            w.begin(b"Opus").zeros(6).u16(1).zeros(8).u16(*channels).u16(16).u16(0).u16(0);
+            w.u32(crate::codec::opus::SAMPLE_RATE << 16);
+            w.begin(b"dOps").bytes(dops).end();
             w.end();
         }
     }
@@ -122,6 +144,25 @@ mod tests {
             0x06, 1, 0x02, // SLConfig: predefined 2 (MP4)
         ];
         assert_eq!(b.as_ref(), expected);
+    }
+
+    #[test]
+    fn opus_sample_entry() {
+        let dops = crate::codec::opus::OpusConfig::new(1).unwrap().dops();
+        let b = write_init_segment(2, 10_000_000, &TrackKind::Opus { channels: 1, dops: dops.clone() });
+        // (The last "Opus": the first is the ftyp's compatible brand.)
+        let at = b.windows(4).rposition(|w| w == b"Opus").unwrap() - 4;
+        let size = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+        // The entry: 8 header + 28 AudioSampleEntry + 19 dOps.
+        assert_eq!(size, 8 + 28 + 8 + 11);
+        let entry = &b[at + 8..at + size];
+        assert_eq!(&entry[6..8], &[0, 1], "data_reference_index");
+        assert_eq!(&entry[16..20], &[0, 1, 0, 16], "channelcount 1, samplesize 16");
+        assert_eq!(&entry[24..28], &[0xbb, 0x80, 0, 0], "48000 in 16.16");
+        assert_eq!(&entry[28..36], &[0, 0, 0, 19, b'd', b'O', b'p', b's']);
+        assert_eq!(&entry[36..], dops.as_ref());
+        // A sound track: smhd, and tkhd volume 1.0.
+        assert!(b.windows(4).any(|w| w == b"smhd"));
     }
 
     #[test]

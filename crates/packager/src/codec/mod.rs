@@ -3,6 +3,7 @@
 
 pub mod aac;
 pub mod h264;
+pub mod opus;
 
 /// Uppercase hex, as MS-SSTR CodecPrivateData.
 pub fn hex_upper(bytes: &[u8]) -> String {

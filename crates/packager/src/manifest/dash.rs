@@ -114,7 +114,7 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode, clock: DashClock) -> 
                         l.bitrate, l.bitrate, l.codecs
                     );
                 }
-                LevelDetail::Audio { sample_rate, channels } => {
+                LevelDetail::Audio { sample_rate, channels, .. } => {
                     let _ = writeln!(
                         x,
                         "      <Representation id=\"audio-{}\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{sample_rate}\">\n        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{channels}\"/>\n      </Representation>",

@@ -19,7 +19,7 @@ pub struct LevelInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LevelDetail {
     Video { width: u32, height: u32 },
-    Audio { sample_rate: u32, channels: u16 },
+    Audio { sample_rate: u32, channels: u16, codec: crate::presentation::AudioCodec },
 }
 
 /// A fragment on a track's timeline (timescale units).

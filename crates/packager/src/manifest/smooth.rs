@@ -18,6 +18,7 @@ use std::fmt::Write;
 
 use super::{LevelDetail, ManifestMode, TrackManifest, windowed};
 use crate::TIMESCALE;
+use crate::presentation::AudioCodec;
 
 /// How many fragments a live fragment's `tfrf` announces.
 pub const LOOKAHEAD_FRAGMENT_COUNT: u32 = 1;
@@ -73,10 +74,18 @@ pub fn write(tracks: &[TrackManifest], mode: ManifestMode) -> String {
                         l.bitrate, l.codec_private_data
                     );
                 }
-                LevelDetail::Audio { sample_rate, channels } => {
+                LevelDetail::Audio { sample_rate, channels, codec } => {
+                    // AudioTag: 255 is AAC (MS-SSTR 2.2.2.5); Opus has no
+                    // WAVE format tag, and no Smooth player takes it (it is
+                    // written only for presentations without a Smooth
+                    // output, whose index this manifest still is).
+                    let (fourcc, tag) = match codec {
+                        AudioCodec::Aac => ("AACL", 255),
+                        AudioCodec::Opus => (crate::codec::opus::FOURCC, 0),
+                    };
                     let _ = writeln!(
                         x,
-                        "    <QualityLevel Index=\"{i}\" Bitrate=\"{}\" FourCC=\"AACL\" SamplingRate=\"{sample_rate}\" Channels=\"{channels}\" BitsPerSample=\"16\" PacketSize=\"{}\" AudioTag=\"255\" CodecPrivateData=\"{}\"/>",
+                        "    <QualityLevel Index=\"{i}\" Bitrate=\"{}\" FourCC=\"{fourcc}\" SamplingRate=\"{sample_rate}\" Channels=\"{channels}\" BitsPerSample=\"16\" PacketSize=\"{}\" AudioTag=\"{tag}\" CodecPrivateData=\"{}\"/>",
                         l.bitrate,
                         4 * channels,
                         l.codec_private_data

@@ -10,8 +10,9 @@
 //! non-keyframe, so fragments stay bounded (such a fragment plays in
 //! sequence but cannot be started from). Audio is cut at the first audio
 //! frame at or after each video cut, so the two timelines line up within
-//! one audio frame. Audio times come from the count of AAC frames since the
-//! track's anchor, so the audio timeline is contiguous and exact.
+//! one audio frame. Audio times come from the count of samples since the
+//! track's anchor (1024 per AAC frame, what its TOC says per Opus packet),
+//! so the audio timeline is contiguous and exact.
 //!
 //! Publishing and `tfrf`: objects in S3 cannot be edited, so a live
 //! fragment's `tfrf` (which announces the next fragment to players that
@@ -49,8 +50,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::bmff::{FragmentSample, TrackKind};
-use crate::codec::aac::{AudioConfig, SAMPLES_PER_FRAME};
+use crate::codec::aac::AudioConfig;
 use crate::codec::h264::{avc_decoder_configuration, codec_private_data, parse_sps};
+use crate::codec::opus::{self, OpusConfig};
 use crate::layout::{self, PublishedObject};
 use crate::manifest::dash::DashClock;
 use crate::manifest::{Chunk, LevelDetail, LevelInfo, ManifestMode, TrackManifest};
@@ -88,9 +90,10 @@ pub struct Presentation {
     keyframe_requested: Option<u64>,
     /// Video cut times the audio track has yet to follow.
     audio_cuts: VecDeque<u64>,
-    audio_rate: u32,
+    audio_config: AudioTrackConfig,
     audio_anchor: Option<u64>,
-    audio_frames: u64,
+    /// Samples (per channel) placed since the anchor.
+    audio_samples: u64,
     finished: bool,
 }
 
@@ -131,24 +134,28 @@ impl Presentation {
             return Err(PackagerError::NoVideoLevel);
         };
         let followers = levels.map(Follower::new).collect();
-        let aac = AudioConfig::aac_lc(audio.sample_rate, audio.channels)?;
-        let asc = aac.audio_specific_config()?;
+        let detail = LevelDetail::Audio { sample_rate: audio.sample_rate, channels: audio.channels, codec: audio.codec };
+        let (codecs, codec_private_data, entry) = match audio.codec {
+            AudioCodec::Aac => {
+                let aac = AudioConfig::aac_lc(audio.sample_rate, audio.channels)?;
+                let entry = TrackKind::Aac {
+                    sample_rate: audio.sample_rate,
+                    channels: audio.channels,
+                    audio_specific_config: aac.audio_specific_config()?,
+                    bitrate: audio.bitrate,
+                };
+                (aac.codec_string(), aac.codec_private_data()?, entry)
+            }
+            AudioCodec::Opus => {
+                if audio.sample_rate != opus::SAMPLE_RATE {
+                    return Err(opus::OpusError::BadConfig("an Opus track is 48 kHz").into());
+                }
+                let config = OpusConfig::new(audio.channels)?;
+                (opus::CODECS.to_owned(), config.codec_private_data(), TrackKind::Opus { channels: audio.channels, dops: config.dops() })
+            }
+        };
         let video_track = Track { level: leader, frag_start: None, samples: Vec::new(), frag_len: 0, held: None, published: Vec::new() };
-        let audio_track = Track::new(
-            TrackType::Audio,
-            LevelInfo {
-                bitrate: audio.bitrate,
-                codecs: aac.codec_string(),
-                codec_private_data: aac.codec_private_data()?,
-                detail: LevelDetail::Audio { sample_rate: audio.sample_rate, channels: audio.channels },
-            },
-            TrackKind::Audio {
-                sample_rate: audio.sample_rate,
-                channels: audio.channels,
-                audio_specific_config: asc,
-                bitrate: audio.bitrate,
-            },
-        );
+        let audio_track = Track::new(TrackType::Audio, LevelInfo { bitrate: audio.bitrate, codecs, codec_private_data, detail }, entry);
         Ok(Presentation {
             config,
             video: video_track,
@@ -160,9 +167,9 @@ impl Presentation {
             last_video_duration: (TIMESCALE / 30) as u32,
             keyframe_requested: None,
             audio_cuts: VecDeque::new(),
-            audio_rate: audio.sample_rate,
+            audio_config: audio,
             audio_anchor: None,
-            audio_frames: 0,
+            audio_samples: 0,
             finished: false,
         })
     }
@@ -403,11 +410,12 @@ impl Presentation {
     }
 
     fn audio_next_time(&self) -> Option<u64> {
-        self.audio_anchor.map(|a| a + self.audio_offset(self.audio_frames))
+        self.audio_anchor.map(|a| a + self.audio_offset(self.audio_samples))
     }
 
-    fn audio_offset(&self, frames: u64) -> u64 {
-        ((u128::from(frames) * u128::from(SAMPLES_PER_FRAME) * TIMESCALE as u128) / u128::from(self.audio_rate.max(1))) as u64
+    /// `samples` audio samples on the timeline (100 ns units).
+    fn audio_offset(&self, samples: u64) -> u64 {
+        ((u128::from(samples) * TIMESCALE as u128) / u128::from(self.audio_config.sample_rate.max(1))) as u64
     }
 
     pub fn push_audio(&mut self, f: AudioFrame) -> Result<PushOutput, PackagerError> {
@@ -417,8 +425,9 @@ impl Presentation {
         if f.time < 0 {
             return Err(PackagerError::NegativeTime { track: "audio", time: f.time });
         }
+        let samples = self.audio_config.frame_samples(&f.data)?;
         let mut out = PushOutput::default();
-        let frame = self.audio_offset(1).max(1);
+        let frame = self.audio_offset(u64::from(samples)).max(1);
         let time = f.time as u64;
         let t = match self.audio_next_time() {
             None => {
@@ -443,7 +452,7 @@ impl Presentation {
                     _ => time,
                 };
                 self.audio_anchor = Some(time);
-                self.audio_frames = 0;
+                self.audio_samples = 0;
                 self.audio.frag_start = Some(time);
                 time
             }
@@ -452,7 +461,7 @@ impl Presentation {
                 // re-anchor at the new time.
                 self.cut_audio(Some(time), &mut out.objects);
                 self.audio_anchor = Some(time);
-                self.audio_frames = 0;
+                self.audio_samples = 0;
                 self.audio.frag_start = Some(time);
                 time
             }
@@ -471,9 +480,9 @@ impl Presentation {
         if (cut || t.saturating_sub(start) >= self.config.max_fragment()) && !self.audio.samples.is_empty() {
             self.cut_audio(Some(t), &mut out.objects);
         }
-        let next = self.audio_anchor.unwrap_or(t) + self.audio_offset(self.audio_frames + 1);
+        self.audio_samples += u64::from(samples);
+        let next = self.audio_anchor.unwrap_or(t) + self.audio_offset(self.audio_samples);
         let duration = u32::try_from(next - t).unwrap_or(u32::MAX);
-        self.audio_frames += 1;
         self.audio.frag_len += u64::from(duration);
         self.audio.samples.push(FragmentSample { duration, keyframe: true, composition_offset: 0, data: f.data });
         Ok(out)

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::codec::aac::AacError;
 use crate::codec::h264::SpsError;
+use crate::codec::opus::OpusError;
 use crate::layout::PublishedObject;
 use crate::manifest::Chunk;
 
@@ -25,6 +26,8 @@ pub enum PackagerError {
     Sps(#[from] SpsError),
     #[error("audio configuration: {0}")]
     Aac(#[from] AacError),
+    #[error("{0}")]
+    Opus(#[from] OpusError),
     #[error("the presentation is finished")]
     Finished,
     #[error("a presentation needs at least one video quality level")]
@@ -73,11 +76,36 @@ pub struct VideoTrackConfig {
     pub pps: Bytes,
 }
 
+/// What the audio track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AudioCodec {
+    /// AAC-LC (`mp4a`, Smooth FourCC `AACL`): what Smooth Streaming
+    /// players take.
+    #[default]
+    Aac,
+    /// Opus as the publisher sent it (`Opus` with `dOps`; `opus` in DASH
+    /// and HLS): for presentations without a Smooth output.
+    Opus,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioTrackConfig {
+    pub codec: AudioCodec,
     pub bitrate: u32,
     pub sample_rate: u32,
     pub channels: u16,
+}
+
+impl AudioTrackConfig {
+    /// Samples per channel in `frame` (its duration in 1/`sample_rate`
+    /// units): 1024 for AAC-LC, read from the TOC for Opus (which also
+    /// checks the packet's layout).
+    pub fn frame_samples(&self, frame: &[u8]) -> Result<u32, PackagerError> {
+        match self.codec {
+            AudioCodec::Aac => Ok(crate::codec::aac::SAMPLES_PER_FRAME),
+            AudioCodec::Opus => Ok(crate::codec::opus::packet_samples(frame)?),
+        }
+    }
 }
 
 /// One H.264 access unit, AVCC (4-byte length prefixed NAL units).
@@ -89,7 +117,8 @@ pub struct VideoSample {
     pub data: Bytes,
 }
 
-/// One raw AAC-LC frame (1024 samples per channel).
+/// One raw AAC-LC frame (1024 samples per channel), or one Opus packet
+/// (its TOC says how long), as the track's codec is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioFrame {
     pub time: i64,

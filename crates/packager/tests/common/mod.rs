@@ -19,7 +19,7 @@ pub fn presentation(dash: bool, hls: bool) -> Presentation {
     Presentation::new(
         config(dash, hls),
         VideoTrackConfig { bitrate: 1_000_000, sps: sps(), pps: Bytes::from_static(PPS) },
-        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+        AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
     .unwrap()
 }
@@ -79,7 +79,7 @@ pub fn two_level_presentation() -> Presentation {
             VideoTrackConfig { bitrate: 1_000_000, sps: sps(), pps: Bytes::from_static(PPS) },
             VideoTrackConfig { bitrate: 300_000, sps: sps(), pps: Bytes::from_static(PPS) },
         ],
-        AudioTrackConfig { bitrate: 128_000, sample_rate: 48_000, channels: 2 },
+        AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 },
     )
     .unwrap()
 }
