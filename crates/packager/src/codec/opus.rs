@@ -259,6 +259,19 @@ mod tests {
         assert!(lost_packets(0, None).is_empty());
     }
 
+    proptest::proptest! {
+        // Any bytes: an answer, never a panic; an accepted packet is at
+        // most 120 ms, and its duration a whole number of its frames.
+        #[test]
+        fn arbitrary_packets_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600)) {
+            if let Ok(n) = packet_samples(&data) {
+                proptest::prop_assert!(n > 0 && n <= MAX_PACKET_SAMPLES);
+                proptest::prop_assert_eq!(n % frame_samples(data[0] >> 3), 0);
+            }
+            let _ = OpusConfig::parse_dops(&data);
+        }
+    }
+
     #[test]
     fn dops_round_trips() {
         let c = OpusConfig::new(2).unwrap();
