@@ -17,11 +17,14 @@ use crate::media::audio::Channels;
 pub enum StreamInput {
     /// `held`: the unit's bytes of the stream's input budget, released
     /// when the stream task has packaged it.
+    /// `layer`: which of the session's video encodings (simulcast
+    /// layers, numbered as they first arrive; 0 without simulcast).
     Video {
         unit: AccessUnit,
         rtp_ext: u64,
         arrival: Instant,
         session: u64,
+        layer: u8,
         held: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     Audio {
@@ -42,10 +45,11 @@ pub enum StreamInput {
         lost: u64,
     },
     /// A publisher session begins; its offer says how many audio
-    /// channels it sends.
+    /// channels and how many video layers (simulcast encodings) it sends.
     SessionStarted {
         session: u64,
         audio: Channels,
+        video_layers: usize,
     },
     SessionEnded {
         session: u64,
@@ -63,9 +67,11 @@ pub enum StreamInput {
         session: u64,
         video: bool,
     },
-    /// An RTCP sender report of the session's video or audio track.
+    /// An RTCP sender report of the session's video (of its `layer`) or
+    /// audio track.
     SenderReport {
         video: bool,
+        layer: u8,
         ntp: u64,
         rtp: u32,
         session: u64,
@@ -118,9 +124,9 @@ impl MediaSink {
 
     /// Queues a video access unit if the stream's budget has room for it;
     /// `false` when it was dropped.
-    pub fn send_video(&self, unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64) -> bool {
+    pub fn send_video(&self, unit: AccessUnit, rtp_ext: u64, arrival: Instant, session: u64, layer: u8) -> bool {
         let size: usize = unit.nal_units.iter().map(|n| n.len()).sum();
         let Ok(held) = self.budget.clone().try_acquire_many_owned(size.clamp(1, STREAM_QUEUE_BYTES) as u32) else { return false };
-        self.input.try_send(StreamInput::Video { unit, rtp_ext, arrival, session, held: Some(held) }).is_ok()
+        self.input.try_send(StreamInput::Video { unit, rtp_ext, arrival, session, layer, held: Some(held) }).is_ok()
     }
 }

@@ -122,20 +122,19 @@ fn packet(p: &rtc::rtp::Packet) -> RtpPacket {
     RtpPacket { sequence: p.header.sequence_number, timestamp: p.header.timestamp, marker: p.header.marker, payload: p.payload.clone() }
 }
 
-async fn send_pli(track: &Arc<dyn TrackRemote>, last: &mut Option<Instant>) {
+/// Asks the publisher for a keyframe of the video stream `ssrc` (one
+/// simulcast layer), at most every [`PLI_INTERVAL`].
+async fn send_pli(track: &Arc<dyn TrackRemote>, ssrc: u32, last: &mut Option<Instant>) {
     if last.is_some_and(|l| l.elapsed() < PLI_INTERVAL) {
         return;
     }
     *last = Some(Instant::now());
-    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-    let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+    let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
 }
 
-/// What both readers do with their track's events: sender reports go to
-/// the stream task, RTP packets into the reorder buffer, and every 2 s a
-/// reception report.
+/// The audio reader's reception: sender reports go to the stream task, RTP
+/// packets into the reorder buffer, and every 2 s a reception report.
 struct Reception {
-    video: bool,
     session: u64,
     start: Instant,
     reorder: ReorderBuffer,
@@ -143,9 +142,9 @@ struct Reception {
 }
 
 impl Reception {
-    fn new(video: bool, session: u64) -> Self {
+    fn new(session: u64) -> Self {
         let now = Instant::now();
-        Reception { video, session, start: now, reorder: ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT), reported: now }
+        Reception { session, start: now, reorder: ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT), reported: now }
     }
 
     /// Takes one event of `track`.
@@ -156,10 +155,14 @@ impl Reception {
                 if self.reported.elapsed() >= Duration::from_secs(2) {
                     self.reported = Instant::now();
                     let st = self.reorder.stats();
-                    let _ = input.try_send(StreamInput::Reception { video: self.video, received: st.received, lost: st.lost });
+                    let _ = input.try_send(StreamInput::Reception { video: false, received: st.received, lost: st.lost });
                 }
             }
-            TrackRemoteEvent::OnRtcpPacket(packets) => forward_sender_reports(track, &packets, input, self.video, self.session).await,
+            TrackRemoteEvent::OnRtcpPacket(packets) => {
+                if let Some(ssrc) = track.ssrcs().await.first().copied() {
+                    forward_sender_reports(&packets, ssrc, input, false, 0, self.session);
+                }
+            }
             _ => {}
         }
     }
@@ -170,17 +173,39 @@ impl Reception {
     }
 }
 
-/// A video track's packets, in order, to access units for the stream task.
-struct VideoUnits {
+/// The most video layers (simulcast encodings, one SSRC each) a session's
+/// video track is read as; the `webrtc` crate binds only the SSRCs of the
+/// `rid`s the offer declared, so a publisher cannot make more.
+const MAX_VIDEO_LAYERS: usize = 8;
+
+/// One video layer (simulcast encoding) of a session: its own SSRC,
+/// sequence numbers, RTP clock and H.264 stream.
+struct VideoLayer {
+    index: u8,
+    ssrc: u32,
+    reorder: ReorderBuffer,
     depacketizer: H264Depacketizer,
     timestamps: TimestampExtender,
     last_pli: Option<Instant>,
     dropped: u64,
 }
 
-impl VideoUnits {
-    /// Takes the next packet or gap; asks the publisher for a keyframe when
-    /// the depacketizer needs one and `ask` (the track is still open).
+impl VideoLayer {
+    fn new(index: u8, ssrc: u32) -> Self {
+        VideoLayer {
+            index,
+            ssrc,
+            reorder: ReorderBuffer::new(REORDER_CAPACITY, REORDER_WAIT),
+            depacketizer: H264Depacketizer::new(),
+            timestamps: TimestampExtender::new(),
+            last_pli: None,
+            dropped: 0,
+        }
+    }
+
+    /// Takes the next packet or gap; asks the publisher for a keyframe of
+    /// this layer when its depacketizer needs one and `ask` (the track is
+    /// still open).
     async fn take(&mut self, out: Reordered, track: &Arc<dyn TrackRemote>, sink: &MediaSink, session: u64, ask: bool) {
         let produced = match out {
             Reordered::Packet(p) => self.depacketizer.push(&p),
@@ -190,66 +215,140 @@ impl VideoUnits {
             match d {
                 Depacketized::AccessUnit(unit) => {
                     let rtp_ext = self.timestamps.extend(unit.rtp_timestamp);
-                    if !sink.send_video(unit, rtp_ext, Instant::now(), session) {
+                    if !sink.send_video(unit, rtp_ext, Instant::now(), session, self.index) {
                         self.dropped += 1;
                     }
                 }
-                Depacketized::KeyframeNeeded if ask => send_pli(track, &mut self.last_pli).await,
+                Depacketized::KeyframeNeeded if ask => send_pli(track, self.ssrc, &mut self.last_pli).await,
                 Depacketized::KeyframeNeeded => {}
             }
         }
     }
 }
 
+/// The session's video layers, by SSRC: one without simulcast, one per
+/// `rid` with it (numbered as they first arrive).
+struct VideoLayers {
+    session: u64,
+    start: Instant,
+    layers: Vec<VideoLayer>,
+    reported: Instant,
+}
+
+impl VideoLayers {
+    fn layer(&mut self, ssrc: u32) -> Option<&mut VideoLayer> {
+        if let Some(i) = self.layers.iter().position(|l| l.ssrc == ssrc) {
+            return self.layers.get_mut(i);
+        }
+        if self.layers.len() >= MAX_VIDEO_LAYERS {
+            return None;
+        }
+        let index = self.layers.len() as u8;
+        tracing::debug!(session = self.session, ssrc, layer = index, "video layer");
+        self.layers.push(VideoLayer::new(index, ssrc));
+        self.layers.last_mut()
+    }
+
+    /// Takes one event of `track`: packets into their layer's reorder
+    /// buffer, sender reports to the stream task; then every layer's due
+    /// packets on to the stream task.
+    async fn take(&mut self, track: &Arc<dyn TrackRemote>, event: TrackRemoteEvent, sink: &MediaSink) {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(p) => {
+                let at = self.start.elapsed();
+                if let Some(layer) = self.layer(p.header.ssrc) {
+                    layer.reorder.push(packet(&p), at);
+                }
+                if self.reported.elapsed() >= Duration::from_secs(2) {
+                    self.reported = Instant::now();
+                    let (received, lost) =
+                        self.layers.iter().map(|l| l.reorder.stats()).fold((0, 0), |(r, l), s| (r + s.received, l + s.lost));
+                    let _ = sink.input.try_send(StreamInput::Reception { video: true, received, lost });
+                }
+            }
+            TrackRemoteEvent::OnRtcpPacket(packets) => {
+                for l in &self.layers {
+                    forward_sender_reports(&packets, l.ssrc, &sink.input, true, l.index, self.session);
+                }
+            }
+            TrackRemoteEvent::OnOpen(init) => {
+                // A layer's first packet follows; number it in arrival order.
+                let _ = self.layer(init.ssrc);
+            }
+            _ => {}
+        }
+        let at = self.start.elapsed();
+        for layer in &mut self.layers {
+            while let Some(out) = layer.reorder.pop(at) {
+                layer.take(out, track, sink, self.session, true).await;
+            }
+        }
+    }
+
+    /// A keyframe of every layer, so that they can be cut together.
+    async fn request_keyframes(&mut self, track: &Arc<dyn TrackRemote>) {
+        if self.layers.is_empty() {
+            // Before the first packet: the SSRCs the track knows.
+            for ssrc in track.ssrcs().await {
+                let _ = self.layer(ssrc);
+            }
+        }
+        for l in &mut self.layers {
+            send_pli(track, l.ssrc, &mut l.last_pli).await;
+        }
+    }
+}
+
 async fn read_video(track: Arc<dyn TrackRemote>, sink: MediaSink, mut keyframe_rx: mpsc::Receiver<()>, session: u64) {
-    let input = sink.input.clone();
-    let mut reception = Reception::new(true, session);
-    let mut units = VideoUnits { depacketizer: H264Depacketizer::new(), timestamps: TimestampExtender::new(), last_pli: None, dropped: 0 };
-    send_pli(&track, &mut units.last_pli).await;
+    let now = Instant::now();
+    let mut video = VideoLayers { session, start: now, layers: Vec::new(), reported: now };
+    video.request_keyframes(&track).await;
     loop {
         tokio::select! {
             event = track.poll() => {
                 let Some(event) = event else { break };
-                reception.take(&track, event, &input).await;
-                while let Some(out) = reception.pop() {
-                    units.take(out, &track, &sink, session, true).await;
-                }
+                video.take(&track, event, &sink).await;
             }
-            Some(()) = keyframe_rx.recv() => send_pli(&track, &mut units.last_pli).await,
+            Some(()) = keyframe_rx.recv() => video.request_keyframes(&track).await,
         }
     }
     // The track ended: what waited behind a hole is video too.
-    for out in reception.reorder.flush() {
-        units.take(out, &track, &sink, session, false).await;
+    for layer in &mut video.layers {
+        for out in layer.reorder.flush() {
+            layer.take(out, &track, &sink, session, false).await;
+        }
+        tracing::debug!(
+            session,
+            layer = layer.index,
+            ssrc = layer.ssrc,
+            dropped = layer.dropped,
+            stats = ?layer.reorder.stats(),
+            depacketizer = ?layer.depacketizer.stats(),
+            "video layer ended"
+        );
     }
-    tracing::debug!(
-        session,
-        dropped = units.dropped,
-        stats = ?reception.reorder.stats(),
-        depacketizer = ?units.depacketizer.stats(),
-        "video track ended"
-    );
-    let _ = input.send(StreamInput::TrackEnded { session, video: true }).await;
+    let _ = sink.input.send(StreamInput::TrackEnded { session, video: true }).await;
 }
 
-/// Sends the stream task the sender reports of `track`'s SSRC.
-async fn forward_sender_reports(
-    track: &Arc<dyn TrackRemote>,
+/// Sends the stream task the sender reports of `ssrc` (a video layer or
+/// the audio) among `packets`.
+fn forward_sender_reports(
     packets: &[Box<dyn rtc::rtcp::Packet>],
+    ssrc: u32,
     input: &mpsc::Sender<StreamInput>,
     video: bool,
+    layer: u8,
     session: u64,
 ) {
-    let Some(ssrc) = track.ssrcs().await.first().copied() else { return };
     for p in packets {
         if let Some((ntp, rtp)) = crate::sender_reports::clock_of(p.as_ref(), ssrc) {
-            let _ = input.try_send(StreamInput::SenderReport { video, ntp, rtp, session });
+            let _ = input.try_send(StreamInput::SenderReport { video, layer, ntp, rtp, session });
         }
     }
 }
 
 async fn read_audio(track: Arc<dyn TrackRemote>, input: mpsc::Sender<StreamInput>, session: u64) {
-    let mut reception = Reception::new(false, session);
+    let mut reception = Reception::new(session);
     let mut timestamps = TimestampExtender::new();
     while let Some(event) = track.poll().await {
         reception.take(&track, event, &input).await;
@@ -336,12 +435,13 @@ pub(crate) async fn start(
     session: u64,
     offer: String,
     audio: Channels,
+    video_layers: usize,
     sink: MediaSink,
 ) -> Result<(SessionHandle, String), SessionError> {
-    // Before any of its media: what the session's audio will be.
+    // Before any of its media: what the session's audio and video will be.
     // (The queue is all but empty now; were it full, the stream task
-    // would keep the channels it has.)
-    let _ = sink.input.try_send(StreamInput::SessionStarted { session, audio });
+    // would keep the channels it has, and take the first video layer.)
+    let _ = sink.input.try_send(StreamInput::SessionStarted { session, audio, video_layers });
     let mut me = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(rtc::interceptor::Slot::from(crate::sender_reports::SLOT), crate::sender_reports::SenderReportTap::default());

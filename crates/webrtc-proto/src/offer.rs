@@ -45,6 +45,8 @@ pub struct Section {
     pub codecs: Vec<OfferedCodec>,
     pub fmtp: BTreeMap<u8, BTreeMap<String, String>>,
     pub simulcast: bool,
+    /// The RTP stream ids the section sends (`a=rid:<id> send`, RFC 8851).
+    pub send_rids: Vec<String>,
 }
 
 /// What the node will receive, by payload type.
@@ -54,6 +56,9 @@ pub struct OfferSummary {
     pub opus: Vec<OfferedCodec>,
     /// The video section announces simulcast (`a=simulcast`).
     pub simulcast: bool,
+    /// How many video encodings the publisher sends: its simulcast
+    /// layers (`a=rid:<id> send` with `a=simulcast`), else 1.
+    pub video_layers: usize,
     /// The publisher says it is likely to send stereo audio
     /// (`sprop-stereo=1` on an accepted Opus format, RFC 7587). Browsers
     /// sending a microphone do not; OBS does.
@@ -114,6 +119,14 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, OfferError> {
         match name {
             "sendonly" | "sendrecv" | "recvonly" | "inactive" => section.direction = Some(name.to_owned()),
             "simulcast" => section.simulcast = true,
+            "rid" => {
+                let mut parts = value.split_whitespace();
+                if let (Some(id), Some("send")) = (parts.next(), parts.next())
+                    && !section.send_rids.iter().any(|r| r == id)
+                {
+                    section.send_rids.push(id.to_owned());
+                }
+            }
             "rtpmap" => {
                 let Some((pt, codec)) = value.split_once(' ') else {
                     continue;
@@ -202,7 +215,9 @@ pub fn check_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
         return Err(OfferError::NoOpus { offered: describe(&audio_codecs) });
     }
     let stereo = opus.iter().any(|c| c.fmtp.get("sprop-stereo").map(String::as_str) == Some("1"));
-    Ok(OfferSummary { h264, opus, simulcast: video_sending.iter().any(|s| s.simulcast), stereo })
+    let simulcast = video_sending.iter().any(|s| s.simulcast);
+    let video_layers = video_sending.iter().find(|s| s.simulcast).map_or(1, |s| s.send_rids.len().max(1));
+    Ok(OfferSummary { h264, opus, simulcast, video_layers, stereo })
 }
 
 #[cfg(test)]
@@ -212,6 +227,19 @@ mod tests {
     fn offer(name: &str) -> String {
         let path = format!("{}/testdata/offers/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Chromium with three `sendEncodings` (rids q, h, f: quarter, half
+    /// and full resolution) on its H.264 video.
+    #[test]
+    fn a_chromium_simulcast_offer_says_how_many_layers_it_sends() {
+        let s = check_offer(&offer("chromium-156-linux-simulcast.sdp")).unwrap();
+        assert!(s.simulcast);
+        assert_eq!(s.video_layers, 3);
+        assert!(!s.h264.is_empty());
+        let v = sections(&offer("chromium-156-linux-simulcast.sdp")).unwrap().into_iter().find(|s| s.kind == "video").unwrap();
+        assert_eq!(v.send_rids, ["q", "h", "f"]);
+        assert_eq!(check_offer(&offer("chromium-156-linux.sdp")).unwrap().video_layers, 1);
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! Media processing between depacketizing and packaging.
 
 pub mod audio;
+pub mod layers;

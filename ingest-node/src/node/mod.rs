@@ -320,8 +320,15 @@ impl IngestNode {
     /// caller, who checked its token): admits it under the one-publisher
     /// rule, opens the stream's recorder if it has none (continuing a
     /// stored recording), then answers the offer.
-    /// `audio`: the channels the publisher said it sends (its offer).
-    pub async fn publish(self: &Arc<Self>, stream: &Stream, offer: String, audio: Channels) -> Result<Publication, PublishError> {
+    /// `audio`: the channels the publisher said it sends (its offer);
+    /// `video_layers`: its simulcast encodings (1 without simulcast).
+    pub async fn publish(
+        self: &Arc<Self>,
+        stream: &Stream,
+        offer: String,
+        audio: Channels,
+        video_layers: usize,
+    ) -> Result<Publication, PublishError> {
         let name = stream.name.as_str().to_owned();
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(PublishError::ShuttingDown);
@@ -395,7 +402,7 @@ impl IngestNode {
             }
         };
         let announce = crate::session::Announce { media_ip: self.config.media_ip, public_ip: self.public_ip().map(str::to_owned) };
-        let (handle, answer) = match crate::session::start(mux, &announce, session, offer, audio, sink).await {
+        let (handle, answer) = match crate::session::start(mux, &announce, session, offer, audio, video_layers, sink).await {
             Ok(x) => x,
             Err(e) => {
                 self.release(&name, task, None);

@@ -11,6 +11,7 @@
 //! again at the next poll, the first transition with the next media, the
 //! final ones with backoff (see [`Recorder`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Command, Generation, IngestNode, Phase, PublishError};
 use crate::media::audio::{AudioPath, EncodedAudio};
+use crate::media::layers::LayerChoice;
 use crate::media_input::{KeyframeRequests, StreamInput};
 use crate::recorder::{Recorder, RecorderError};
 use crate::timeline::{Timeline, TimelineEvent};
@@ -178,6 +180,7 @@ pub(crate) async fn run(
         pps: None,
         keyframe_asked: None,
         tracks: OpenTracks::default(),
+        layers: BTreeMap::new(),
     };
     let end = task.record(&mut rx, &mut command).await;
     // No more publishers; the current one is closed.
@@ -223,6 +226,19 @@ struct StreamTask {
     keyframe_asked: Option<Instant>,
     /// What a drain waits for.
     tracks: OpenTracks,
+    /// Each session's choice of video layer (simulcast: the largest).
+    layers: BTreeMap<u64, LayerChoice<PendingVideo>>,
+}
+
+/// An access unit of a video layer, before it is recorded (its layer may
+/// be waiting to be chosen, [`LayerChoice`]).
+#[derive(Debug)]
+struct PendingVideo {
+    unit: mediastreams_rtp::codec::h264::AccessUnit,
+    rtp_ext: u64,
+    arrival: Instant,
+    /// Its bytes of the stream's input budget, released once packaged.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// After the publisher is closed, what is queued is taken, then input until
@@ -418,45 +434,27 @@ impl StreamTask {
     async fn input(&mut self, input: StreamInput) {
         let name = self.name.clone();
         match input {
-            StreamInput::Video { unit, rtp_ext, arrival, session, held } => {
+            StreamInput::Video { unit, rtp_ext, arrival, session, layer, held } => {
                 self.tracks.opened(session, true);
-                self.window.queue = self.window.queue.max(arrival.elapsed());
-                let time = self.timeline.video(session, rtp_ext, arrival);
-                if let Some(transit) = self.timeline.video_transit() {
-                    self.window.video_transit = self.window.video_transit.max(Duration::from_nanos(transit.max(0) as u64 * 100));
+                // A keyframe's picture size: which layer is largest.
+                let picture = unit
+                    .keyframe
+                    .then(|| unit.parameter_sets().0.and_then(|s| mediastreams_packager::codec::h264::parse_sps(s).ok()))
+                    .flatten()
+                    .map(|i| (i.width, i.height));
+                if !self.layers.contains_key(&session) && self.layers.len() >= 4 {
+                    self.layers.pop_first();
                 }
-                self.log_timeline_events(session);
-                self.window.av_sync = self.timeline.av_sync();
-                let (s, p) = unit.parameter_sets();
-                if let Some(s) = s {
-                    if self.sps.as_ref() != Some(s)
-                        && let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s)
-                    {
-                        (self.window.width, self.window.height) = (info.width, info.height);
-                    }
-                    self.sps = Some(s.clone());
+                // Without the session's start (its layers): its first layer.
+                let choice = self.layers.entry(session).or_insert_with(|| LayerChoice::new(1));
+                let was_chosen = choice.chosen().is_some();
+                let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, Instant::now());
+                if !was_chosen && let Some(chosen) = choice.chosen() {
+                    tracing::info!(stream = %name, session, layer = chosen, "recording video layer");
                 }
-                if let Some(p) = p {
-                    self.pps = Some(p.clone());
+                for v in record {
+                    self.record_video(session, v).await;
                 }
-                self.window.frames += 1;
-                self.window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
-                self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
-                if unit.keyframe
-                    && let Some(asked) = self.keyframe_asked.take()
-                {
-                    self.window.keyframe = self.window.keyframe.max(arrival.saturating_duration_since(asked));
-                }
-                let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
-                match self.recorder.push_video(sample, self.sps.as_ref(), self.pps.as_ref()).await {
-                    Ok(true) => {
-                        self.keyframe_asked.get_or_insert_with(Instant::now);
-                        self.keyframes.request();
-                    }
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
-                }
-                drop(held);
             }
             StreamInput::Audio { opus, rtp_ext, arrival, session } => {
                 self.tracks.opened(session, false);
@@ -500,8 +498,18 @@ impl StreamTask {
                 self.window.received[i] = received;
                 self.window.lost[i] = lost;
             }
-            StreamInput::SenderReport { video, ntp, rtp, session } => self.timeline.sender_report(session, video, ntp, rtp),
-            StreamInput::SessionStarted { session, audio } => {
+            StreamInput::SenderReport { video, layer, ntp, rtp, session } => {
+                // Video: the recorded layer's (each layer has its own RTP clock).
+                if !video || self.layers.get(&session).and_then(LayerChoice::chosen) == Some(layer) {
+                    self.timeline.sender_report(session, video, ntp, rtp);
+                }
+            }
+            StreamInput::SessionStarted { session, audio, video_layers } => {
+                self.layers.insert(session, LayerChoice::new(video_layers));
+                // The sessions still delivering: the latest few.
+                while self.layers.len() > 4 {
+                    self.layers.pop_first();
+                }
                 // A recording that has not begun takes the channels of the
                 // publisher that begins it; later sessions are mixed to
                 // the recording's.
@@ -524,6 +532,49 @@ impl StreamTask {
                 }
             }
         }
+    }
+
+    /// Records an access unit of the session's recorded video layer.
+    async fn record_video(&mut self, session: u64, v: PendingVideo) {
+        let name = self.name.clone();
+        let PendingVideo { unit, rtp_ext, arrival, held } = v;
+        self.window.queue = self.window.queue.max(arrival.elapsed());
+        let time = self.timeline.video(session, rtp_ext, arrival);
+        if let Some(transit) = self.timeline.video_transit() {
+            self.window.video_transit = self.window.video_transit.max(Duration::from_nanos(transit.max(0) as u64 * 100));
+        }
+        self.log_timeline_events(session);
+        self.window.av_sync = self.timeline.av_sync();
+        let (s, p) = unit.parameter_sets();
+        if let Some(s) = s {
+            if self.sps.as_ref() != Some(s)
+                && let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s)
+            {
+                (self.window.width, self.window.height) = (info.width, info.height);
+            }
+            self.sps = Some(s.clone());
+        }
+        if let Some(p) = p {
+            self.pps = Some(p.clone());
+        }
+        self.window.frames += 1;
+        self.window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
+        self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
+        if unit.keyframe
+            && let Some(asked) = self.keyframe_asked.take()
+        {
+            self.window.keyframe = self.window.keyframe.max(arrival.saturating_duration_since(asked));
+        }
+        let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
+        match self.recorder.push_video(sample, self.sps.as_ref(), self.pps.as_ref()).await {
+            Ok(true) => {
+                self.keyframe_asked.get_or_insert_with(Instant::now);
+                self.keyframes.request();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
+        }
+        drop(held);
     }
 
     fn audio_path(&mut self) -> Option<&mut AudioPath> {

@@ -184,7 +184,8 @@ async fn create(State(node): State<Arc<IngestNode>>, Path(name): Path<String>, r
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
     })?;
     let audio = if summary.stereo { Channels::Stereo } else { Channels::Mono };
-    let Publication { session: id, answer } = node.publish(&stream, offer, audio).await.map_err(|e| publish_problem(&e))?;
+    let Publication { session: id, answer } =
+        node.publish(&stream, offer, audio, summary.video_layers).await.map_err(|e| publish_problem(&e))?;
     let mut r = Response::new(Body::from(answer));
     *r.status_mut() = StatusCode::CREATED;
     let h = r.headers_mut();

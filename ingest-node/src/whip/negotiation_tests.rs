@@ -82,7 +82,7 @@ async fn captured_offers_are_answered_with_their_payload_types() {
         check_offer(&sdp).unwrap_or_else(|e| panic!("{name}: {e}"));
         session += 1;
         let (input, _input_rx) = mpsc::channel(16);
-        match crate::session::start(mux.clone(), &announce, session, sdp, crate::media::audio::Channels::Mono, sink(input)).await {
+        match crate::session::start(mux.clone(), &announce, session, sdp, crate::media::audio::Channels::Mono, 1, sink(input)).await {
             Ok((handle, _)) => {
                 handle.close().await;
                 failures.push(format!("{name}: answered; remove it from UNANSWERABLE"));
@@ -96,7 +96,7 @@ async fn captured_offers_are_answered_with_their_payload_types() {
         session += 1;
         let (input, _input_rx) = mpsc::channel(16);
         let (handle, answer) =
-            match crate::session::start(mux.clone(), &announce, session, sdp, crate::media::audio::Channels::Mono, sink(input)).await {
+            match crate::session::start(mux.clone(), &announce, session, sdp, crate::media::audio::Channels::Mono, 1, sink(input)).await {
                 Ok(x) => x,
                 Err(e) => {
                     failures.push(format!("{name}: negotiation failed: {e}"));

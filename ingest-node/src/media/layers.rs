@@ -1,0 +1,143 @@
+//! Which video layer of a simulcast publisher a recording takes. A
+//! browser's simulcast sends one RTP stream per encoding (RFC 8853: one
+//! SSRC per `rid`), each its own H.264 stream at its own resolution; the
+//! recording has one video quality level, so it takes one layer: the
+//! largest picture. Each layer counts from its first keyframe (its SPS
+//! gives the size); the choice is made once every layer the offer
+//! announced has had one, or [`CHOICE_WAIT`] after the first did (a layer
+//! the publisher does not send, for bandwidth or CPU, does not hold the
+//! stream back). What the chosen layer sent since its first keyframe is
+//! recorded; the other layers are dropped. Pure: the caller gives the time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long after a session's first keyframe the layers wait for each
+/// other's. The node asks every layer for a keyframe at the start, and
+/// they come together (Chromium: within one frame).
+pub const CHOICE_WAIT: Duration = Duration::from_millis(500);
+/// The most a layer holds while the choice waits (at 60 fps, 1 s).
+const MAX_HELD: usize = 60;
+
+#[derive(Debug)]
+struct Candidate<T> {
+    /// Picture size (width × height) of its first keyframe.
+    area: u64,
+    held: VecDeque<T>,
+}
+
+/// One publisher session's choice of layer (see the module documentation).
+#[derive(Debug)]
+pub struct LayerChoice<T> {
+    /// Layers the offer announced (1 without simulcast).
+    expected: usize,
+    first_keyframe: Option<Instant>,
+    chosen: Option<u8>,
+    candidates: BTreeMap<u8, Candidate<T>>,
+}
+
+impl<T> LayerChoice<T> {
+    pub fn new(expected: usize) -> Self {
+        LayerChoice { expected, first_keyframe: None, chosen: None, candidates: BTreeMap::new() }
+    }
+
+    /// The layer recorded, once chosen.
+    pub fn chosen(&self) -> Option<u8> {
+        self.chosen
+    }
+
+    /// Takes an access unit of `layer` (`picture`: the size its SPS gives,
+    /// when it is a keyframe that carries one); returns what to record
+    /// now, in order: the unit itself once its layer is chosen, what the
+    /// chosen layer held when the choice is made, else nothing.
+    pub fn push(&mut self, layer: u8, item: T, picture: Option<(u32, u32)>, now: Instant) -> Vec<T> {
+        if let Some(chosen) = self.chosen {
+            return if layer == chosen { vec![item] } else { Vec::new() };
+        }
+        if self.expected <= 1 {
+            self.chosen = Some(layer);
+            return vec![item];
+        }
+        match (self.candidates.get_mut(&layer), picture) {
+            (Some(c), _) => {
+                if c.held.len() >= MAX_HELD {
+                    c.held.pop_front();
+                }
+                c.held.push_back(item);
+            }
+            (None, Some((w, h))) => {
+                self.first_keyframe.get_or_insert(now);
+                self.candidates.insert(layer, Candidate { area: u64::from(w) * u64::from(h), held: VecDeque::from([item]) });
+            }
+            // Nothing of a layer counts before its first keyframe.
+            (None, None) => {}
+        }
+        let waited = self.first_keyframe.is_some_and(|t| now.saturating_duration_since(t) >= CHOICE_WAIT);
+        if self.candidates.len() < self.expected && !waited {
+            return Vec::new();
+        }
+        // The largest picture; of equal ones, the layer seen first.
+        let Some((&best, _)) = self.candidates.iter().max_by(|(a, x), (b, y)| x.area.cmp(&y.area).then(b.cmp(a))) else {
+            return Vec::new();
+        };
+        self.chosen = Some(best);
+        let held = self.candidates.remove(&best).map(|c| c.held.into_iter().collect()).unwrap_or_default();
+        self.candidates.clear();
+        held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_simulcast_the_one_layer_passes_at_once() {
+        let t = Instant::now();
+        let mut c = LayerChoice::new(1);
+        assert_eq!(c.push(0, "a", None, t), vec!["a"]);
+        assert_eq!(c.push(0, "b", None, t), vec!["b"]);
+        assert_eq!(c.chosen(), Some(0));
+    }
+
+    #[test]
+    fn the_largest_layer_is_chosen_once_every_layer_has_a_keyframe() {
+        let t = Instant::now();
+        let mut c = LayerChoice::new(3);
+        // Layer 1 sends a delta frame first: it does not count.
+        assert!(c.push(1, "h0", None, t).is_empty());
+        assert!(c.push(0, "q1", Some((320, 180)), t).is_empty());
+        assert!(c.push(2, "f1", Some((1280, 720)), t).is_empty());
+        assert!(c.push(2, "f2", None, t).is_empty());
+        assert!(c.push(0, "q2", None, t).is_empty());
+        // The third layer's keyframe: the choice, with what the full layer held.
+        assert_eq!(c.push(1, "h1", Some((640, 360)), t), vec!["f1", "f2"]);
+        assert_eq!(c.chosen(), Some(2));
+        assert_eq!(c.push(2, "f3", None, t), vec!["f3"]);
+        assert!(c.push(0, "q3", None, t).is_empty());
+    }
+
+    #[test]
+    fn a_layer_that_never_comes_does_not_hold_the_others_back() {
+        let t = Instant::now();
+        let mut c = LayerChoice::new(3);
+        assert!(c.push(0, "q1", Some((320, 180)), t).is_empty());
+        assert!(c.push(1, "h1", Some((640, 360)), t + Duration::from_millis(10)).is_empty());
+        assert!(c.push(1, "h2", None, t + Duration::from_millis(400)).is_empty());
+        assert_eq!(c.push(0, "q2", None, t + CHOICE_WAIT), vec!["h1", "h2"]);
+        assert_eq!(c.chosen(), Some(1));
+    }
+
+    #[test]
+    fn a_held_layer_keeps_its_newest_units() {
+        let t = Instant::now();
+        let mut c = LayerChoice::new(2);
+        assert!(c.push(0, 0, Some((2, 2)), t).is_empty());
+        for i in 1..100 {
+            assert!(c.push(0, i, None, t).is_empty());
+        }
+        let held = c.push(1, 1000, Some((1, 1)), t);
+        assert_eq!(held.len(), MAX_HELD);
+        assert_eq!(held.last(), Some(&99));
+    }
+}
