@@ -38,6 +38,13 @@ pub enum StreamInput {
         samples: usize,
         session: u64,
     },
+    /// A video layer (simulcast encoding) of `session` opened: its RTP
+    /// stream id, for the statistics.
+    VideoLayer {
+        session: u64,
+        layer: u8,
+        rid: Option<String>,
+    },
     /// A reader's cumulative reception counters.
     Reception {
         video: bool,

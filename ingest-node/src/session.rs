@@ -273,7 +273,9 @@ impl VideoLayers {
             }
             TrackRemoteEvent::OnOpen(init) => {
                 // A layer's first packet follows; number it in arrival order.
-                let _ = self.layer(init.ssrc);
+                if let Some(layer) = self.layer(init.ssrc).map(|l| l.index) {
+                    let _ = sink.input.try_send(StreamInput::VideoLayer { session: self.session, layer, rid: init.rid });
+                }
             }
             _ => {}
         }

@@ -230,6 +230,20 @@ async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
     assert_eq!(sizes, [(1280, 720), (640, 360), (320, 180)], "f, h, q: {r}");
 
     crate::whip::wait_for_state(&env, "simulcast", "OnDemand", std::time::Duration::from_secs(15)).await.expect("OnDemand after stop");
+    // The statistics name each layer, largest first, and the one recorded.
+    let stats = env.call("GET", "/streams/simulcast", None).await.json()["stats"].clone();
+    let layers = stats["videoLayers"].as_array().unwrap_or_else(|| panic!("videoLayers: {stats}"));
+    let seen: Vec<(String, u64, u64, bool)> = layers
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_u64().unwrap_or(0);
+            (l["rid"].as_str().unwrap_or("").to_owned(), s("width"), s("height"), l["recorded"] == true)
+        })
+        .collect();
+    let expected = [("f", 1280, 720, true), ("h", 640, 360, false), ("q", 320, 180, false)];
+    assert_eq!(seen, expected.map(|(r, w, h, rec)| (r.to_owned(), w, h, rec)), "{stats}");
+    assert!(layers.iter().all(|l| l["bitrateBps"].as_u64().unwrap_or(0) > 0 && l["frameRate"].as_f64().unwrap_or(0.0) > 0.0), "{stats}");
+    assert_eq!((stats["width"].as_u64(), stats["height"].as_u64()), (Some(1280), Some(720)), "the recorded layer's size: {stats}");
     let smooth = crate::whip::manifest(&env, &pid).await.unwrap();
     assert!(smooth.contains("MaxWidth=\"1280\" MaxHeight=\"720\""), "the largest layer is recorded: {smooth}");
     let chunks = crate::whip::video_chunks(&smooth);
@@ -255,8 +269,9 @@ async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
         frames.iter().filter(|f| *f != "1280,720").take(5).collect::<Vec<_>>()
     );
     eprintln!(
-        "simulcast: layers {sizes:?} sent; recorded {:.2} s of {published:.2} s at 1280x720, {} frames decode of {sent} sent",
+        "simulcast: layers {sizes:?} sent; recorded {:.2} s of {published:.2} s at 1280x720, {} frames decode of {sent} sent; last statistics: {}",
         total as f64 / 1e7,
-        frames.len()
+        frames.len(),
+        stats["videoLayers"]
     );
 }

@@ -17,4 +17,5 @@ pub use secret::{IngestToken, PlaybackId, TokenHash};
 pub use state::{StreamState, Transition, TransitionError};
 pub use stream::{
     AvSync, CreateStreamRequest, IngestDelays, IngestSession, IngestStats, LiveInfo, Settings, SettingsError, Stream, StreamView,
+    VideoLayerStats,
 };

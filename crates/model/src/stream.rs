@@ -163,6 +163,28 @@ pub struct IngestStats {
     /// stored (milliseconds, 1/8 precision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragment_store_ms_p99: Option<u64>,
+    /// A simulcast publisher's video layers (encodings), largest first;
+    /// empty for a publisher that sends one. The top-level video figures
+    /// are the recorded layer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub video_layers: Vec<VideoLayerStats>,
+}
+
+/// One video layer (simulcast encoding) a publisher sends, over the
+/// statistics window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoLayerStats {
+    /// Its RTP stream id (`a=rid`, RFC 8851), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    /// Picture size from its last SPS (0 before its first keyframe).
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_bps: u64,
+    pub frame_rate: f64,
+    /// Whether the recording takes this layer.
+    pub recorded: bool,
 }
 
 /// Where a stream's media waited over a statistics window, each the most

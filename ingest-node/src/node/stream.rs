@@ -72,6 +72,19 @@ struct StatsWindow {
     video_transit: Duration,
     queue: Duration,
     keyframe: Duration,
+    /// The current session's video layers (simulcast), by layer.
+    layers: BTreeMap<u8, LayerWindow>,
+}
+
+/// One video layer's figures over a window.
+#[derive(Debug, Default, Clone)]
+struct LayerWindow {
+    rid: Option<String>,
+    bytes: u64,
+    frames: u64,
+    width: u32,
+    height: u32,
+    recorded: bool,
 }
 
 impl StatsWindow {
@@ -98,6 +111,7 @@ impl StatsWindow {
             fragments_stored: store.fragments,
             fragments_late: store.late,
             fragment_store_ms_p99: store.fragment_p99_ms,
+            video_layers: self.layer_stats(secs),
         };
         *self = StatsWindow {
             opened: Some(Instant::now()),
@@ -106,9 +120,32 @@ impl StatsWindow {
             received: self.received,
             lost: self.lost,
             last_media_at: self.last_media_at,
+            // Each layer keeps its name, size and whether it is recorded.
+            layers: std::mem::take(&mut self.layers).into_iter().map(|(i, l)| (i, LayerWindow { bytes: 0, frames: 0, ..l })).collect(),
             ..Default::default()
         };
         stats
+    }
+
+    /// A simulcast publisher's layers, largest first (none for one layer).
+    fn layer_stats(&self, secs: f64) -> Vec<mediastreams_model::VideoLayerStats> {
+        if self.layers.len() < 2 {
+            return Vec::new();
+        }
+        let mut out: Vec<_> = self
+            .layers
+            .values()
+            .map(|l| mediastreams_model::VideoLayerStats {
+                rid: l.rid.clone(),
+                width: l.width,
+                height: l.height,
+                bitrate_bps: (l.bytes as f64 * 8.0 / secs) as u64,
+                frame_rate: (l.frames as f64 / secs * 10.0).round() / 10.0,
+                recorded: l.recorded,
+            })
+            .collect();
+        out.sort_by_key(|l| std::cmp::Reverse(u64::from(l.width) * u64::from(l.height)));
+        out
     }
 }
 
@@ -446,11 +483,22 @@ impl StreamTask {
                     self.layers.pop_first();
                 }
                 // Without the session's start (its layers): its first layer.
+                if self.timeline.current_session().is_none_or(|s| s <= session) {
+                    let w = self.window.layers.entry(layer).or_default();
+                    w.bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
+                    w.frames += 1;
+                    if let Some((width, height)) = picture {
+                        (w.width, w.height) = (width, height);
+                    }
+                }
                 let choice = self.layers.entry(session).or_insert_with(|| LayerChoice::new(1));
                 let was_chosen = choice.chosen().is_some();
                 let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, Instant::now());
                 if !was_chosen && let Some(chosen) = choice.chosen() {
                     tracing::info!(stream = %name, session, layer = chosen, "recording video layer");
+                    for (i, w) in self.window.layers.iter_mut() {
+                        w.recorded = *i == chosen;
+                    }
                 }
                 for v in record {
                     self.record_video(session, v).await;
@@ -493,6 +541,11 @@ impl StreamTask {
                 };
                 self.push_audio(session, frames).await;
             }
+            StreamInput::VideoLayer { session, layer, rid } => {
+                if self.layers.keys().next_back().is_none_or(|&latest| latest <= session) {
+                    self.window.layers.entry(layer).or_default().rid = rid;
+                }
+            }
             StreamInput::Reception { video, received, lost } => {
                 let i = usize::from(!video);
                 self.window.received[i] = received;
@@ -506,6 +559,8 @@ impl StreamTask {
             }
             StreamInput::SessionStarted { session, audio, video_layers } => {
                 self.layers.insert(session, LayerChoice::new(video_layers));
+                // The statistics describe the latest publisher's layers.
+                self.window.layers.clear();
                 // The sessions still delivering: the latest few.
                 while self.layers.len() > 4 {
                     self.layers.pop_first();
