@@ -116,9 +116,8 @@ proptest! {
         prop_assert_eq!(unique.len(), keys.len());
         // Every start a live fragment announces (`tfrf`) is written, in its
         // track and level: dash.js learns of live Smooth fragments from
-        // `tfrf` alone. A following level writes nothing for a span in
-        // which it had no sample (a paused simulcast layer; the ingest
-        // node feeds one level today, issue 13): its announcements are on
+        // `tfrf` alone. A following level writes nothing for a span before
+        // its first keyframe (nothing to show): its announcements are on
         // the leader's timeline.
         let written: HashSet<(&str, u64)> = keys.iter().filter_map(|k| split_key(k)).collect();
         let starts: HashSet<u64> = video.iter().map(|c| c.start).collect();
@@ -131,6 +130,28 @@ proptest! {
                 } else {
                     prop_assert!(written.contains(&(level, next)), "{} announces {}, which is never written", o.key, next);
                 }
+            }
+        }
+        // From its first keyframe on, the second level has every span the
+        // leader has: a span it sent nothing for (a paused simulcast layer)
+        // shows its last keyframe, so a player on that level never asks
+        // for a fragment that does not exist.
+        let second: Vec<(u64, &Bytes)> = out
+            .objects
+            .iter()
+            .filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments"))
+            .map(|o| (o.key.rsplit('=').next().unwrap().trim_end_matches(')').parse::<u64>().unwrap(), &o.body))
+            .collect();
+        let has_keyframe = |body: &Bytes| {
+            let at = body.windows(4).position(|w| w == b"trun").unwrap();
+            let n = u32::from_be_bytes(body[at + 8..at + 12].try_into().unwrap()) as usize;
+            // Entries: duration, size, flags; sample_is_non_sync_sample is bit 16.
+            (0..n).any(|i| u32::from_be_bytes(body[at + 24 + 12 * i..at + 28 + 12 * i].try_into().unwrap()) & 0x0001_0000 == 0)
+        };
+        if let Some(first_key) = second.iter().filter(|(_, b)| has_keyframe(b)).map(|(t, _)| *t).min() {
+            let written2: HashSet<u64> = second.iter().map(|(t, _)| *t).collect();
+            for c in video.iter().filter(|c| c.start > first_key) {
+                prop_assert!(written2.contains(&c.start), "the second level has no fragment at {} (first keyframe at {})", c.start, first_key);
             }
         }
         // The second level writes only fragments of the leader's timeline,

@@ -520,9 +520,20 @@ fn a_paused_level_does_not_hold_the_others_back() {
     objects.extend(p.finish().objects);
     let (v, _) = p.published();
     assert_eq!(v.len(), 10);
-    let second: Vec<&str> =
-        objects.iter().filter(|o| o.key.starts_with("smooth.ism/QualityLevels(300000)/Fragments")).map(|o| o.key.as_str()).collect();
-    assert_eq!(second.len(), 2, "the paused level wrote the fragments it had samples for: {second:?}");
+    // Every fragment listed exists for both levels: the paused level's
+    // spans show its last keyframe (one sample lasting the whole span).
+    for c in v {
+        for level in [1_000_000, 300_000] {
+            let key = layout::fragment_key(mediastreams_packager::TrackType::Video, level, c.start);
+            let body = &objects.iter().find(|o| o.key == key).unwrap_or_else(|| panic!("{key} is listed but not written")).body;
+            if level == 300_000 && c.start >= 40_000_000 {
+                let f = parse_fragment(body);
+                assert_eq!(f.sample_count, 1, "{key}: the last keyframe alone");
+                assert_eq!(f.durations, vec![c.duration as u32], "{key}: for the whole span");
+                assert!(body.ends_with(&[0, 0, 0, 1, 0x65]), "{key}: its last keyframe");
+            }
+        }
+    }
     assert_eq!(
         p.push_video_level(2, VideoSample { time: 0, keyframe: true, data: Bytes::new() }),
         Err(mediastreams_packager::PackagerError::Finished)
@@ -784,4 +795,47 @@ fn an_opus_presentation_round_trips() {
     assert!(body(layout::DASH_MANIFEST).contains("codecs=\"opus\""));
     assert!(body(layout::SMOOTH_MANIFEST).contains("FourCC=\"Opus\""));
     assert!(body(layout::HLS_MULTIVARIANT).contains(",opus\""));
+}
+
+/// A following level the publisher pauses and resumes mid-GOP: the spans
+/// it sent nothing for show its last keyframe, and so do its predicted
+/// frames until its next keyframe (they refer to pictures the decoder
+/// never had); the packager asks for that keyframe. From it on, the
+/// level's own pictures are written again.
+#[test]
+fn a_level_resumed_mid_gop_shows_its_last_keyframe_until_its_next() {
+    use mediastreams_packager::VideoSample;
+    let mut p = common::two_level_presentation();
+    let mut objects = Vec::new();
+    let mut requested = false;
+    for v in 0..(12 * 30u64) {
+        let time = (v * 10_000_000 / 30) as i64;
+        let keyframe = v % 60 == 0;
+        let data = |level: u8| Bytes::from(vec![0, 0, 0, 2, if keyframe { 0x65 } else { 0x41 }, level]);
+        objects.extend(p.push_video(VideoSample { time, keyframe, data: data(0) }).unwrap().objects);
+        // Level 1: 0-3 s, paused, back at 7 s (mid-GOP: its next keyframe at 8 s).
+        if v < 90 || v >= 210 {
+            let out = p.push_video_level(1, VideoSample { time, keyframe, data: data(1) }).unwrap();
+            requested |= out.keyframe_needed && v >= 210;
+            objects.extend(out.objects);
+        }
+    }
+    objects.extend(p.finish().objects);
+    let fragment = |start: u64| {
+        let key = layout::fragment_key(mediastreams_packager::TrackType::Video, 300_000, start);
+        let body = objects.iter().find(|o| o.key == key).unwrap_or_else(|| panic!("{key} is not written")).body.clone();
+        (parse_fragment(&body), body)
+    };
+    // [4, 6) s: paused; [6, 8) s: resumed at 7 s, no keyframe yet: the last one alone.
+    for start in [40_000_000, 60_000_000] {
+        let (f, body) = fragment(start);
+        assert_eq!(f.sample_count, 1, "{start}: its last keyframe alone");
+        assert!(body.ends_with(&[0, 0, 0, 2, 0x65, 1]), "{start}: the keyframe of 2 s");
+    }
+    assert!(requested, "the resumed level's keyframe is asked for");
+    // [8, 10) s: its own pictures from its keyframe.
+    let (f, body) = fragment(80_000_000);
+    assert_eq!(f.sample_count, 60);
+    let mdat = body.windows(4).position(|w| w == b"mdat").unwrap();
+    assert_eq!(&body[mdat + 4..mdat + 10], &[0, 0, 0, 2, 0x65, 1], "it starts with its keyframe");
 }

@@ -34,8 +34,16 @@ pub(super) struct Follower {
     /// its successor's start when the leader knew it at the cut.
     pub(super) to_build: VecDeque<(Chunk, Option<u64>)>,
     /// Built fragments waiting for their successor's start (their `tfrf`);
-    /// no samples: the level had none in that span and writes nothing.
+    /// no samples: the level had none in that span, nor a keyframe before
+    /// it, and writes nothing.
     pub(super) built: VecDeque<(Chunk, Option<u64>, Vec<FragmentSample>)>,
+    /// The level's latest keyframe (an IDR access unit): what a span in
+    /// which the level sent nothing (the publisher paused it) shows.
+    pub(super) last_keyframe: Option<Bytes>,
+    /// The last span built had no samples of its own: the decoder's
+    /// picture is then the repeated keyframe, not what the level's next
+    /// predicted frames refer to.
+    pub(super) paused: bool,
     /// How many of the leader's fragments this level has published (or
     /// skipped, having no samples in them).
     pub(super) published: usize,
@@ -52,6 +60,8 @@ impl Follower {
             built: VecDeque::new(),
             published: 0,
             keyframe_needed: false,
+            last_keyframe: None,
+            paused: false,
         }
     }
 
@@ -108,12 +118,41 @@ impl Follower {
                 }
                 placed.push((at, p));
             }
-            let mut samples = Vec::with_capacity(placed.len());
+            // After a pause, predicted frames before the level's next
+            // keyframe refer to pictures the decoder never had: the
+            // repeated keyframe stands in for them too.
+            if self.paused && self.last_keyframe.is_some() {
+                let first_key = placed.iter().position(|(_, p)| p.keyframe).unwrap_or(placed.len());
+                if first_key > 0 {
+                    // It sends again: a keyframe lets it be shown.
+                    self.keyframe_needed = true;
+                }
+                placed.drain(..first_key);
+                if let Some((at, _)) = placed.first_mut() {
+                    *at = (*at).max(chunk.start);
+                }
+            }
+            let mut samples = Vec::with_capacity(placed.len() + 1);
+            // A span the level has nothing for (it was paused) shows its
+            // latest keyframe until its first picture, so that every
+            // fragment the manifests list exists for every level and
+            // decodes on its own.
+            let first_at = placed.first().map_or(chunk.end(), |(at, _)| *at);
+            if first_at > chunk.start
+                && let Some(key) = self.last_keyframe.clone()
+            {
+                let duration = u32::try_from(first_at - chunk.start).unwrap_or(u32::MAX);
+                samples.push(FragmentSample { duration, keyframe: true, composition_offset: 0, data: key });
+            }
             for (i, (at, p)) in placed.iter().enumerate() {
                 let next = placed.get(i + 1).map_or(chunk.end(), |(n, _)| *n);
                 let duration = u32::try_from(next - at).unwrap_or(u32::MAX);
                 samples.push(FragmentSample { duration, keyframe: p.keyframe, composition_offset: 0, data: p.data.clone() });
+                if p.keyframe {
+                    self.last_keyframe = Some(p.data.clone());
+                }
             }
+            self.paused = placed.is_empty();
             if samples.first().is_some_and(|s| !s.keyframe) {
                 self.keyframe_needed = true;
             }

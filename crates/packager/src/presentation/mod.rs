@@ -38,8 +38,12 @@
 //! mapped separately), the first sample of a fragment is placed at the
 //! fragment's start and the last one lasts until its end, so each level's
 //! fragments have exactly the leader's times and durations. A fragment is
-//! listed in the manifests once every level has published it. Keyframe
-//! requests are for every level.
+//! listed in the manifests once every level has published it (a level
+//! more than three fragments behind is built with what it has). From its
+//! first keyframe on, a level writes every span: one it sent nothing for
+//! (a paused simulcast layer) shows its last keyframe, as do its predicted
+//! frames after a pause until its next keyframe. Keyframe requests are for
+//! every level.
 
 mod follower;
 mod track;
