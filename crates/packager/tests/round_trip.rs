@@ -814,7 +814,7 @@ fn a_level_resumed_mid_gop_shows_its_last_keyframe_until_its_next() {
         let data = |level: u8| Bytes::from(vec![0, 0, 0, 2, if keyframe { 0x65 } else { 0x41 }, level]);
         objects.extend(p.push_video(VideoSample { time, keyframe, data: data(0) }).unwrap().objects);
         // Level 1: 0-3 s, paused, back at 7 s (mid-GOP: its next keyframe at 8 s).
-        if v < 90 || v >= 210 {
+        if !(90..210).contains(&v) {
             let out = p.push_video_level(1, VideoSample { time, keyframe, data: data(1) }).unwrap();
             requested |= out.keyframe_needed && v >= 210;
             objects.extend(out.objects);
