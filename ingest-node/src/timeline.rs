@@ -117,7 +117,9 @@ impl Timeline {
         let mut events = Vec::new();
         let c = self.session(session, arrival);
         let at = Self::offset(origin, c, arrival);
-        let vc = *c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp, anchor_time: at });
+        // A clock anchored anew (another encoding) starts after the last frame.
+        let after_last = c.last_video_time.map_or(at, |l| at.max(l + 1));
+        let vc = *c.video.get_or_insert(TrackClock { clock_rate: 90_000, anchor_rtp: rtp, anchor_time: after_last });
         c.video_anchor.get_or_insert(vc);
         // Re-anchor a clock that jumped, after the last frame.
         let jump = vc.to_timeline(rtp) - at;
@@ -154,6 +156,20 @@ impl Timeline {
         c.last_video_time = Some(time);
         self.events.extend(events);
         time
+    }
+
+    /// The session's video now comes from another encoding (a simulcast
+    /// layer), whose RTP clock has its own offset: the next frame anchors
+    /// the video clock anew at its arrival, after the last frame placed.
+    pub fn video_source_changed(&mut self, session: u64) {
+        if let Some(c) = self.clock.as_mut().filter(|c| c.session == session) {
+            c.video = None;
+            c.video_anchor = None;
+            c.transit = None;
+            // The old report maps the old clock.
+            c.reports[0] = None;
+            c.last_rtp[0] = None;
+        }
     }
 
     /// An Opus packet of the session arrived: anchors the audio clock at
@@ -270,6 +286,26 @@ mod tests {
         // Another session's audio is not placed.
         assert!(tl.audio_times(2, [1024]).is_empty());
         assert!(tl.has_audio(1) && !tl.has_audio(2));
+    }
+
+    #[test]
+    fn another_encoding_is_placed_by_its_arrival_after_the_last_frame() {
+        let t0 = Instant::now();
+        let mut tl = Timeline::new(0);
+        tl.video(1, 1_000_000, t0);
+        assert_eq!(tl.video(1, 1_000_000 + 30 * FRAME, t0 + Duration::from_secs(1)), 10_000_000);
+        // A simulcast layer 1.5 s later: its own RTP clock, close to the old
+        // one's (no jump to detect), placed at its arrival.
+        tl.video_source_changed(1);
+        assert_eq!(tl.video(1, 1_000_000 + 10 * FRAME, t0 + Duration::from_millis(2500)), 25_000_000);
+        assert_eq!(tl.video(1, 1_000_000 + 11 * FRAME, t0 + Duration::from_millis(2540)), 25_333_333);
+        // Arriving before the last frame's time (its clock ran ahead of
+        // arrival): just after it.
+        tl.video_source_changed(1);
+        assert_eq!(tl.video(1, 7, t0 + Duration::from_millis(2500)), 25_333_334);
+        // Another session is not touched.
+        tl.video_source_changed(2);
+        assert!(tl.is_current(1));
     }
 
     #[test]

@@ -186,6 +186,77 @@ async fn glass_to_glass_latency_at_1_s_fragments() {
     glass_to_glass(1000, 20).await;
 }
 
+/// Runs web/tests/simulcast.mjs against `env` for stream `name` (made
+/// here with a Smooth and a DASH output) and returns its report, the
+/// playback id and the two output URLs.
+async fn publish_simulcast(env: &Env, name: &str, seconds: u32, pause: Option<(u32, u32)>) -> (Value, String, String, String) {
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let created = env
+        .call(
+            "PUT",
+            &format!("/streams/{name}"),
+            Some(serde_json::json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})),
+        )
+        .await
+        .json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let smooth_url = created["outputs"][0]["url"].as_str().unwrap().to_owned();
+    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let root = mediastreams_tests::workspace_root();
+    let mut args = vec![
+        "tests/simulcast.mjs".to_owned(),
+        "--origin".into(),
+        origin,
+        "--name".into(),
+        name.into(),
+        "--seconds".into(),
+        seconds.to_string(),
+    ];
+    if let Some((at, until)) = pause {
+        args.extend(["--pause-at".into(), at.to_string(), "--resume-at".into(), until.to_string()]);
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node").current_dir(root.join("web")).args(&args).output().expect("node is required (scripts/install-test-deps)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "simulcast.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["whipStatus"], 201, "{r}");
+    assert_eq!(r["answerSimulcast"], serde_json::json!(["a=simulcast:recv q;h;f"]), "{r}");
+    crate::whip::wait_for_state(env, name, "OnDemand", std::time::Duration::from_secs(15)).await.expect("OnDemand after stop");
+    (r, pid, smooth_url, dash_url)
+}
+
+/// The recording's video timeline, checked continuous; its length in seconds.
+async fn continuous_video_seconds(env: &Env, pid: &str) -> f64 {
+    let smooth = crate::whip::manifest(env, pid).await.unwrap();
+    let chunks = crate::whip::video_chunks(&smooth);
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
+    }
+    (chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0)) as f64 / 1e7
+}
+
+/// Every frame ffprobe decodes from `url`, as (width, height).
+fn decoded_sizes(url: &str) -> Vec<(u64, u64)> {
+    let probe = mediastreams_tests::media::tool("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=width,height", "-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "ffprobe: {}", String::from_utf8_lossy(&probe.stderr));
+    String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.trim().trim_end_matches(',').split(',').map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??))
+        })
+        .collect()
+}
+
 /// A simulcast publisher: Chromium sends its fake camera as three H.264
 /// encodings (320x180, 640x360 and 1280x720, one SSRC per `rid`). The node
 /// answers the three, reads each layer on its own (its SSRC, sequence
@@ -197,39 +268,11 @@ async fn glass_to_glass_latency_at_1_s_fragments() {
 async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
     const SECONDS: u32 = 8;
     let env = Env::local_embedded(None).await;
-    let origin = env.media_base.trim_end_matches("/media").to_owned();
-    let created = env
-        .call(
-            "PUT",
-            "/streams/simulcast",
-            Some(serde_json::json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})),
-        )
-        .await
-        .json();
-    let pid = created["playbackId"].as_str().unwrap().to_owned();
-    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
-    let root = mediastreams_tests::workspace_root();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .current_dir(root.join("web"))
-            .args(["tests/simulcast.mjs", "--origin", &origin, "--name", "simulcast", "--seconds", &SECONDS.to_string()])
-            .output()
-            .expect("node is required (scripts/install-test-deps)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "simulcast.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
-    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
-    assert_eq!(r["whipStatus"], 201, "{r}");
-    assert_eq!(r["answerSimulcast"], serde_json::json!(["a=simulcast:recv q;h;f"]), "{r}");
+    let (r, pid, _, dash_url) = publish_simulcast(&env, "simulcast", SECONDS, None).await;
     // Chromium sent three layers of three sizes.
     let sizes: Vec<(u64, u64)> =
         r["layers"].as_array().unwrap().iter().map(|l| (l["width"].as_u64().unwrap_or(0), l["height"].as_u64().unwrap_or(0))).collect();
     assert_eq!(sizes, [(1280, 720), (640, 360), (320, 180)], "f, h, q: {r}");
-
-    crate::whip::wait_for_state(&env, "simulcast", "OnDemand", std::time::Duration::from_secs(15)).await.expect("OnDemand after stop");
     // The statistics name each layer, largest first, and the one recorded.
     let stats = env.call("GET", "/streams/simulcast", None).await.json()["stats"].clone();
     let layers = stats["videoLayers"].as_array().unwrap_or_else(|| panic!("videoLayers: {stats}"));
@@ -246,32 +289,65 @@ async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
     assert_eq!((stats["width"].as_u64(), stats["height"].as_u64()), (Some(1280), Some(720)), "the recorded layer's size: {stats}");
     let smooth = crate::whip::manifest(&env, &pid).await.unwrap();
     assert!(smooth.contains("MaxWidth=\"1280\" MaxHeight=\"720\""), "the largest layer is recorded: {smooth}");
-    let chunks = crate::whip::video_chunks(&smooth);
-    for w in chunks.windows(2) {
-        assert_eq!(w[0].0 + w[0].1, w[1].0, "continuous: {chunks:?}");
-    }
-    let total = chunks.last().map(|(t, d)| t + d).unwrap_or(0) - chunks.first().map(|c| c.0).unwrap_or(0);
+    let total = continuous_video_seconds(&env, &pid).await;
     let published = r["publishedSeconds"].as_f64().unwrap();
-    assert!(total as f64 / 1e7 >= published - 2.0, "recorded {total} of {published} s: {chunks:?}");
+    assert!(total >= published - 2.0, "recorded {total} of {published} s");
     // Every decoded frame is 1280x720: no other layer's picture is mixed in.
-    let probe = mediastreams_tests::media::tool("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=width,height", "-of", "csv=p=0"])
-        .arg(&dash_url)
-        .output()
-        .unwrap();
-    assert!(probe.status.success(), "ffprobe: {}", String::from_utf8_lossy(&probe.stderr));
-    let frames: Vec<String> = String::from_utf8_lossy(&probe.stdout).lines().map(|l| l.trim().trim_end_matches(',').to_owned()).collect();
+    let frames = decoded_sizes(&dash_url);
     let sent = r["layers"][0]["frames"].as_u64().unwrap_or(0);
     assert!(frames.len() as u64 * 10 >= sent * 7, "{} frames decode of {sent} sent at 1280x720", frames.len());
     assert!(
-        frames.iter().all(|f| f == "1280,720"),
+        frames.iter().all(|f| *f == (1280, 720)),
         "every frame 1280x720: {:?}",
-        frames.iter().filter(|f| *f != "1280,720").take(5).collect::<Vec<_>>()
+        frames.iter().filter(|f| **f != (1280, 720)).take(5).collect::<Vec<_>>()
     );
     eprintln!(
         "simulcast: layers {sizes:?} sent; recorded {:.2} s of {published:.2} s at 1280x720, {} frames decode of {sent} sent; last statistics: {}",
-        total as f64 / 1e7,
+        total,
         frames.len(),
         stats["videoLayers"]
+    );
+}
+
+/// A simulcast publisher whose full layer the browser pauses mid-stream
+/// (`sendEncodings[f].active = false`, as under short bandwidth or CPU)
+/// and resumes: the recording moves to the half layer a second after the
+/// pause, at its keyframe, and back to the full layer once it has sent
+/// steadily again; it stays continuous and as long as what was published,
+/// every frame decodes (1280x720, then 640x360, then 1280x720), and dash.js
+/// plays the Smooth and the DASH output through both changes to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
+    let env = Env::local_embedded(None).await;
+    let (r, pid, smooth_url, dash_url) = publish_simulcast(&env, "paused", 14, Some((4, 8))).await;
+    let total = continuous_video_seconds(&env, &pid).await;
+    let published = r["publishedSeconds"].as_f64().unwrap();
+    assert!(total >= published - 2.0, "recorded {total} of {published} s");
+    let frames = decoded_sizes(&dash_url);
+    let mut runs: Vec<((u64, u64), usize)> = Vec::new();
+    for f in &frames {
+        match runs.last_mut() {
+            Some((size, n)) if size == f => *n += 1,
+            _ => runs.push((*f, 1)),
+        }
+    }
+    let order: Vec<(u64, u64)> = runs.iter().map(|(s, _)| *s).collect();
+    assert_eq!(order, [(1280, 720), (640, 360), (1280, 720)], "full, half while paused, full again: {runs:?} {r}");
+    // About 20 frames a second were sent: most of them are recorded.
+    assert!(frames.len() as f64 >= total * 10.0, "{} frames decode over {total} s: {runs:?}", frames.len());
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    for (what, url) in [("Smooth", smooth_url), ("DASH", dash_url)] {
+        let o = origin.clone();
+        let report =
+            tokio::task::spawn_blocking(move || crate::player::play(&o, &url, "vod", 14, &format!("player-simulcast-paused-{what}.png")))
+                .await
+                .unwrap();
+        assert_eq!(report["errors"], serde_json::json!([]), "{what}: {report}");
+        let samples = report["samples"].as_array().unwrap();
+        assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "{what}: played to the end: {report}");
+    }
+    eprintln!(
+        "simulcast, full layer paused 4-8 s: recorded {total:.2} s of {published:.2} s; frames by size: {runs:?}; browser: {}",
+        r["events"]
     );
 }

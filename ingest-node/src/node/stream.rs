@@ -492,13 +492,25 @@ impl StreamTask {
                     }
                 }
                 let choice = self.layers.entry(session).or_insert_with(|| LayerChoice::new(1));
-                let was_chosen = choice.chosen().is_some();
-                let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, Instant::now());
-                if !was_chosen && let Some(chosen) = choice.chosen() {
-                    tracing::info!(stream = %name, session, layer = chosen, "recording video layer");
+                let before = choice.chosen();
+                let now = Instant::now();
+                let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, now);
+                let (chosen, wanted) = (choice.chosen(), choice.keyframe_wanted(now));
+                if let Some(chosen) = chosen.filter(|c| before != Some(*c)) {
+                    if before.is_some() {
+                        // Another layer's RTP clock: placed after the last frame.
+                        self.timeline.video_source_changed(session);
+                        tracing::info!(stream = %name, session, from = before, layer = chosen, "the recorded video layer paused or came back; recording another");
+                    } else {
+                        tracing::info!(stream = %name, session, layer = chosen, "recording video layer");
+                    }
                     for (i, w) in self.window.layers.iter_mut() {
                         w.recorded = *i == chosen;
                     }
+                }
+                if wanted {
+                    // The move to another layer waits for its keyframe.
+                    self.keyframes.request();
                 }
                 for v in record {
                     self.record_video(session, v).await;
