@@ -839,3 +839,42 @@ fn a_level_resumed_mid_gop_shows_its_last_keyframe_until_its_next() {
     let mdat = body.windows(4).position(|w| w == b"mdat").unwrap();
     assert_eq!(&body[mdat + 4..mdat + 10], &[0, 0, 0, 2, 0x65, 1], "it starts with its keyframe");
 }
+
+/// A keyframe whose in-band SPS gives a larger picture than the level's
+/// first (a simulcast recording moving up to its full layer, a publisher
+/// scaling up): the manifests give the largest picture; a smaller one does
+/// not shrink them.
+#[test]
+fn manifests_give_the_largest_picture_a_level_has_sent() {
+    use mediastreams_packager::VideoSample;
+    fn sps_hex(s: &str) -> Vec<u8> {
+        let s: String = s.lines().filter(|l| !l.starts_with('#')).collect();
+        (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+    }
+    let big = sps_hex(include_str!("../testdata/h264-1280x720-baseline.sps.hex"));
+    let small = sps_hex(include_str!("../testdata/h264-320x240-baseline.sps.hex"));
+    let keyframe_with = |sps: &[u8]| {
+        let mut d = (sps.len() as u32).to_be_bytes().to_vec();
+        d.extend_from_slice(sps);
+        d.extend_from_slice(&[0, 0, 0, 2, 0x65, 0]);
+        Bytes::from(d)
+    };
+    let mut p = common::presentation(true, true);
+    let mut objects = Vec::new();
+    for v in 0..(9 * 30u64) {
+        let time = (v * 10_000_000 / 30) as i64;
+        let keyframe = v % 60 == 0;
+        // 320x240 (the level's first), 1280x720 from 4 s, 320x240 again from 8 s.
+        let data = match (keyframe, v) {
+            (true, 120..240) => keyframe_with(&big),
+            (true, _) => keyframe_with(&small),
+            (false, _) => Bytes::from_static(&[0, 0, 0, 2, 0x41, 0]),
+        };
+        objects.extend(p.push_video(VideoSample { time, keyframe, data }).unwrap().objects);
+    }
+    objects.extend(p.finish().objects);
+    let last = |key: &str| std::str::from_utf8(&objects.iter().rev().find(|o| o.key == key).unwrap().body).unwrap().to_owned();
+    assert!(last(layout::SMOOTH_MANIFEST).contains("MaxWidth=\"1280\" MaxHeight=\"720\""));
+    assert!(last(layout::DASH_MANIFEST).contains("width=\"1280\" height=\"720\""));
+    assert!(last(layout::HLS_MULTIVARIANT).contains("RESOLUTION=1280x720"));
+}

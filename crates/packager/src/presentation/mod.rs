@@ -236,6 +236,9 @@ impl Presentation {
         let max_fragment = self.config.max_fragment();
         let with_init = self.with_init();
         let f = self.followers.get_mut(level - 1).ok_or(PackagerError::NoSuchLevel(level))?;
+        if s.keyframe {
+            grow_picture(&mut f.level.info, &s.data);
+        }
         f.push(s)?;
         match floor {
             Some(floor) => f.drop_before(floor, tolerance),
@@ -349,6 +352,9 @@ impl Presentation {
     }
 
     fn add_video(&mut self, s: VideoSample, duration: u32) {
+        if s.keyframe {
+            grow_picture(&mut self.video.level.info, &s.data);
+        }
         self.video.frag_len += u64::from(duration);
         self.video.samples.push(FragmentSample { duration, keyframe: s.keyframe, composition_offset: 0, data: s.data });
     }
@@ -602,5 +608,28 @@ impl Presentation {
                 out.push(PublishedObject { key, content_type: layout::CT_HLS_PLAYLIST, cache_control: cache, body: Bytes::from(body) });
             }
         }
+    }
+}
+
+/// A keyframe's in-band SPS (AVCC: 4-byte lengths) with a larger picture
+/// than a level's manifests say (its publisher scaled up, or a simulcast
+/// recording moved to a larger layer): the manifests give the largest
+/// (Smooth `MaxWidth`/`MaxHeight`, DASH `@width`/`@height`, HLS
+/// `RESOLUTION`: what a player sizes its display for). The initialization
+/// segment and CodecPrivateData keep the first; decoders take the
+/// in-band one.
+fn grow_picture(info: &mut LevelInfo, avcc: &[u8]) {
+    let LevelDetail::Video { width, height } = &mut info.detail else { return };
+    let mut rest = avcc;
+    while let [a, b, c, d, tail @ ..] = rest {
+        let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+        let Some((nal, after)) = (len <= tail.len()).then(|| tail.split_at(len)) else { return };
+        if nal.first().is_some_and(|h| h & 0x1f == 7)
+            && let Ok(sps) = parse_sps(nal)
+            && u64::from(sps.width) * u64::from(sps.height) > u64::from(*width) * u64::from(*height)
+        {
+            (*width, *height) = (sps.width, sps.height);
+        }
+        rest = after;
     }
 }
