@@ -878,3 +878,37 @@ fn manifests_give_the_largest_picture_a_level_has_sent() {
     assert!(last(layout::DASH_MANIFEST).contains("width=\"1280\" height=\"720\""));
     assert!(last(layout::HLS_MULTIVARIANT).contains("RESOLUTION=1280x720"));
 }
+
+/// Audio that starts shortly after video is moved back onto the video's
+/// start, all of it: its frames stay contiguous (the second frame is not
+/// taken for a gap after the first), so the audio track has no hole and no
+/// one-frame fragment.
+#[test]
+fn audio_starting_after_video_is_moved_back_whole() {
+    use mediastreams_packager::{AudioFrame, VideoSample};
+    for (codec_frame, late_ms) in [(1024u64, 100i64), (1024, 190), (1024, 30)] {
+        let mut p = common::presentation(false, false);
+        let frames = 6 * 48_000 / codec_frame;
+        let audio_at = |a: u64| late_ms * 10_000 + (a * codec_frame * 10_000_000 / 48_000) as i64;
+        let (mut v, mut a) = (0u64, 0u64);
+        while v < 6 * 30 || a < frames {
+            let vt = (v * 10_000_000 / 30) as i64;
+            if v < 6 * 30 && (a >= frames || vt <= audio_at(a)) {
+                p.push_video(VideoSample { time: vt, keyframe: v % 60 == 0, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) }).unwrap();
+                v += 1;
+            } else {
+                p.push_audio(AudioFrame { time: audio_at(a), data: Bytes::from_static(&[1, 2]) }).unwrap();
+                a += 1;
+            }
+        }
+        p.finish();
+        let (_, audio) = p.published();
+        assert_eq!(audio.first().map(|c| c.start), Some(0), "{late_ms} ms late: audio starts with the video");
+        for w in audio.windows(2) {
+            assert_eq!(w[0].start + w[0].duration, w[1].start, "{late_ms} ms late: contiguous audio: {audio:?}");
+        }
+        assert!(audio.iter().all(|c| c.duration > 1_000_000), "{late_ms} ms late: no one-frame fragment: {audio:?}");
+        let total: u64 = audio.iter().map(|c| c.duration).sum();
+        assert_eq!(total, frames * codec_frame * 10_000_000 / 48_000, "{late_ms} ms late: every frame, no hole");
+    }
+}

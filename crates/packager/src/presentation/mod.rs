@@ -98,6 +98,10 @@ pub struct Presentation {
     audio_anchor: Option<u64>,
     /// Samples (per channel) placed since the anchor.
     audio_samples: u64,
+    /// How far the track's first audio was moved back onto the video's
+    /// start: later frames are moved as much, so the track stays
+    /// contiguous.
+    audio_shift: u64,
     finished: bool,
 }
 
@@ -174,6 +178,7 @@ impl Presentation {
             audio_config: audio,
             audio_anchor: None,
             audio_samples: 0,
+            audio_shift: 0,
             finished: false,
         })
     }
@@ -438,7 +443,8 @@ impl Presentation {
         let samples = self.audio_config.frame_samples(&f.data)?;
         let mut out = PushOutput::default();
         let frame = self.audio_offset(u64::from(samples)).max(1);
-        let time = f.time as u64;
+        // Audio moved back onto the video's start stays moved, all of it.
+        let time = (f.time as u64).saturating_sub(self.audio_shift);
         let t = match self.audio_next_time() {
             None => {
                 // Both tracks start together (see push_video).
@@ -458,7 +464,10 @@ impl Presentation {
                 let video_start = self.video.frag_start.or(self.pending_video.as_ref().map(|p| p.time as u64));
                 let time = match video_start {
                     // Moving all audio earlier shifts A/V sync: only a little.
-                    Some(v) if v < time && time - v <= START_ALIGNMENT / 5 => v,
+                    Some(v) if v < time && time - v <= START_ALIGNMENT / 5 => {
+                        self.audio_shift = time - v;
+                        v
+                    }
                     _ => time,
                 };
                 self.audio_anchor = Some(time);
@@ -468,7 +477,9 @@ impl Presentation {
             }
             Some(expected) if time > expected + 2 * frame => {
                 // A gap (a new publisher session): close what we have and
-                // re-anchor at the new time.
+                // re-anchor at the new time, unshifted.
+                let time = f.time as u64;
+                self.audio_shift = 0;
                 self.cut_audio(Some(time), &mut out.objects);
                 self.audio_anchor = Some(time);
                 self.audio_samples = 0;
