@@ -40,6 +40,12 @@ struct Args {
     /// Streams this node takes at most.
     #[arg(long, default_value_t = 20, env = "CAPACITY")]
     capacity: u32,
+    /// Keep the publisher's Opus for streams whose outputs are all DASH
+    /// (no transcoding). Off by default: turn it on once every node and
+    /// function runs this version or later, as earlier ones read such a
+    /// recording's audio as AAC (docs/operations.md).
+    #[arg(long, default_value_t = false, env = "OPUS_PASSTHROUGH", action = clap::ArgAction::Set)]
+    opus_passthrough: bool,
     /// Local address WebRTC media is received on.
     #[arg(long, default_value = "0.0.0.0", env = "MEDIA_IP")]
     media_ip: std::net::IpAddr,
@@ -95,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             spool_dir: Some(args.spool_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("mediastreams-spool"))),
             spool_bytes: args.spool_bytes,
             capacity: Some(args.capacity as usize),
+            opus_passthrough: args.opus_passthrough,
             ..Default::default()
         },
     );

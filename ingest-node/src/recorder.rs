@@ -50,9 +50,11 @@ pub enum RecorderError {
 /// fragmented MP4; else AAC-LC: Smooth Streaming players take nothing
 /// else, and Apple's players of HLS take no Opus (Apple's HLS authoring
 /// specification lists AAC, not Opus; hls.js would play it).
-pub fn audio_codec_for(outputs: &[mediastreams_model::OutputSpec]) -> AudioCodec {
+/// `passthrough` off (a fleet not yet all on a version that reads Opus
+/// tracks: `NodeConfig::opus_passthrough`): AAC always.
+pub fn audio_codec_for(outputs: &[mediastreams_model::OutputSpec], passthrough: bool) -> AudioCodec {
     let dash_only = !outputs.is_empty() && outputs.iter().all(|o| o.format == mediastreams_model::OutputFormat::Dash);
-    if dash_only { AudioCodec::Opus } else { AudioCodec::Aac }
+    if dash_only && passthrough { AudioCodec::Opus } else { AudioCodec::Aac }
 }
 
 /// The audio track of a recording in `codec` with `channels` (a new
@@ -133,6 +135,7 @@ impl Recorder {
         generation: &Generation,
         video_bitrate: u32,
         uploads: UploaderConfig,
+        opus_passthrough: bool,
     ) -> Result<Recorder, RecorderError> {
         let s = repo.get(name).await?.ok_or_else(|| RecorderError::NoStream(name.to_owned()))?.stream;
         if Generation::of(&s).as_ref() != Some(generation) {
@@ -152,7 +155,7 @@ impl Recorder {
             availability_start_unix_ms: now_ms,
         };
         let pid = s.playback_id.to_string();
-        let new_audio = audio_track(audio_codec_for(formats), Channels::Stereo);
+        let new_audio = audio_track(audio_codec_for(formats, opus_passthrough), Channels::Stereo);
         let mut presentation = None;
         let mut continues_at = 0;
         let mut audio = None;
@@ -537,11 +540,13 @@ mod tests {
     #[test]
     fn opus_is_kept_only_when_every_output_is_dash() {
         use OutputFormat::*;
-        assert_eq!(audio_codec_for(&outputs(&[Dash])), AudioCodec::Opus);
-        assert_eq!(audio_codec_for(&outputs(&[Dash, Dash])), AudioCodec::Opus);
+        assert_eq!(audio_codec_for(&outputs(&[Dash]), true), AudioCodec::Opus);
+        assert_eq!(audio_codec_for(&outputs(&[Dash, Dash]), true), AudioCodec::Opus);
         for formats in [&[Smooth][..], &[Hls], &[Dash, Hls], &[Smooth, Dash], &[]] {
-            assert_eq!(audio_codec_for(&outputs(formats)), AudioCodec::Aac, "{formats:?}");
+            assert_eq!(audio_codec_for(&outputs(formats), true), AudioCodec::Aac, "{formats:?}");
         }
+        // A fleet that has not turned it on: AAC.
+        assert_eq!(audio_codec_for(&outputs(&[Dash]), false), AudioCodec::Aac);
     }
 
     #[test]

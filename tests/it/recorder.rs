@@ -31,19 +31,19 @@ async fn record_live_then_on_demand(env: Env) {
     let pid = created.json()["playbackId"].as_str().unwrap().to_owned();
     let stale = mediastreams_ingest_node::Generation { playback_id: pid.clone(), token_hash: mediastreams_model::TokenHash::of("stale") };
     assert!(
-        Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default()).await.is_err(),
+        Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default(), true).await.is_err(),
         "a Created stream takes no media"
     );
     assert_eq!(env.call("POST", "/streams/rec/start-ingest", None).await.status, 200);
     let generation = mediastreams_ingest_node::Generation::of(&env.repo.get("rec").await.unwrap().unwrap().stream).unwrap();
     assert!(
-        Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default()).await.is_err(),
+        Recorder::open(env.repo.clone(), env.media.clone(), "rec", &stale, 500_000, Default::default(), true).await.is_err(),
         "another generation's recorder is refused"
     );
 
     let dir = mediastreams_tests::scratch();
     let clip = encode_test_clip(dir.path(), 6, 60);
-    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "rec", &generation, 500_000, Default::default()).await.unwrap();
+    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "rec", &generation, 500_000, Default::default(), true).await.unwrap();
     let mut live_seen = false;
     for (i, s) in clip.samples(2, 0).into_iter().enumerate() {
         match s {
@@ -166,7 +166,7 @@ async fn unlisted_stored_fragments_are_never_written_again() {
         }
     }
     assert!(stored.len() >= 2, "the dead node stored fragments: {}", stored.len());
-    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "early", &generation, 500_000, Default::default()).await.unwrap();
+    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "early", &generation, 500_000, Default::default(), true).await.unwrap();
     let start = rec.continues_at();
     assert!(start > 0, "the new presentation starts after the stored fragments");
     for s in clip.samples(1, start) {

@@ -409,6 +409,22 @@ async fn a_stream_whose_outputs_are_all_dash_keeps_the_publishers_opus() {
         assert!(frames + 50 >= expected && frames <= expected + 50, "{url}: {frames} Opus packets for {video} of video: {text}");
         eprintln!("{url}: {frames} Opus packets decoded, {expected} for the video's length");
     }
+
+    // A fleet that has not turned it on (`OPUS_PASSTHROUGH`, off by
+    // default in the ingest node: older versions read Opus as AAC)
+    // transcodes a DASH-only stream as before.
+    let env = Env::local_embedded_with(None, mediastreams_ingest_node::NodeConfig { opus_passthrough: false, ..Default::default() }).await;
+    let created = env.call("PUT", "/streams/aac", Some(json!({"outputs":[{"name":"web","format":"dash"}]}))).await.json();
+    let pid = created["playbackId"].as_str().unwrap().to_owned();
+    let started = env.call("POST", "/streams/aac/start-ingest", None).await.json();
+    let mut p = publisher().await;
+    connect(&http, started["ingest"]["url"].as_str().unwrap(), started["ingest"]["token"].as_str().unwrap(), &mut p).await;
+    send_media(p.video.clone(), p.audio.clone(), dir.path().to_owned(), 3).await;
+    assert_eq!(env.call("POST", "/streams/aac/stop-ingest", None).await.status, 202);
+    wait_for_state(&env, "aac", "OnDemand", Duration::from_secs(10)).await.expect("OnDemand after stop");
+    let _ = p.pc.close().await;
+    let smooth = manifest(&env, &pid).await.unwrap();
+    assert!(smooth.contains("Bitrate=\"64000\" FourCC=\"AACL\""), "passthrough off: AAC: {smooth}");
 }
 
 pub(crate) async fn wait_for_state(env: &Env, name: &str, state: &str, within: Duration) -> Option<Duration> {

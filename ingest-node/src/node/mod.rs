@@ -62,6 +62,13 @@ pub struct NodeConfig {
     /// Streams the node records at once at most (`None`: no limit); a
     /// publisher of another stream gets 503 with `Retry-After`.
     pub capacity: Option<usize>,
+    /// Keep the publisher's Opus for streams whose outputs are all DASH
+    /// (no transcoding). A node or function older than the one that
+    /// brought it reads such a recording's audio as AAC: a fleet turns it
+    /// on once every node and function is at least that version, and off
+    /// again (until no DASH-only stream is `Live`) before going back
+    /// (docs/operations.md). The local runner, one program, has it on.
+    pub opus_passthrough: bool,
 }
 
 impl Default for NodeConfig {
@@ -75,6 +82,7 @@ impl Default for NodeConfig {
             video_bitrate: 1_500_000,
             upload_memory_bytes: crate::uploader::MEMORY_BYTES,
             spool_dir: None,
+            opus_passthrough: true,
             spool_bytes: 2 * 1024 * 1024 * 1024,
             capacity: None,
         }

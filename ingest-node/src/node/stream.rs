@@ -184,7 +184,16 @@ pub(crate) async fn run(
     let mut backoff = OPEN_BACKOFF;
     let recorder = loop {
         attempt += 1;
-        match Recorder::open(node.repo.clone(), node.store.clone(), &name, &job.generation, node.config.video_bitrate, node.uploads()).await
+        match Recorder::open(
+            node.repo.clone(),
+            node.store.clone(),
+            &name,
+            &job.generation,
+            node.config.video_bitrate,
+            node.uploads(),
+            node.config.opus_passthrough,
+        )
+        .await
         {
             Ok(r) => break r,
             Err(e @ (RecorderError::Repo(_) | RecorderError::Store(_))) if recovering || attempt < OPEN_ATTEMPTS => {
