@@ -33,9 +33,10 @@ pub enum StreamInput {
         arrival: Instant,
         session: u64,
     },
-    /// Audio packets of `session` that never came (20 ms each).
+    /// Audio packets of `session` that never came (each as long as the
+    /// last that did).
     AudioLost {
-        samples: usize,
+        packets: usize,
         session: u64,
     },
     /// A video layer (simulcast encoding) of `session` opened: its RTP

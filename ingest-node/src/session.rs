@@ -372,7 +372,7 @@ fn send_audio(out: Reordered, timestamps: &mut TimestampExtender, input: &mpsc::
             StreamInput::Audio { opus: p.payload, rtp_ext, arrival: Instant::now(), session }
         }
         Reordered::Packet(_) => return,
-        Reordered::Lost { count } => StreamInput::AudioLost { samples: 960 * count.min(50) as usize, session },
+        Reordered::Lost { count } => StreamInput::AudioLost { packets: count.min(50) as usize, session },
     };
     let _ = input.try_send(msg);
 }

@@ -138,11 +138,12 @@ async fn dash_js_plays_smooth_and_dash_on_demand() {
     assert_played_to_the_end(&hls, 6.0, "HLS on demand (hls.js)");
 }
 
-/// A stream without a Smooth output keeps the publisher's Opus (no
-/// transcoding): its DASH output plays in dash.js and its HLS output in
-/// hls.js (Chromium's MSE decodes Opus in MP4) to the end with audio
-/// decoded, GStreamer plays both to end-of-stream decoding every video
-/// frame and the audio, and ffprobe reads the audio as Opus.
+/// The packager's Opus track (what a stream whose outputs are all DASH
+/// records): its DASH view plays in dash.js, and its HLS view in hls.js
+/// (Chromium's MSE decodes Opus in MP4; the node transcodes streams with
+/// an HLS output, for Apple's players, but the view carries Opus), to the
+/// end with audio decoded; GStreamer plays both to end-of-stream decoding
+/// every video frame and the audio; ffprobe reads the audio as Opus.
 #[tokio::test(flavor = "multi_thread")]
 async fn opus_audio_plays_in_dash_js_hls_js_and_gstreamer() {
     let env = Env::local_embedded(None).await;

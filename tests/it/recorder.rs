@@ -166,7 +166,8 @@ async fn unlisted_stored_fragments_are_never_written_again() {
         }
     }
     assert!(stored.len() >= 2, "the dead node stored fragments: {}", stored.len());
-    let mut rec = Recorder::open(env.repo.clone(), env.media.clone(), "early", &generation, 500_000, Default::default(), true).await.unwrap();
+    let mut rec =
+        Recorder::open(env.repo.clone(), env.media.clone(), "early", &generation, 500_000, Default::default(), true).await.unwrap();
     let start = rec.continues_at();
     assert!(start > 0, "the new presentation starts after the stored fragments");
     for s in clip.samples(1, start) {

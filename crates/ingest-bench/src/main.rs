@@ -73,7 +73,9 @@ struct Args {
     #[arg(long, default_value = "bench")]
     prefix: String,
     /// The streams' output format: `smooth` (the audio is transcoded to
-    /// AAC), or `dash` or `hls` (the publisher's Opus is kept).
+    /// AAC), `hls` (AAC too: Apple's players), or `dash` (the publisher's
+    /// Opus is kept, where the node has passthrough on, as the local
+    /// runner has).
     #[arg(long, default_value = "smooth", value_parser = ["smooth", "dash", "hls"])]
     output: String,
 }

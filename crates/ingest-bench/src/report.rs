@@ -17,7 +17,7 @@ pub struct Report {
     /// VideoRoom recording RTP; no fragments, states or manifests).
     pub peer: String,
     /// The streams' output format (`smooth`: audio transcoded to AAC;
-    /// `dash`, `hls`: Opus kept); none for the peer.
+    /// `hls`: AAC too; `dash`: Opus kept); none for the peer.
     pub output: Option<String>,
     /// The peer's recordings: files and megabytes written.
     pub peer_recordings: Option<u64>,

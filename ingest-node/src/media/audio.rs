@@ -133,12 +133,19 @@ impl AudioPath {
         }
     }
 
-    /// `samples` of lost audio: silence (AAC) or packets that every
-    /// decoder conceals (Opus); the timeline keeps its length.
-    pub fn push_silence(&mut self, samples: usize) -> Result<Vec<EncodedAudio>, AudioError> {
+    /// `packets` lost Opus packets, each as long as the last that came
+    /// (20 ms before any): silence (AAC) or packets that every decoder
+    /// conceals (Opus); the timeline keeps its length.
+    pub fn push_lost(&mut self, packets: usize) -> Result<Vec<EncodedAudio>, AudioError> {
         match self {
-            AudioPath::Transcode(t) => Ok(aac_frames(t.push_silence(samples)?)),
-            AudioPath::Passthrough(p) => Ok(p.push_lost(u32::try_from(samples).unwrap_or(u32::MAX))),
+            AudioPath::Transcode(t) => {
+                let samples = packets.saturating_mul(t.last_packet_samples);
+                Ok(aac_frames(t.push_silence(samples)?))
+            }
+            AudioPath::Passthrough(p) => {
+                let samples = u32::try_from(packets).unwrap_or(u32::MAX).saturating_mul(p.last_samples);
+                Ok(p.push_lost(samples))
+            }
         }
     }
 
@@ -159,11 +166,19 @@ fn aac_frames(frames: Vec<Bytes>) -> Vec<EncodedAudio> {
 /// (RFC 6716 §3.4), and a lost one, become packets of the sender's mode
 /// with an empty frame, which decoders conceal: the audio timeline stays
 /// continuous, and no player is handed a packet it cannot decode.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OpusPassthrough {
     /// The TOC byte of the last good packet (lost audio is concealed in
     /// its mode and channels).
     last_toc: Option<u8>,
+    /// The last good packet's duration (a lost packet is as long).
+    last_samples: u32,
+}
+
+impl Default for OpusPassthrough {
+    fn default() -> Self {
+        OpusPassthrough { last_toc: None, last_samples: 960 }
+    }
 }
 
 impl OpusPassthrough {
@@ -171,10 +186,11 @@ impl OpusPassthrough {
         match opus::packet_samples(&packet) {
             Ok(samples) => {
                 self.last_toc = packet.first().copied();
+                self.last_samples = samples;
                 vec![EncodedAudio { samples, data: packet }]
             }
-            // Concealed as lost, at a typical length (as the transcoder does).
-            Err(_) => self.push_lost(960),
+            // Concealed as lost, as long as the last good one.
+            Err(_) => self.push_lost(self.last_samples),
         }
     }
 
@@ -191,6 +207,9 @@ pub struct OpusToAac {
     pending: [Vec<f32>; MAX_CHANNELS],
     /// Samples handed to the encoder so far (its pts).
     encoded_samples: i64,
+    /// What the last packet decoded to, per channel (a lost packet is
+    /// concealed as that long; 960, 20 ms, before any).
+    last_packet_samples: usize,
     decoded: ffmpeg::frame::Audio,
 }
 
@@ -232,6 +251,7 @@ impl OpusToAac {
             channels,
             pending: [Vec::new(), Vec::new()],
             encoded_samples: 0,
+            last_packet_samples: 960,
             decoded: ffmpeg::frame::Audio::empty(),
         })
     }
@@ -250,7 +270,7 @@ impl OpusToAac {
     /// Takes one Opus packet; returns the AAC frames now complete.
     pub fn push_opus(&mut self, packet: &[u8]) -> Result<Vec<Bytes>, AudioError> {
         if !self.decode(packet)? {
-            return self.push_silence(960);
+            return self.push_silence(self.last_packet_samples);
         }
         self.drain(false)
     }
@@ -264,8 +284,10 @@ impl OpusToAac {
             Err(ffmpeg::Error::InvalidData) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
+        let mut decoded = 0;
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
             let n = self.decoded.samples();
+            decoded += n;
             let sources = usize::from(self.decoded.channels()).clamp(1, MAX_CHANNELS);
             let [left, right] = &mut self.pending;
             match (self.channels, sources) {
@@ -290,6 +312,9 @@ impl OpusToAac {
                     right.extend_from_slice(&left[from..]);
                 }
             }
+        }
+        if decoded > 0 {
+            self.last_packet_samples = decoded;
         }
         Ok(true)
     }
@@ -448,7 +473,7 @@ mod tests {
         let first = p.push_opus(Bytes::from(packets[0].clone())).unwrap();
         assert_eq!(first, vec![EncodedAudio { samples: 960, data: Bytes::from(packets[0].clone()) }], "kept as sent");
         // Two packets lost: two of the sender's mode with empty frames.
-        let lost = p.push_silence(1920).unwrap();
+        let lost = p.push_lost(2).unwrap();
         assert_eq!(lost.len(), 2);
         assert!(lost.iter().all(|a| a.samples == 960 && a.data.as_ref() == [packets[0][0] & 0xfc]), "{lost:?}");
         // A packet that breaks RFC 6716 (code 1 with an odd payload): concealed.
@@ -469,6 +494,35 @@ mod tests {
             }
         }
         assert_eq!(decoded, 4 * 960, "every packet decodes to its duration");
+    }
+
+    /// A sender of 60 ms packets (GStreamer's `opusenc frame-size=60`): a
+    /// lost packet is 60 ms on either path, so later audio keeps its place.
+    #[test]
+    fn a_lost_packet_is_as_long_as_the_last_that_came() {
+        let mut p = AudioPath::for_track(AudioCodec::Opus, Channels::Mono, 64_000).unwrap();
+        // SILK 60 ms (config 3), mono.
+        p.push_opus(Bytes::from_static(&[3 << 3, 1, 2])).unwrap();
+        let lost: u32 = p.push_lost(2).unwrap().iter().map(|a| a.samples).sum();
+        assert_eq!(lost, 2 * 2880);
+        // The transcoder: what the last packet decoded to.
+        let packets = opus_packets(Channels::Mono, |i| [tone(i), 0.0], 5);
+        let mut t = OpusToAac::new(Channels::Mono).unwrap();
+        for pk in &packets {
+            t.push_opus(pk).unwrap();
+        }
+        assert_eq!(t.last_packet_samples, 960);
+        let mut a = AudioPath::Transcode(t);
+        let before = match &a {
+            AudioPath::Transcode(t) => t.pending[0].len(),
+            AudioPath::Passthrough(_) => 0,
+        };
+        let out: usize = a.push_lost(3).unwrap().len() * AAC_FRAME;
+        let after = match &a {
+            AudioPath::Transcode(t) => t.pending[0].len(),
+            AudioPath::Passthrough(_) => 0,
+        };
+        assert_eq!(before + 3 * 960, out + after, "three packets of 960 concealed");
     }
 
     #[test]

@@ -48,7 +48,8 @@ struct Seen {
 struct Candidate<T> {
     /// Picture size (width × height) of its first keyframe.
     area: u64,
-    held: VecDeque<T>,
+    /// Units since its first keyframe, each with whether it is one.
+    held: VecDeque<(bool, T)>,
 }
 
 /// One publisher session's choice of layer (see the module documentation).
@@ -94,13 +95,16 @@ impl<T> LayerChoice<T> {
         match (self.candidates.get_mut(&layer), picture) {
             (Some(c), _) => {
                 if c.held.len() >= MAX_HELD {
-                    c.held.pop_front();
+                    // Whole pictures from a keyframe on: up to the next
+                    // keyframe held, or else the oldest unit.
+                    let next_key = c.held.iter().skip(1).position(|(k, _)| *k).map_or(1, |i| i + 1);
+                    c.held.drain(..next_key);
                 }
-                c.held.push_back(item);
+                c.held.push_back((picture.is_some(), item));
             }
             (None, Some((w, h))) => {
                 self.first_keyframe.get_or_insert(now);
-                self.candidates.insert(layer, Candidate { area: u64::from(w) * u64::from(h), held: VecDeque::from([item]) });
+                self.candidates.insert(layer, Candidate { area: u64::from(w) * u64::from(h), held: VecDeque::from([(true, item)]) });
             }
             // Nothing of a layer counts before its first keyframe.
             (None, None) => {}
@@ -109,6 +113,16 @@ impl<T> LayerChoice<T> {
         if self.candidates.len() < self.expected && !waited {
             return Vec::new();
         }
+        self.choose(now)
+    }
+
+    /// Chooses now among the layers that have had a keyframe (the session
+    /// ends before the choice was due); returns what the chosen one held.
+    pub fn decide_now(&mut self, now: Instant) -> Vec<T> {
+        if self.chosen.is_some() { Vec::new() } else { self.choose(now) }
+    }
+
+    fn choose(&mut self, now: Instant) -> Vec<T> {
         // The largest picture; of equal ones, the layer seen first.
         let Some((&best, _)) = self.candidates.iter().max_by(|(a, x), (b, y)| x.area.cmp(&y.area).then(b.cmp(a))) else {
             return Vec::new();
@@ -117,7 +131,7 @@ impl<T> LayerChoice<T> {
         for (&i, c) in &self.candidates {
             self.seen.insert(i, Seen { area: c.area, last: now, since: now });
         }
-        let held = self.candidates.remove(&best).map(|c| c.held.into_iter().collect()).unwrap_or_default();
+        let held = self.candidates.remove(&best).map(|c| c.held.into_iter().map(|(_, t)| t).collect()).unwrap_or_default();
         self.candidates.clear();
         held
     }
@@ -252,15 +266,30 @@ mod tests {
     }
 
     #[test]
-    fn a_held_layer_keeps_its_newest_units() {
+    fn a_held_layer_keeps_its_newest_units_from_a_keyframe() {
         let t = Instant::now();
         let mut c = LayerChoice::new(2);
         assert!(c.push(0, 0, Some((2, 2)), t).is_empty());
         for i in 1..100 {
-            assert!(c.push(0, i, None, t).is_empty());
+            // A keyframe at 50.
+            assert!(c.push(0, i, (i == 50).then_some((2, 2)), t).is_empty());
         }
         let held = c.push(1, 1000, Some((1, 1)), t);
-        assert_eq!(held.len(), MAX_HELD);
+        assert_eq!(held.first(), Some(&50), "from its newest keyframe");
         assert_eq!(held.last(), Some(&99));
+    }
+
+    #[test]
+    fn a_session_that_ends_before_the_choice_records_what_was_held() {
+        let t = Instant::now();
+        let mut c = LayerChoice::new(3);
+        assert!(c.push(0, "q1", Some((320, 180)), t).is_empty());
+        assert!(c.push(1, "h1", Some((640, 360)), t).is_empty());
+        assert!(c.push(1, "h2", None, t).is_empty());
+        assert_eq!(c.decide_now(t), vec!["h1", "h2"]);
+        assert_eq!(c.chosen(), Some(1));
+        assert!(c.decide_now(t).is_empty());
+        // Nothing had a keyframe: nothing to record.
+        assert!(LayerChoice::<u8>::new(2).decide_now(t).is_empty());
     }
 }

@@ -72,8 +72,10 @@ struct StatsWindow {
     video_transit: Duration,
     queue: Duration,
     keyframe: Duration,
-    /// The current session's video layers (simulcast), by layer.
+    /// The latest publisher session's video layers (simulcast), by layer.
     layers: BTreeMap<u8, LayerWindow>,
+    /// That session (the newest that sent video or opened a layer).
+    layers_session: Option<u64>,
 }
 
 /// One video layer's figures over a window.
@@ -120,11 +122,22 @@ impl StatsWindow {
             received: self.received,
             lost: self.lost,
             last_media_at: self.last_media_at,
+            layers_session: self.layers_session,
             // Each layer keeps its name, size and whether it is recorded.
             layers: std::mem::take(&mut self.layers).into_iter().map(|(i, l)| (i, LayerWindow { bytes: 0, frames: 0, ..l })).collect(),
             ..Default::default()
         };
         stats
+    }
+
+    /// Whether `session`'s layers are the ones counted: the newest session
+    /// to send video (a newer one replaces the older's).
+    fn layers_of(&mut self, session: u64) -> bool {
+        if self.layers_session.is_none_or(|s| session > s) {
+            self.layers_session = Some(session);
+            self.layers.clear();
+        }
+        self.layers_session == Some(session)
     }
 
     /// A simulcast publisher's layers, largest first (none for one layer).
@@ -370,8 +383,24 @@ impl StreamTask {
                 break;
             }
         }
+        if let Some(&session) = self.layers.keys().next_back() {
+            self.record_undecided(session).await;
+        }
         if let Some(session) = self.timeline.current_session() {
             self.flush_audio(session).await;
+        }
+    }
+
+    /// A session that ends while its layers wait to be chosen: the largest
+    /// that had a keyframe is recorded, with what it held.
+    async fn record_undecided(&mut self, session: u64) {
+        // Only onto the timeline of the session being placed.
+        if self.timeline.current_session().is_some_and(|s| s != session) {
+            return;
+        }
+        let held = self.layers.get_mut(&session).map(|c| c.decide_now(Instant::now())).unwrap_or_default();
+        for v in held {
+            self.record_video(session, v).await;
         }
     }
 
@@ -492,7 +521,7 @@ impl StreamTask {
                     self.layers.pop_first();
                 }
                 // Without the session's start (its layers): its first layer.
-                if self.timeline.current_session().is_none_or(|s| s <= session) {
+                if self.window.layers_of(session) {
                     let w = self.window.layers.entry(layer).or_default();
                     w.bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
                     w.frames += 1;
@@ -502,9 +531,10 @@ impl StreamTask {
                 }
                 let choice = self.layers.entry(session).or_insert_with(|| LayerChoice::new(1));
                 let before = choice.chosen();
-                let now = Instant::now();
-                let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, now);
-                let (chosen, wanted) = (choice.chosen(), choice.keyframe_wanted(now));
+                // By arrival: a stream task working through a backlog sees
+                // the layers' timing as they came.
+                let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, arrival);
+                let (chosen, wanted) = (choice.chosen(), choice.keyframe_wanted(arrival));
                 if let Some(chosen) = chosen.filter(|c| before != Some(*c)) {
                     if before.is_some() {
                         // Another layer's RTP clock: placed after the last frame.
@@ -513,8 +543,10 @@ impl StreamTask {
                     } else {
                         tracing::info!(stream = %name, session, layer = chosen, "recording video layer");
                     }
-                    for (i, w) in self.window.layers.iter_mut() {
-                        w.recorded = *i == chosen;
+                    if self.window.layers_session == Some(session) {
+                        for (i, w) in self.window.layers.iter_mut() {
+                            w.recorded = *i == chosen;
+                        }
                     }
                 }
                 if wanted {
@@ -544,7 +576,7 @@ impl StreamTask {
                 };
                 self.push_audio(session, frames).await;
             }
-            StreamInput::AudioLost { samples, session } => {
+            StreamInput::AudioLost { packets, session } => {
                 self.tracks.opened(session, false);
                 // Lost audio is concealed with silence on the timeline:
                 // the frames count, so later audio keeps its place
@@ -553,7 +585,7 @@ impl StreamTask {
                     return;
                 }
                 let Some(path) = self.audio_path() else { return };
-                let frames = match path.push_silence(samples) {
+                let frames = match path.push_lost(packets) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::debug!(stream = %name, error = %e, "silence not encoded");
@@ -563,7 +595,7 @@ impl StreamTask {
                 self.push_audio(session, frames).await;
             }
             StreamInput::VideoLayer { session, layer, rid } => {
-                if self.layers.keys().next_back().is_none_or(|&latest| latest <= session) {
+                if self.window.layers_of(session) {
                     self.window.layers.entry(layer).or_default().rid = rid;
                 }
             }
@@ -580,8 +612,6 @@ impl StreamTask {
             }
             StreamInput::SessionStarted { session, audio, video_layers } => {
                 self.layers.insert(session, LayerChoice::new(video_layers));
-                // The statistics describe the latest publisher's layers.
-                self.window.layers.clear();
                 // The sessions still delivering: the latest few.
                 while self.layers.len() > 4 {
                     self.layers.pop_first();
@@ -597,6 +627,7 @@ impl StreamTask {
             StreamInput::SessionEnded { session } => {
                 // The publisher is gone: another may connect.
                 self.node.session_ended(&self.name, self.task, session);
+                self.record_undecided(session).await;
                 if self.timeline.is_current(session) {
                     self.flush_audio(session).await;
                     match self.recorder.end_session().await {

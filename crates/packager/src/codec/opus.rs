@@ -3,9 +3,10 @@
 //! (its `dOps` box, "Encapsulation of Opus in ISO Base Media File Format"
 //! 0.8, §4.3.2), which MS-SSTR CodecPrivateData carries in hex here.
 //!
-//! WebRTC publishers send Opus; DASH and HLS players in browsers and
-//! GStreamer decode it from fragmented MP4, so a stream without a Smooth
-//! output keeps it as sent (Smooth Streaming players take AAC only).
+//! WebRTC publishers send Opus; DASH players in browsers, GStreamer and
+//! libavformat decode it from fragmented MP4, so a stream whose outputs are
+//! all DASH can keep it as sent (Smooth Streaming players take AAC only,
+//! and so do Apple's HLS players; hls.js would play the HLS view of it).
 
 use bytes::Bytes;
 

@@ -84,7 +84,7 @@ pub enum AudioCodec {
     #[default]
     Aac,
     /// Opus as the publisher sent it (`Opus` with `dOps`; `opus` in DASH
-    /// and HLS): for presentations without a Smooth output.
+    /// and HLS): for streams whose outputs are all DASH.
     Opus,
 }
 
