@@ -186,9 +186,10 @@ async fn glass_to_glass_latency_at_1_s_fragments() {
     glass_to_glass(1000, 20).await;
 }
 
-/// Runs web/tests/simulcast.mjs against `env` for stream `name` (made
-/// here with a Smooth and a DASH output) and returns its report, the
-/// playback id and the two output URLs.
+/// Runs web/tests/simulcast.mjs (the studio page, its simulcast box
+/// ticked) against `env` for stream `name` (made here with a Smooth and a
+/// DASH output; the studio's own create finds it) and returns its report,
+/// the playback id and the two output URLs.
 async fn publish_simulcast(env: &Env, name: &str, seconds: u32, pause: Option<(u32, u32)>) -> (Value, String, String, String) {
     let origin = env.media_base.trim_end_matches("/media").to_owned();
     let created = env
@@ -224,8 +225,11 @@ async fn publish_simulcast(env: &Env, name: &str, seconds: u32, pause: Option<(u
     assert!(out.status.success(), "simulcast.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
-    assert_eq!(r["whipStatus"], 201, "{r}");
+    assert_eq!(r["studioMessage"], "", "the studio shows no error: {r}");
     assert_eq!(r["answerSimulcast"], serde_json::json!(["a=simulcast:recv q;h;f"]), "{r}");
+    // The studio shows each layer it sends.
+    let shown = r["studioStats"].as_str().unwrap_or("");
+    assert!(["f: ", "h: ", "q: "].iter().all(|l| shown.contains(l)) && shown.contains("1280×720"), "studio statistics: {shown}");
     crate::whip::wait_for_state(env, name, "OnDemand", std::time::Duration::from_secs(15)).await.expect("OnDemand after stop");
     (r, pid, smooth_url, dash_url)
 }
@@ -257,7 +261,7 @@ fn decoded_sizes(url: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// A simulcast publisher: Chromium sends its fake camera as three H.264
+/// A simulcast publisher: the studio in Chromium sends its fake camera as three H.264
 /// encodings (320x180, 640x360 and 1280x720, one SSRC per `rid`). The node
 /// answers the three, reads each layer on its own (its SSRC, sequence
 /// numbers, RTP clock and H.264 stream) and records the largest: the
@@ -302,10 +306,11 @@ async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
         frames.iter().filter(|f| **f != (1280, 720)).take(5).collect::<Vec<_>>()
     );
     eprintln!(
-        "simulcast: layers {sizes:?} sent; recorded {:.2} s of {published:.2} s at 1280x720, {} frames decode of {sent} sent; last statistics: {}",
+        "simulcast: layers {sizes:?} sent; recorded {:.2} s of {published:.2} s at 1280x720, {} frames decode of {sent} sent; last statistics: {}; the studio showed: {}",
         total,
         frames.len(),
-        stats["videoLayers"]
+        stats["videoLayers"],
+        r["studioStats"]
     );
 }
 

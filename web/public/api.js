@@ -25,11 +25,33 @@ export async function api(method, path, body) {
 }
 
 /// Publishes a MediaStream over WHIP (RFC 9725). Returns { pc, session }.
-export async function whipPublish(url, token, stream, onState) {
+// Simulcast layers: a quarter, half and the full picture, one RTP stream
+// each (`rid`), their bitrate caps from the full picture's size (about
+// 0.09 bit per pixel at 30 fps: 2.5 Mbit/s at 1280x720).
+export function simulcastEncodings(width, height) {
+  const full = Math.round(Math.min(8e6, Math.max(3e5, width * height * 30 * 0.09)));
+  return [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: Math.round(full * 0.12) },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: Math.round(full * 0.35) },
+    { rid: 'f', maxBitrate: full },
+  ];
+}
+
+// Whether this browser can send H.264 simulcast (the node takes H.264).
+export function canSimulcast() {
+  return Boolean(RTCRtpSender.getCapabilities?.('video')?.codecs?.some((c) => c.mimeType.toLowerCase() === 'video/h264'));
+}
+
+export async function whipPublish(url, token, stream, onState, { simulcast = false } = {}) {
   const pc = new RTCPeerConnection();
   pc.onconnectionstatechange = () => onState?.(pc.connectionState);
   for (const track of stream.getTracks()) {
-    const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    const init = { direction: 'sendonly', streams: [stream] };
+    if (track.kind === 'video' && simulcast && canSimulcast()) {
+      const { width = 1280, height = 720 } = track.getSettings();
+      init.sendEncodings = simulcastEncodings(width, height);
+    }
+    const t = pc.addTransceiver(track, init);
     if (track.kind === 'video' && RTCRtpSender.getCapabilities && t.setCodecPreferences) {
       // The node takes H.264: offer it first.
       const codecs = RTCRtpSender.getCapabilities('video').codecs;

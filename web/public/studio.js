@@ -1,7 +1,7 @@
-import { api, ApiError, whipPublish, whipEnd } from './api.js';
+import { api, ApiError, canSimulcast, whipPublish, whipEnd } from './api.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { name: null, token: null, whip: null, media: null, pc: null, session: null, lastBytes: 0, lastAt: 0 };
+const state = { name: null, token: null, whip: null, media: null, pc: null, session: null, sent: {} };
 window.studio = state; // for the browser tests
 
 function message(text) { $('message').textContent = text ?? ''; }
@@ -83,7 +83,7 @@ $('publish').addEventListener('click', async () => {
     const { pc, session } = await whipPublish(state.whip, state.token, state.media, (s) => {
       $('connection').textContent = s;
       if (s === 'failed') message('The connection failed: the ingest node could not be reached (ICE failed).');
-    });
+    }, { simulcast: $('simulcast').checked });
     state.pc = pc;
     state.session = session;
     $('publish').disabled = true;
@@ -115,19 +115,24 @@ for (const id of ['camera', 'microphone', 'resolution']) {
   $(id).addEventListener('change', () => openCamera().catch((e) => message(explain(e))));
 }
 
-// Sent bitrate, frame rate and resolution, once a second.
+// Sent bitrate, frame rate and resolution, once a second: per layer when
+// simulcasting (largest first).
 setInterval(async () => {
   if (!state.pc) return;
   const report = await state.pc.getStats();
+  const layers = [];
   report.forEach((s) => {
-    if (s.type === 'outbound-rtp' && s.kind === 'video') {
-      const now = s.timestamp;
-      const kbps = state.lastAt ? ((s.bytesSent - state.lastBytes) * 8) / (now - state.lastAt) : 0;
-      state.lastBytes = s.bytesSent;
-      state.lastAt = now;
-      $('stats').textContent = `${Math.round(kbps)} kb/s · ${s.framesPerSecond ?? 0} fps · ${s.frameWidth ?? '?'}×${s.frameHeight ?? '?'}`;
-    }
+    if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+    const key = s.rid ?? s.ssrc;
+    const last = state.sent[key];
+    const kbps = last ? ((s.bytesSent - last.bytes) * 8) / (s.timestamp - last.at) : 0;
+    state.sent[key] = { bytes: s.bytesSent, at: s.timestamp };
+    layers.push({ rid: s.rid, kbps, fps: s.framesPerSecond ?? 0, width: s.frameWidth ?? 0, height: s.frameHeight ?? 0 });
   });
+  layers.sort((a, b) => b.width * b.height - a.width * a.height);
+  $('stats').textContent = layers
+    .map((l) => `${l.rid ? `${l.rid}: ` : ''}${Math.round(l.kbps)} kb/s · ${l.fps} fps · ${l.width ? `${l.width}×${l.height}` : 'paused'}`)
+    .join(' | ');
 }, 1000);
 
 // The stream's state as the API reports it.
@@ -140,6 +145,10 @@ setInterval(async () => {
   } catch (e) { message(explain(e)); }
 }, 1000);
 
+if (!canSimulcast()) {
+  $('simulcast').disabled = true;
+  $('simulcast').parentElement.title = 'This browser cannot send H.264 simulcast';
+}
 refreshStreams();
 setInterval(refreshStreams, 5000);
 openCamera().catch((e) => message(explain(e)));

@@ -1,12 +1,14 @@
-// A simulcast publisher in headless Chromium: the fake camera at 1280x720
-// sent as three H.264 encodings (rids q, h, f: a quarter, half and full
-// resolution) over WHIP, for N seconds; then stop-ingest and WHIP DELETE.
+// A simulcast publisher in headless Chromium: the studio page with its
+// simulcast box ticked sends the fake camera at 1280x720 as three H.264
+// encodings (rids q, h, f: a quarter, half and full resolution) over WHIP
+// for N seconds, then its Stop button (stop-ingest and WHIP DELETE).
 //
 //   node simulcast.mjs --origin http://127.0.0.1:PORT --name STREAM --seconds 10
 //        [--pause-at 4 --resume-at 8]   # the full layer inactive in between
 //
 // Prints one JSON report line (each layer's sent size and frames, from
-// getStats); the Rust test judges the recording.
+// getStats; the studio's statistics line); the Rust test judges the
+// recording.
 import { chromium } from 'playwright-core';
 
 function arg(name, fallback) {
@@ -21,75 +23,57 @@ const resumeAt = Number(arg('resume-at', '-1'));
 
 const ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox', '--disable-gpu',
   '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const report = { errors: [] };
+const report = { errors: [], console: [] };
+const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
 try {
   const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => report.errors.push(`page: ${e.message}`));
-  // Any page of the origin: the publisher is written here, not the studio's.
-  await page.goto(`${origin}/studio.html`);
-  const started = await (await fetch(`${origin}/streams/${name}/start-ingest`, { method: 'POST' })).json();
-  Object.assign(report, await page.evaluate(async ({ url, token, seconds, pauseAt, resumeAt }) => {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: true });
-    const pc = new RTCPeerConnection();
-    for (const track of stream.getTracks()) {
-      const init = { direction: 'sendonly', streams: [stream] };
-      if (track.kind === 'video') {
-        init.sendEncodings = [
-          { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 300000 },
-          { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 900000 },
-          { rid: 'f', maxBitrate: 2500000 },
-        ];
-      }
-      const t = pc.addTransceiver(track, init);
-      if (track.kind === 'video') {
-        const codecs = RTCRtpSender.getCapabilities('video').codecs;
-        const h264 = (c) => c.mimeType.toLowerCase() === 'video/h264';
-        t.setCodecPreferences([...codecs.filter(h264), ...codecs.filter((c) => !h264(c))]);
-      }
-    }
-    await pc.setLocalDescription(await pc.createOffer());
-    await new Promise((resolve) => {
-      if (pc.iceGatheringState === 'complete') return resolve();
-      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
-      setTimeout(resolve, 3000);
-    });
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` }, body: pc.localDescription.sdp });
-    const answer = await res.text();
-    if (res.status !== 201) return { whipStatus: res.status, answer };
-    const session = new URL(res.headers.get('location'), url).href;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    const publishedAt = Date.now();
-    const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-    // The full layer made inactive and active again (sendEncodings[i].active),
-    // as a browser does when bandwidth or CPU runs short.
-    const events = [];
-    const setFull = async (active) => {
-      const sender = pc.getSenders().find((s) => s.track?.kind === 'video');
+  const studio = await context.newPage();
+  studio.on('console', (m) => { if (m.type() === 'error') report.console.push(m.text()); });
+  studio.on('pageerror', (e) => report.errors.push(`studio: ${e.message}`));
+  await studio.goto(`${origin}/studio.html`);
+  await studio.fill('#name', name);
+  await studio.check('#simulcast');
+  await studio.click('#create-btn');
+  await studio.waitForFunction(() => document.getElementById('whip-token').value.length > 0, null, { timeout: 10000 });
+  await studio.waitForFunction(() => window.studio.media, null, { timeout: 10000 });
+  await studio.click('#publish');
+  await studio.waitForFunction(() => window.studio.pc?.remoteDescription, null, { timeout: 15000 });
+  const publishedAt = Date.now();
+  report.answerSimulcast = await studio.evaluate(() => window.studio.pc.remoteDescription.sdp.split('\r\n').filter((l) => l.startsWith('a=simulcast')));
+  // The full layer made inactive and active again (sendEncodings[i].active),
+  // as a browser does when bandwidth or CPU runs short.
+  report.events = [];
+  const setFull = async (active) => {
+    await studio.evaluate(async (active) => {
+      const sender = window.studio.pc.getSenders().find((s) => s.track?.kind === 'video');
       const p = sender.getParameters();
       p.encodings.find((e) => e.rid === 'f').active = active;
       await sender.setParameters(p);
-      events.push({ at: (Date.now() - publishedAt) / 1000, fullActive: active });
-    };
-    if (pauseAt >= 0) {
-      await sleep(pauseAt * 1000 - (Date.now() - publishedAt));
-      await setFull(false);
-      await sleep(resumeAt * 1000 - (Date.now() - publishedAt));
-      await setFull(true);
-    }
-    await sleep(seconds * 1000 - (Date.now() - publishedAt));
+    }, active);
+    report.events.push({ at: (Date.now() - publishedAt) / 1000, fullActive: active });
+  };
+  if (pauseAt >= 0) {
+    await sleep(pauseAt * 1000 - (Date.now() - publishedAt));
+    await setFull(false);
+    await sleep(resumeAt * 1000 - (Date.now() - publishedAt));
+    await setFull(true);
+  }
+  await sleep(seconds * 1000 - (Date.now() - publishedAt));
+  report.layers = await studio.evaluate(async () => {
     const layers = [];
-    (await pc.getStats()).forEach((s) => {
+    (await window.studio.pc.getStats()).forEach((s) => {
       if (s.type === 'outbound-rtp' && s.kind === 'video') {
         layers.push({ rid: s.rid, width: s.frameWidth, height: s.frameHeight, frames: s.framesEncoded, bytes: s.bytesSent, encoder: s.encoderImplementation });
       }
     });
-    layers.sort((a, b) => (a.rid < b.rid ? -1 : 1));
-    return { whipStatus: res.status, answerSimulcast: answer.split('\r\n').filter((l) => l.startsWith('a=simulcast')), layers, events, publishedSeconds: (Date.now() - publishedAt) / 1000, session };
-  }, { url: started.ingest.url, token: started.ingest.token, seconds, pauseAt, resumeAt }));
-  await fetch(`${origin}/streams/${name}/stop-ingest`, { method: 'POST' });
-  if (report.session) await fetch(report.session, { method: 'DELETE', headers: { authorization: `Bearer ${started.ingest.token}` } });
+    return layers.sort((a, b) => (a.rid < b.rid ? -1 : 1));
+  });
+  report.studioStats = await studio.textContent('#stats');
+  report.publishedSeconds = (Date.now() - publishedAt) / 1000;
+  await studio.click('#stop');
+  await studio.waitForFunction(() => document.getElementById('connection').textContent === 'closed', null, { timeout: 10000 });
+  report.studioMessage = await studio.textContent('#message');
 } catch (e) {
   report.errors.push(`driver: ${e.message}`);
 } finally {
