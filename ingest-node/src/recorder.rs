@@ -71,6 +71,20 @@ pub fn audio_track(codec: AudioCodec, channels: Channels) -> AudioTrackConfig {
     AudioTrackConfig { codec, bitrate, channels: channels.count() as u16, sample_rate: 48_000 }
 }
 
+/// A presentation whose AAC audio that starts shortly after its video is
+/// preceded by silence from the video's start (in sync), not moved earlier.
+fn with_silence(mut p: Presentation, audio: AudioTrackConfig) -> Presentation {
+    if audio.codec == AudioCodec::Aac
+        && let Some(channels) = Channels::from_count(audio.channels)
+    {
+        match crate::media::audio::silent_aac_frame(channels, audio.bitrate) {
+            Ok(frame) => p.set_audio_silence(frame),
+            Err(e) => tracing::warn!(error = %e, "no silent AAC frame; late audio is moved earlier instead"),
+        }
+    }
+    p
+}
+
 /// See [`audio_track`].
 pub const OPUS_NOMINAL_BITRATE_PER_CHANNEL: u32 = 48_000;
 
@@ -176,7 +190,8 @@ impl Recorder {
                 // which is in the audio fragments' keys), or a publisher's
                 // when it has none yet.
                 audio = recovery::audio_track(&stored.live).filter(|a| Channels::from_count(a.channels).is_some());
-                presentation = Some(Presentation::resume(config.clone(), video, audio.unwrap_or(new_audio), chunks)?);
+                let track = audio.unwrap_or(new_audio);
+                presentation = Some(with_silence(Presentation::resume(config.clone(), video, track, chunks)?, track));
                 continues_at = end as i64;
                 tracing::warn!(
                     stream = name,
@@ -300,11 +315,14 @@ impl Recorder {
             // position 0: now, less how long before this picture it was.
             let mut config = self.config.clone();
             config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
-            let p = Presentation::new(
-                config,
-                VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
+            let p = with_silence(
+                Presentation::new(
+                    config,
+                    VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
+                    self.audio,
+                )?,
                 self.audio,
-            )?;
+            );
             self.audio_fixed = true;
             self.presentation = Some(p);
             for a in early {

@@ -39,7 +39,7 @@ export function simulcastEncodings(width, height) {
 
 // Whether this browser can send H.264 simulcast (the node takes H.264).
 export function canSimulcast() {
-  return Boolean(RTCRtpSender.getCapabilities?.('video')?.codecs?.some((c) => c.mimeType.toLowerCase() === 'video/h264'));
+  return Boolean(globalThis.RTCRtpSender?.getCapabilities?.('video')?.codecs?.some((c) => c.mimeType.toLowerCase() === 'video/h264'));
 }
 
 export async function whipPublish(url, token, stream, onState, { simulcast = false } = {}) {

@@ -100,6 +100,7 @@ $('stop').addEventListener('click', async () => {
   state.pc?.close();
   state.pc = null;
   state.session = null;
+  state.sent = {};
   $('connection').textContent = 'closed';
   $('stop').disabled = true;
 });

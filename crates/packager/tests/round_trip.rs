@@ -879,15 +879,20 @@ fn manifests_give_the_largest_picture_a_level_has_sent() {
     assert!(last(layout::HLS_MULTIVARIANT).contains("RESOLUTION=1280x720"));
 }
 
-/// Audio that starts shortly after video is moved back onto the video's
-/// start, all of it: its frames stay contiguous (the second frame is not
-/// taken for a gap after the first), so the audio track has no hole and no
-/// one-frame fragment.
+/// Audio that starts shortly after video starts with it: preceded by
+/// silence from the video's start when the caller gave a silent frame (in
+/// sync within a frame), else moved back onto it, all of it. Either way
+/// its frames stay contiguous (the second frame is not taken for a gap
+/// after the first): no hole, no one-frame fragment.
 #[test]
 fn audio_starting_after_video_is_moved_back_whole() {
     use mediastreams_packager::{AudioFrame, VideoSample};
-    for (codec_frame, late_ms) in [(1024u64, 100i64), (1024, 190), (1024, 30)] {
+    for (silence, late_ms) in [(false, 100i64), (false, 190), (false, 30), (true, 100), (true, 190), (true, 30)] {
+        let codec_frame = 1024u64;
         let mut p = common::presentation(false, false);
+        if silence {
+            p.set_audio_silence(Bytes::from_static(&[9, 9]));
+        }
         let frames = 6 * 48_000 / codec_frame;
         let audio_at = |a: u64| late_ms * 10_000 + (a * codec_frame * 10_000_000 / 48_000) as i64;
         let (mut v, mut a) = (0u64, 0u64);
@@ -909,6 +914,15 @@ fn audio_starting_after_video_is_moved_back_whole() {
         }
         assert!(audio.iter().all(|c| c.duration > 1_000_000), "{late_ms} ms late: no one-frame fragment: {audio:?}");
         let total: u64 = audio.iter().map(|c| c.duration).sum();
-        assert_eq!(total, frames * codec_frame * 10_000_000 / 48_000, "{late_ms} ms late: every frame, no hole");
+        let frame = codec_frame * 10_000_000 / 48_000;
+        if silence {
+            // Silence from the video's start, whole frames: the audio ends
+            // within a frame of where it really does (in sync).
+            let end = (late_ms as u64 * 10_000) + frames * codec_frame * 10_000_000 / 48_000;
+            assert!(total <= end && end - total < frame, "{late_ms} ms late, with silence: ends at {total}, really {end}");
+        } else {
+            // Without a silent frame, all audio is moved earlier.
+            assert_eq!(total, frames * codec_frame * 10_000_000 / 48_000, "{late_ms} ms late: every frame, no hole");
+        }
     }
 }

@@ -199,6 +199,17 @@ impl OpusPassthrough {
     }
 }
 
+/// A silent AAC-LC frame of `channels` at `bitrate`, from the encoder the
+/// node transcodes with: what precedes audio that starts shortly after a
+/// recording's video (`Presentation::set_audio_silence`).
+pub fn silent_aac_frame(channels: Channels, bitrate: u32) -> Result<Bytes, AudioError> {
+    let mut t = OpusToAac::for_track(channels, bitrate)?;
+    let mut frames = t.push_silence(4 * AAC_FRAME)?;
+    frames.extend(t.finish()?);
+    // One from the middle: past the encoder's start, before its flush.
+    frames.get(frames.len() / 2).cloned().ok_or(AudioError::MissingCodec("AAC encoder output"))
+}
+
 pub struct OpusToAac {
     decoder: ffmpeg::decoder::Audio,
     encoder: ffmpeg::encoder::Audio,
@@ -523,6 +534,15 @@ mod tests {
             AudioPath::Passthrough(_) => 0,
         };
         assert_eq!(before + 3 * 960, out + after, "three packets of 960 concealed");
+    }
+
+    #[test]
+    fn a_silent_aac_frame_decodes_to_silence() {
+        for channels in [Channels::Mono, Channels::Stereo] {
+            let frame = silent_aac_frame(channels, channels.aac_bitrate()).unwrap();
+            let decoded = decode_aac(&[frame.clone(), frame.clone(), frame], channels);
+            assert!(decoded.iter().all(|ch| ch.len() == 3 * AAC_FRAME && ch.iter().all(|s| s.abs() < 1e-4)), "{channels:?}");
+        }
     }
 
     #[test]

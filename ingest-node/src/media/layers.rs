@@ -158,7 +158,12 @@ impl<T> LayerChoice<T> {
         self.seen
             .iter()
             .filter(|(i, s)| **i != chosen && sending(s))
-            .filter(|(_, s)| if stalled { true } else { s.area > current.area && now.saturating_duration_since(s.since) >= STEADY })
+            // Stalled: a layer that kept sending across the recorded one's
+            // silence (after an outage of them all, the first keyframe back
+            // is no reason to move); else a larger one, steady.
+            .filter(|(_, s)| {
+                if stalled { s.since <= current.last } else { s.area > current.area && now.saturating_duration_since(s.since) >= STEADY }
+            })
             .max_by(|(a, x), (b, y)| x.area.cmp(&y.area).then(b.cmp(a)))
             .map(|(i, _)| *i)
     }
@@ -253,6 +258,24 @@ mod tests {
         assert_eq!(c.push(2, "fk2", Some((1280, 720)), ms(5010)), vec!["fk2"]);
         assert_eq!(c.chosen(), Some(2));
         assert!(c.push(1, "h", None, ms(5020)).is_empty());
+    }
+
+    #[test]
+    fn an_outage_of_every_layer_moves_nothing() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = LayerChoice::new(2);
+        assert!(c.push(0, "q", Some((320, 180)), t).is_empty());
+        assert_eq!(c.push(1, "f", Some((1280, 720)), t), vec!["f"]);
+        for n in 1..30u64 {
+            c.push(0, "q", None, ms(n * 33));
+            c.push(1, "f", None, ms(n * 33));
+        }
+        // Nothing for 2 s, then the small layer's keyframe comes back first.
+        assert!(c.push(0, "qk", Some((320, 180)), ms(3000)).is_empty());
+        assert!(!c.keyframe_wanted(ms(3010)));
+        assert_eq!(c.push(1, "fk", Some((1280, 720)), ms(3040)), vec!["fk"]);
+        assert_eq!(c.chosen(), Some(1));
     }
 
     #[test]

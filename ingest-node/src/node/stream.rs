@@ -240,6 +240,7 @@ pub(crate) async fn run(
         keyframe_asked: None,
         tracks: OpenTracks::default(),
         layers: BTreeMap::new(),
+        layer_keyframe_asked: None,
     };
     let end = task.record(&mut rx, &mut command).await;
     // No more publishers; the current one is closed.
@@ -287,6 +288,8 @@ struct StreamTask {
     tracks: OpenTracks,
     /// Each session's choice of video layer (simulcast: the largest).
     layers: BTreeMap<u64, LayerChoice<PendingVideo>>,
+    /// When keyframes were last asked for to move to another layer.
+    layer_keyframe_asked: Option<Instant>,
 }
 
 /// An access unit of a video layer, before it is recorded (its layer may
@@ -398,7 +401,15 @@ impl StreamTask {
         if self.timeline.current_session().is_some_and(|s| s != session) {
             return;
         }
-        let held = self.layers.get_mut(&session).map(|c| c.decide_now(Instant::now())).unwrap_or_default();
+        let Some(choice) = self.layers.get_mut(&session) else { return };
+        let held = choice.decide_now(Instant::now());
+        if let Some(chosen) = choice.chosen()
+            && self.window.layers_session == Some(session)
+        {
+            for (i, w) in self.window.layers.iter_mut() {
+                w.recorded = *i == chosen;
+            }
+        }
         for v in held {
             self.record_video(session, v).await;
         }
@@ -549,8 +560,10 @@ impl StreamTask {
                         }
                     }
                 }
-                if wanted {
-                    // The move to another layer waits for its keyframe.
+                // The move to another layer waits for its keyframe: asked
+                // for once a second at most.
+                if wanted && self.layer_keyframe_asked.is_none_or(|at| at.elapsed() >= crate::media::layers::STALL) {
+                    self.layer_keyframe_asked = Some(Instant::now());
                     self.keyframes.request();
                 }
                 for v in record {

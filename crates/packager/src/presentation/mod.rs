@@ -99,9 +99,11 @@ pub struct Presentation {
     /// Samples (per channel) placed since the anchor.
     audio_samples: u64,
     /// How far the track's first audio was moved back onto the video's
-    /// start: later frames are moved as much, so the track stays
-    /// contiguous.
+    /// start, when no silence could fill the span: later frames are moved
+    /// as much, so the track stays contiguous.
     audio_shift: u64,
+    /// A silent AAC frame ([`Presentation::set_audio_silence`]).
+    audio_silence: Option<Bytes>,
     finished: bool,
 }
 
@@ -179,6 +181,7 @@ impl Presentation {
             audio_anchor: None,
             audio_samples: 0,
             audio_shift: 0,
+            audio_silence: None,
             finished: false,
         })
     }
@@ -443,7 +446,8 @@ impl Presentation {
         let samples = self.audio_config.frame_samples(&f.data)?;
         let mut out = PushOutput::default();
         let frame = self.audio_offset(u64::from(samples)).max(1);
-        // Audio moved back onto the video's start stays moved, all of it.
+        // Audio moved back onto the video's start stays moved (without a
+        // filler frame, below), all of it.
         let time = (f.time as u64).saturating_sub(self.audio_shift);
         let t = match self.audio_next_time() {
             None => {
@@ -462,18 +466,34 @@ impl Presentation {
                     }
                 }
                 let video_start = self.video.frag_start.or(self.pending_video.as_ref().map(|p| p.time as u64));
-                let time = match video_start {
-                    // Moving all audio earlier shifts A/V sync: only a little.
+                match video_start {
+                    // Audio that starts shortly after video: silence from
+                    // the video's start (whole frames), so the tracks start
+                    // together and stay in sync (within a frame).
                     Some(v) if v < time && time - v <= START_ALIGNMENT / 5 => {
-                        self.audio_shift = time - v;
-                        v
+                        self.audio_anchor = Some(v);
+                        self.audio_samples = 0;
+                        self.audio.frag_start = Some(v);
+                        match self.audio_filler(&f.data) {
+                            Some((filler, n)) => {
+                                let frames = (time - v) / self.audio_offset(u64::from(n)).max(1);
+                                for _ in 0..frames {
+                                    self.push_audio_sample(n, filler.clone());
+                                }
+                            }
+                            // No filler: all audio is moved earlier by as
+                            // much, which shifts A/V sync (a little).
+                            None => self.audio_shift = time - v,
+                        }
+                        self.audio_next_time().unwrap_or(v)
                     }
-                    _ => time,
-                };
-                self.audio_anchor = Some(time);
-                self.audio_samples = 0;
-                self.audio.frag_start = Some(time);
-                time
+                    _ => {
+                        self.audio_anchor = Some(time);
+                        self.audio_samples = 0;
+                        self.audio.frag_start = Some(time);
+                        time
+                    }
+                }
             }
             Some(expected) if time > expected + 2 * frame => {
                 // A gap (a new publisher session): close what we have and
@@ -501,12 +521,36 @@ impl Presentation {
         if (cut || t.saturating_sub(start) >= self.config.max_fragment()) && !self.audio.samples.is_empty() {
             self.cut_audio(Some(t), &mut out.objects);
         }
-        self.audio_samples += u64::from(samples);
-        let next = self.audio_anchor.unwrap_or(t) + self.audio_offset(self.audio_samples);
-        let duration = u32::try_from(next - t).unwrap_or(u32::MAX);
-        self.audio.frag_len += u64::from(duration);
-        self.audio.samples.push(FragmentSample { duration, keyframe: true, composition_offset: 0, data: f.data });
+        self.push_audio_sample(samples, f.data);
         Ok(out)
+    }
+
+    /// Appends one audio frame of `samples` at the track's next place (its
+    /// anchor is set), lasting until the place of the frame after it.
+    fn push_audio_sample(&mut self, samples: u32, data: Bytes) {
+        let t = self.audio_next_time().unwrap_or(0);
+        self.audio_samples += u64::from(samples);
+        let next = self.audio_next_time().unwrap_or(t);
+        let duration = u32::try_from(next.saturating_sub(t)).unwrap_or(u32::MAX);
+        self.audio.frag_len += u64::from(duration);
+        self.audio.samples.push(FragmentSample { duration, keyframe: true, composition_offset: 0, data });
+    }
+
+    /// A frame of silence for the audio track, and its samples: an Opus
+    /// packet with an empty frame in the mode of `like` (decoders conceal
+    /// it), or the AAC frame the caller gave ([`Presentation::set_audio_silence`]).
+    fn audio_filler(&self, like: &[u8]) -> Option<(Bytes, u32)> {
+        match self.audio_config.codec {
+            AudioCodec::Opus => opus::lost_packets(960, like.first().copied()).into_iter().next(),
+            AudioCodec::Aac => self.audio_silence.clone().map(|s| (s, crate::codec::aac::SAMPLES_PER_FRAME)),
+        }
+    }
+
+    /// A silent AAC frame of the audio track's configuration (the caller's
+    /// encoder makes it): audio that starts shortly after video is preceded
+    /// by silence from the video's start, instead of being moved earlier.
+    pub fn set_audio_silence(&mut self, frame: Bytes) {
+        self.audio_silence = Some(frame);
     }
 
     fn cut_audio(&mut self, next_start: Option<u64>, out: &mut Vec<PublishedObject>) {
@@ -525,6 +569,8 @@ impl Presentation {
         if self.finished {
             return out;
         }
+        // A later session's audio is placed as it comes.
+        self.audio_shift = 0;
         if let Some(p) = self.pending_video.take() {
             // The last picture lasts until the audio ends (up to
             // `MAX_LAST_PICTURE`): both tracks then end at the same time,
