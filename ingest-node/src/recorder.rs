@@ -191,7 +191,15 @@ impl Recorder {
                 // when it has none yet.
                 audio = recovery::audio_track(&stored.live).filter(|a| Channels::from_count(a.channels).is_some());
                 let track = audio.unwrap_or(new_audio);
-                presentation = Some(with_silence(Presentation::resume(config.clone(), video, track, chunks)?, track));
+                let mut p = with_silence(Presentation::resume(config.clone(), video, track, chunks)?, track);
+                // The largest picture its manifests gave (a larger one than
+                // its first SPS came later).
+                if let Some(mediastreams_packager::manifest::LevelDetail::Video { width, height }) =
+                    stored.live.video.first().map(|l| l.detail)
+                {
+                    p.video_picture_at_least(width, height);
+                }
+                presentation = Some(p);
                 continues_at = end as i64;
                 tracing::warn!(
                     stream = name,

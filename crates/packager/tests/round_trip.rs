@@ -877,6 +877,23 @@ fn manifests_give_the_largest_picture_a_level_has_sent() {
     assert!(last(layout::SMOOTH_MANIFEST).contains("MaxWidth=\"1280\" MaxHeight=\"720\""));
     assert!(last(layout::DASH_MANIFEST).contains("width=\"1280\" height=\"720\""));
     assert!(last(layout::HLS_MULTIVARIANT).contains("RESOLUTION=1280x720"));
+    // And the larger picture's profile and level (level 3.1, 0x1f).
+    assert!(last(layout::DASH_MANIFEST).contains("codecs=\"avc1.42C01F\""), "{}", last(layout::DASH_MANIFEST));
+
+    // A continued presentation keeps what its stored manifest said.
+    let mut resumed = common::presentation(true, true);
+    resumed.video_picture_at_least(1280, 720);
+    resumed.video_picture_at_least(640, 360);
+    let mut objects = Vec::new();
+    for v in 0..(7 * 30u64) {
+        let time = (v * 10_000_000 / 30) as i64;
+        let keyframe = v % 60 == 0;
+        let data = if keyframe { keyframe_with(&small) } else { Bytes::from_static(&[0, 0, 0, 2, 0x41, 0]) };
+        objects.extend(resumed.push_video(VideoSample { time, keyframe, data }).unwrap().objects);
+    }
+    objects.extend(resumed.finish().objects);
+    let smooth = objects.iter().rev().find(|o| o.key == layout::SMOOTH_MANIFEST).unwrap();
+    assert!(std::str::from_utf8(&smooth.body).unwrap().contains("MaxWidth=\"1280\" MaxHeight=\"720\""));
 }
 
 /// Audio that starts shortly after video starts with it: preceded by

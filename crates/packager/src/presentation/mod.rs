@@ -209,6 +209,17 @@ impl Presentation {
         Ok(p)
     }
 
+    /// A continued presentation's first level had shown a larger picture
+    /// than its first SPS (the stored manifest's `MaxWidth`/`MaxHeight`):
+    /// its manifests keep giving it.
+    pub fn video_picture_at_least(&mut self, width: u32, height: u32) {
+        if let LevelDetail::Video { width: w, height: h } = &mut self.video.level.info.detail
+            && u64::from(width) * u64::from(height) > u64::from(*w) * u64::from(*h)
+        {
+            (*w, *h) = (width, height);
+        }
+    }
+
     fn with_init(&self) -> bool {
         self.config.dash || self.config.hls
     }
@@ -677,15 +688,20 @@ impl Presentation {
 /// in-band one.
 fn grow_picture(info: &mut LevelInfo, avcc: &[u8]) {
     let LevelDetail::Video { width, height } = &mut info.detail else { return };
+    let (mut width, mut height) = (*width, *height);
     let mut rest = avcc;
     while let [a, b, c, d, tail @ ..] = rest {
         let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
         let Some((nal, after)) = (len <= tail.len()).then(|| tail.split_at(len)) else { return };
         if nal.first().is_some_and(|h| h & 0x1f == 7)
             && let Ok(sps) = parse_sps(nal)
-            && u64::from(sps.width) * u64::from(sps.height) > u64::from(*width) * u64::from(*height)
+            && u64::from(sps.width) * u64::from(sps.height) > u64::from(width) * u64::from(height)
         {
-            (*width, *height) = (sps.width, sps.height);
+            (width, height) = (sps.width, sps.height);
+            info.detail = LevelDetail::Video { width, height };
+            // Its profile and level too (a larger picture needs a higher
+            // level): what the DASH and HLS manifests name.
+            info.codecs = sps.codec_string();
         }
         rest = after;
     }
