@@ -394,6 +394,18 @@ impl StreamTask {
         }
     }
 
+    /// Keeps the layer choices of the latest few sessions (those that may
+    /// still deliver) and always the one being placed, whatever sessions
+    /// started since (a publisher whose offers keep failing negotiation
+    /// starts sessions that never send).
+    fn forget_old_sessions(&mut self, keep: usize) {
+        let current = self.timeline.current_session();
+        while self.layers.len() > keep {
+            let Some(oldest) = self.layers.keys().copied().find(|s| Some(*s) != current) else { break };
+            self.layers.remove(&oldest);
+        }
+    }
+
     /// A session that ends while its layers wait to be chosen: the largest
     /// that had a keyframe is recorded, with what it held.
     async fn record_undecided(&mut self, session: u64) {
@@ -528,8 +540,8 @@ impl StreamTask {
                     .then(|| unit.parameter_sets().0.and_then(|s| mediastreams_packager::codec::h264::parse_sps(s).ok()))
                     .flatten()
                     .map(|i| (i.width, i.height));
-                if !self.layers.contains_key(&session) && self.layers.len() >= 4 {
-                    self.layers.pop_first();
+                if !self.layers.contains_key(&session) {
+                    self.forget_old_sessions(3);
                 }
                 // Without the session's start (its layers): its first layer.
                 if self.window.layers_of(session) {
@@ -624,11 +636,8 @@ impl StreamTask {
                 }
             }
             StreamInput::SessionStarted { session, audio, video_layers } => {
+                self.forget_old_sessions(3);
                 self.layers.insert(session, LayerChoice::new(video_layers));
-                // The sessions still delivering: the latest few.
-                while self.layers.len() > 4 {
-                    self.layers.pop_first();
-                }
                 // A recording that has not begun takes the channels of the
                 // publisher that begins it; later sessions are mixed to
                 // the recording's.
