@@ -12,8 +12,8 @@ use bytes::Bytes;
 use mediastreams_model::{IngestStats, StreamState, Transition};
 use mediastreams_packager::recovery;
 use mediastreams_packager::{
-    AudioCodec, AudioFrame, AudioTrackConfig, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT, VideoSample,
-    VideoTrackConfig,
+    AudioCodec, AudioFrame, AudioTrackConfig, MEASURED_BITRATE, PackagerError, Presentation, PresentationConfig, START_ALIGNMENT,
+    VideoSample, VideoTrackConfig,
 };
 use mediastreams_storage::{ObjectStore, RepoError, StreamRepo, recording};
 use time::OffsetDateTime;
@@ -110,6 +110,10 @@ pub struct Recorder {
     config: PresentationConfig,
     video_bitrate: u32,
     presentation: Option<Presentation>,
+    /// A new recording's video quality levels (each layer of a simulcast
+    /// publisher: SPS and PPS, smallest picture first), settled before its
+    /// first picture; without them, one level from the first keyframe.
+    video_plan: Option<Vec<(Bytes, Bytes)>>,
     /// The node's time of the presentation's position 0: its first kept
     /// sample. Players expect a recording to start at 0 (dash.js shifts a
     /// Smooth recording that does not, but not its `tfdt`s, and then cuts
@@ -183,7 +187,7 @@ impl Recorder {
                 let end = stored.end(config.fragment_duration);
                 // The live edge is now: DASH players place it by the clock.
                 config.availability_start_unix_ms = now_ms - (end / 10_000) as i64;
-                let video = recovery::video_config(&stored.live).map_err(|e| unresumable(&e))?;
+                let videos = recovery::video_configs(&stored.live).map_err(|e| unresumable(&e))?;
                 let chunks = recovery::stored_chunks(&stored.live, &stored.video, &stored.audio, config.fragment_duration);
                 let (v, a) = (chunks.video.len(), chunks.audio.len());
                 // The stored audio track (its codec, channels and bitrate,
@@ -191,13 +195,13 @@ impl Recorder {
                 // when it has none yet.
                 audio = recovery::audio_track(&stored.live).filter(|a| Channels::from_count(a.channels).is_some());
                 let track = audio.unwrap_or(new_audio);
-                let mut p = with_silence(Presentation::resume(config.clone(), video, track, chunks)?, track);
-                // The largest picture its manifests gave (a larger one than
-                // its first SPS came later).
-                if let Some(mediastreams_packager::manifest::LevelDetail::Video { width, height }) =
-                    stored.live.video.first().map(|l| l.detail)
-                {
-                    p.video_picture_at_least(width, height);
+                let mut p = with_silence(Presentation::resume_levels(config.clone(), videos, track, chunks)?, track);
+                // The largest picture its manifests gave each level (a
+                // larger one than its first SPS came later).
+                for (i, level) in stored.live.video.iter().enumerate() {
+                    if let mediastreams_packager::manifest::LevelDetail::Video { width, height } = level.detail {
+                        p.video_level_picture_at_least(i, width, height);
+                    }
                 }
                 presentation = Some(p);
                 continues_at = end as i64;
@@ -230,6 +234,7 @@ impl Recorder {
             config,
             video_bitrate,
             presentation,
+            video_plan: None,
             origin: 0,
             early_audio: std::collections::VecDeque::new(),
             audio: audio.unwrap_or(new_audio),
@@ -301,10 +306,49 @@ impl Recorder {
         self.live_attempt = Some(tokio::spawn(async move { mark_live(&repo, &name).await }));
     }
 
-    /// Takes a video access unit (AVCC). The first one must be a keyframe
-    /// with its SPS and PPS. Returns whether a keyframe should be requested.
-    pub async fn push_video(&mut self, sample: VideoSample, sps: Option<&Bytes>, pps: Option<&Bytes>) -> Result<bool, RecorderError> {
+    /// A new recording's video quality levels, settled from a simulcast
+    /// publisher's layers (SPS and PPS of each, smallest picture first),
+    /// before its first picture; ignored once the recording has levels.
+    pub fn plan_video_levels(&mut self, levels: Vec<(Bytes, Bytes)>) {
+        if self.presentation.is_none() && levels.len() > 1 {
+            self.video_plan = Some(levels);
+        }
+    }
+
+    /// The picture size of each of the recording's video quality levels
+    /// (their first SPS), once it has them.
+    pub fn video_level_pictures(&self) -> Option<Vec<(u32, u32)>> {
+        if let Some(p) = &self.presentation {
+            return Some(p.video_level_pictures());
+        }
+        let plan = self.video_plan.as_ref()?;
+        plan.iter().map(|(sps, _)| mediastreams_packager::codec::h264::parse_sps(sps).ok().map(|i| (i.width, i.height))).collect()
+    }
+
+    /// How many video quality levels the recording has (1 until settled).
+    pub fn video_levels(&self) -> usize {
+        match (&self.presentation, &self.video_plan) {
+            (Some(p), _) => p.video_levels(),
+            (None, Some(plan)) => plan.len(),
+            (None, None) => 1,
+        }
+    }
+
+    /// Takes a video access unit (AVCC) of quality level `level`. The first
+    /// one must be a keyframe of level 0 with its SPS and PPS. Returns
+    /// whether a keyframe should be requested.
+    pub async fn push_video(
+        &mut self,
+        level: usize,
+        sample: VideoSample,
+        sps: Option<&Bytes>,
+        pps: Option<&Bytes>,
+    ) -> Result<bool, RecorderError> {
         if self.presentation.is_none() {
+            if level != 0 {
+                // Level 0 begins the recording.
+                return Ok(false);
+            }
             let (Some(sps), Some(pps)) = (sps, pps) else {
                 return Ok(true);
             };
@@ -323,14 +367,13 @@ impl Recorder {
             // position 0: now, less how long before this picture it was.
             let mut config = self.config.clone();
             config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
-            let p = with_silence(
-                Presentation::new(
-                    config,
-                    VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() },
-                    self.audio,
-                )?,
-                self.audio,
-            );
+            // One level: the node's nominal bitrate; several (simulcast):
+            // each measured over its first fragment.
+            let videos = match self.video_plan.take() {
+                Some(plan) => plan.into_iter().map(|(sps, pps)| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps, pps }).collect(),
+                None => vec![VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() }],
+            };
+            let p = with_silence(Presentation::with_video_levels(config, videos, self.audio)?, self.audio);
             self.audio_fixed = true;
             self.presentation = Some(p);
             for a in early {
@@ -340,8 +383,11 @@ impl Recorder {
         let Some(p) = self.presentation.as_mut() else {
             return Ok(true);
         };
+        if level >= p.video_levels() {
+            return Ok(false);
+        }
         let sample = VideoSample { time: sample.time - self.origin, ..sample };
-        let out = p.push_video(sample)?;
+        let out = p.push_video_level(level, sample)?;
         self.went_live();
         let keyframe_needed = out.keyframe_needed;
         self.uploader.send(out.objects).await?;

@@ -158,18 +158,14 @@ impl Timeline {
         time
     }
 
-    /// The session's video now comes from another encoding (a simulcast
-    /// layer), whose RTP clock has its own offset: the next frame anchors
-    /// the video clock anew at its arrival, after the last frame placed.
-    pub fn video_source_changed(&mut self, session: u64) {
-        if let Some(c) = self.clock.as_mut().filter(|c| c.session == session) {
-            c.video = None;
-            c.video_anchor = None;
-            c.transit = None;
-            // The old report maps the old clock.
-            c.reports[0] = None;
-            c.last_rtp[0] = None;
-        }
+    /// Where the video clock places `rtp` now, without moving it: a
+    /// picture of another quality level (a simulcast layer on the same
+    /// clock, [`crate::media::layer_clock`]) of a capture whose picture of
+    /// the first level [`Timeline::video`] placed. `None` before the
+    /// session's video clock is anchored.
+    pub fn video_at(&self, session: u64, rtp: u64) -> Option<i64> {
+        let c = self.clock.as_ref().filter(|c| c.session == session)?;
+        Some(c.video?.to_timeline(rtp).max(0))
     }
 
     /// An Opus packet of the session arrived: anchors the audio clock at
@@ -289,23 +285,15 @@ mod tests {
     }
 
     #[test]
-    fn another_encoding_is_placed_by_its_arrival_after_the_last_frame() {
+    fn another_level_is_placed_on_the_video_clock_without_moving_it() {
         let t0 = Instant::now();
         let mut tl = Timeline::new(0);
+        assert_eq!(tl.video_at(1, 1_000_000), None, "not anchored");
         tl.video(1, 1_000_000, t0);
         assert_eq!(tl.video(1, 1_000_000 + 30 * FRAME, t0 + Duration::from_secs(1)), 10_000_000);
-        // A simulcast layer 1.5 s later: its own RTP clock, close to the old
-        // one's (no jump to detect), placed at its arrival.
-        tl.video_source_changed(1);
-        assert_eq!(tl.video(1, 1_000_000 + 10 * FRAME, t0 + Duration::from_millis(2500)), 25_000_000);
-        assert_eq!(tl.video(1, 1_000_000 + 11 * FRAME, t0 + Duration::from_millis(2540)), 25_333_333);
-        // Arriving before the last frame's time (its clock ran ahead of
-        // arrival): just after it.
-        tl.video_source_changed(1);
-        assert_eq!(tl.video(1, 7, t0 + Duration::from_millis(2500)), 25_333_334);
-        // Another session is not touched.
-        tl.video_source_changed(2);
-        assert!(tl.is_current(1));
+        assert_eq!(tl.video_at(1, 1_000_000 + 30 * FRAME), Some(10_000_000));
+        assert_eq!(tl.video_at(1, 1_000_000 + 31 * FRAME), Some(10_333_333));
+        assert_eq!(tl.video_at(2, 1_000_000), None, "another session");
     }
 
     #[test]

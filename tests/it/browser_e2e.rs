@@ -8,6 +8,7 @@
 
 use std::process::Command;
 
+use mediastreams_storage::ObjectKey;
 use serde_json::Value;
 
 use crate::api::harness::Env;
@@ -186,23 +187,100 @@ async fn glass_to_glass_latency_at_1_s_fragments() {
     glass_to_glass(1000, 20).await;
 }
 
+/// What a simulcast publish gave: the driver's report, the playback id,
+/// the three output URLs (Smooth, DASH, HLS) and the video levels each
+/// output's live manifests listed while the stream was `Live` (the most
+/// seen).
+struct SimulcastRun {
+    report: Value,
+    pid: String,
+    smooth_url: String,
+    dash_url: String,
+    hls_url: String,
+    live_levels: [Vec<(u64, u64, u64)>; 3],
+}
+
+/// The video levels a Smooth manifest lists: (bitrate, width, height).
+fn smooth_video_levels(xml: &str) -> Vec<(u64, u64, u64)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("StreamIndex") && n.attribute("Type") == Some("video"))
+        .flat_map(|si| si.children().filter(|c| c.has_tag_name("QualityLevel")).collect::<Vec<_>>())
+        .map(|q| {
+            let a = |k: &str| q.attribute(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+            (a("Bitrate"), a("MaxWidth"), a("MaxHeight"))
+        })
+        .collect()
+}
+
+/// The video Representations a DASH manifest lists: (bandwidth, width, height).
+fn dash_video_levels(xml: &str) -> Vec<(u64, u64, u64)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("Representation") && n.attribute("width").is_some())
+        .map(|r| {
+            let a = |k: &str| r.attribute(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+            (a("bandwidth"), a("width"), a("height"))
+        })
+        .collect()
+}
+
+/// The variants an HLS multivariant playlist lists: (bandwidth, width,
+/// height, URI).
+fn hls_variants(m3u8: &str) -> Vec<(u64, u64, u64, String)> {
+    let lines: Vec<&str> = m3u8.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let attrs = l.strip_prefix("#EXT-X-STREAM-INF:")?;
+            let get = |k: &str| attrs.split(',').find_map(|a| a.strip_prefix(k)).unwrap_or("");
+            let (w, h) = get("RESOLUTION=").split_once('x').unwrap_or(("0", "0"));
+            Some((get("BANDWIDTH=").parse().unwrap_or(0), w.parse().unwrap_or(0), h.parse().unwrap_or(0), lines.get(i + 1)?.to_string()))
+        })
+        .collect()
+}
+
+async fn media_text(env: &Env, key: &str) -> Option<String> {
+    let key = ObjectKey::parse(key).unwrap();
+    env.media.get(&key).await.ok().flatten().map(|o| String::from_utf8_lossy(&o.body).into_owned())
+}
+
+/// The video levels each output's manifests list now (Smooth, DASH, HLS).
+async fn output_levels(env: &Env, pid: &str) -> [Vec<(u64, u64, u64)>; 3] {
+    let smooth = media_text(env, &format!("{pid}/smooth.ism/Manifest")).await.map(|x| smooth_video_levels(&x)).unwrap_or_default();
+    let dash = media_text(env, &format!("{pid}/dash/manifest.mpd")).await.map(|x| dash_video_levels(&x)).unwrap_or_default();
+    let hls = media_text(env, &format!("{pid}/hls/main.m3u8"))
+        .await
+        .map(|x| hls_variants(&x).into_iter().map(|(b, w, h, _)| (b, w, h)).collect())
+        .unwrap_or_default();
+    [smooth, dash, hls]
+}
+
 /// Runs web/tests/simulcast.mjs (the studio page, its simulcast box
-/// ticked) against `env` for stream `name` (made here with a Smooth and a
-/// DASH output; the studio's own create finds it) and returns its report,
-/// the playback id and the two output URLs.
-async fn publish_simulcast(env: &Env, name: &str, seconds: u32, pause: Option<(u32, u32)>) -> (Value, String, String, String) {
+/// ticked) against `env` for stream `name` (made here with a Smooth, a
+/// DASH and an HLS output; the studio's own create finds it), reading the
+/// live manifests while it publishes, and `while_live` (given the run's
+/// URLs once the stream is live: live players) beside it.
+async fn publish_simulcast<F, Fut>(env: &Env, name: &str, seconds: u32, pause: Option<(u32, u32)>, while_live: F) -> SimulcastRun
+where
+    F: FnOnce(String, String, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let origin = env.media_base.trim_end_matches("/media").to_owned();
     let created = env
         .call(
             "PUT",
             &format!("/streams/{name}"),
-            Some(serde_json::json!({"outputs":[{"name":"s","format":"smooth"},{"name":"d","format":"dash"}]})),
+            Some(serde_json::json!({"outputs":[
+                {"name":"s","format":"smooth"},{"name":"d","format":"dash"},{"name":"h","format":"hls"}
+            ]})),
         )
         .await
         .json();
     let pid = created["playbackId"].as_str().unwrap().to_owned();
-    let smooth_url = created["outputs"][0]["url"].as_str().unwrap().to_owned();
-    let dash_url = created["outputs"][1]["url"].as_str().unwrap().to_owned();
+    let url = |i: usize| created["outputs"][i]["url"].as_str().unwrap().to_owned();
+    let (smooth_url, dash_url, hls_url) = (url(0), url(1), url(2));
     let root = mediastreams_tests::workspace_root();
     let mut args = vec![
         "tests/simulcast.mjs".to_owned(),
@@ -216,11 +294,34 @@ async fn publish_simulcast(env: &Env, name: &str, seconds: u32, pause: Option<(u
     if let Some((at, until)) = pause {
         args.extend(["--pause-at".into(), at.to_string(), "--resume-at".into(), until.to_string()]);
     }
-    let out = tokio::task::spawn_blocking(move || {
+    let publisher = tokio::task::spawn_blocking(move || {
         Command::new("node").current_dir(root.join("web")).args(&args).output().expect("node is required (scripts/install-test-deps)")
-    })
-    .await
-    .unwrap();
+    });
+    // The live manifests while it publishes; then what runs beside it.
+    let mut live_levels: [Vec<(u64, u64, u64)>; 3] = Default::default();
+    let watch = async {
+        let began = std::time::Instant::now();
+        while !publisher.is_finished() && began.elapsed() < std::time::Duration::from_secs(u64::from(seconds) + 30) {
+            if env.call("GET", &format!("/streams/{name}"), None).await.json()["state"] == "Live" {
+                for (seen, now) in live_levels.iter_mut().zip(output_levels(env, &pid).await) {
+                    if now.len() > seen.len() {
+                        *seen = now;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    let live = async {
+        let began = std::time::Instant::now();
+        while env.call("GET", &format!("/streams/{name}"), None).await.json()["state"] != "Live" {
+            assert!(began.elapsed() < std::time::Duration::from_secs(20), "the stream never went live");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        while_live(smooth_url.clone(), dash_url.clone(), hls_url.clone()).await;
+    };
+    tokio::join!(watch, live);
+    let out = publisher.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "simulcast.mjs: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("report ({e}): {stdout}"));
@@ -231,7 +332,42 @@ async fn publish_simulcast(env: &Env, name: &str, seconds: u32, pause: Option<(u
     let shown = r["studioStats"].as_str().unwrap_or("");
     assert!(["f: ", "h: ", "q: "].iter().all(|l| shown.contains(l)) && shown.contains("1280×720"), "studio statistics: {shown}");
     crate::whip::wait_for_state(env, name, "OnDemand", std::time::Duration::from_secs(15)).await.expect("OnDemand after stop");
-    (r, pid, smooth_url, dash_url)
+    SimulcastRun { report: r, pid, smooth_url, dash_url, hls_url, live_levels }
+}
+
+/// The three sizes of the studio's layers, smallest first.
+const LADDER: [(u64, u64); 3] = [(320, 180), (640, 360), (1280, 720)];
+
+/// Each output lists three video levels, the studio's three sizes,
+/// smallest first, at increasing measured bitrates.
+fn assert_ladder(levels: &[Vec<(u64, u64, u64)>; 3], when: &str) {
+    for (output, l) in ["Smooth", "DASH", "HLS"].iter().zip(levels) {
+        let sizes: Vec<(u64, u64)> = l.iter().map(|(_, w, h)| (*w, *h)).collect();
+        assert_eq!(sizes, LADDER, "{when}: {output} lists a level per layer: {l:?}");
+        // HLS's BANDWIDTH adds the audio's.
+        assert!(l.windows(2).all(|w| w[0].0 < w[1].0) && l[0].0 > 0, "{when}: {output}'s bitrates increase with the size: {l:?}");
+    }
+}
+
+/// Every frame of each HLS variant (each rendition on its own), by size:
+/// runs of equal sizes, in order.
+async fn rendition_frames(env: &Env, run: &SimulcastRun) -> Vec<Vec<((u64, u64), usize)>> {
+    let main = media_text(env, &format!("{}/hls/main.m3u8", run.pid)).await.expect("the HLS multivariant playlist");
+    let base = run.hls_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    let mut out = Vec::new();
+    for (_, _, _, uri) in hls_variants(&main) {
+        let url = format!("{base}/{uri}");
+        let frames = tokio::task::spawn_blocking(move || decoded_sizes(&url)).await.unwrap();
+        let mut runs: Vec<((u64, u64), usize)> = Vec::new();
+        for f in &frames {
+            match runs.last_mut() {
+                Some((size, n)) if size == f => *n += 1,
+                _ => runs.push((*f, 1)),
+            }
+        }
+        out.push(runs);
+    }
+    out
 }
 
 /// The recording's video timeline, checked continuous; its length in seconds.
@@ -261,23 +397,28 @@ fn decoded_sizes(url: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// A simulcast publisher: the studio in Chromium sends its fake camera as three H.264
-/// encodings (320x180, 640x360 and 1280x720, one SSRC per `rid`). The node
-/// answers the three, reads each layer on its own (its SSRC, sequence
-/// numbers, RTP clock and H.264 stream) and records the largest: the
-/// recording is 1280x720 throughout, continuous, as long as what was
-/// published, and decodes. (One quality level: recording every layer as
-/// its own level is issue 13.)
+/// A simulcast publisher: the studio in Chromium sends its fake camera as
+/// three H.264 encodings (320x180, 640x360 and 1280x720, one SSRC per
+/// `rid`). The node answers the three, reads each layer on its own (its
+/// SSRC, sequence numbers, RTP clock and H.264 stream) and records each as
+/// a video quality level: every output lists three levels of the three
+/// sizes at measured, increasing bitrates, live and on demand; each
+/// rendition decodes on its own, every frame at its level's size; the
+/// recording is continuous and as long as what was published.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
+async fn a_chromium_simulcast_publisher_is_recorded_as_three_quality_levels() {
     const SECONDS: u32 = 8;
     let env = Env::local_embedded(None).await;
-    let (r, pid, _, dash_url) = publish_simulcast(&env, "simulcast", SECONDS, None).await;
+    let run = publish_simulcast(&env, "simulcast", SECONDS, None, |_, _, _| async {}).await;
+    let r = &run.report;
     // Chromium sent three layers of three sizes.
     let sizes: Vec<(u64, u64)> =
         r["layers"].as_array().unwrap().iter().map(|l| (l["width"].as_u64().unwrap_or(0), l["height"].as_u64().unwrap_or(0))).collect();
     assert_eq!(sizes, [(1280, 720), (640, 360), (320, 180)], "f, h, q: {r}");
-    // The statistics name each layer, largest first, and the one recorded.
+    assert_ladder(&run.live_levels, "live");
+    let on_demand = output_levels(&env, &run.pid).await;
+    assert_ladder(&on_demand, "on demand");
+    // The statistics name each layer, largest first, each recorded.
     let stats = env.call("GET", "/streams/simulcast", None).await.json()["stats"].clone();
     let layers = stats["videoLayers"].as_array().unwrap_or_else(|| panic!("videoLayers: {stats}"));
     let seen: Vec<(String, u64, u64, bool)> = layers
@@ -287,72 +428,71 @@ async fn a_chromium_simulcast_publisher_is_recorded_at_its_largest_layer() {
             (l["rid"].as_str().unwrap_or("").to_owned(), s("width"), s("height"), l["recorded"] == true)
         })
         .collect();
-    let expected = [("f", 1280, 720, true), ("h", 640, 360, false), ("q", 320, 180, false)];
+    let expected = [("f", 1280, 720, true), ("h", 640, 360, true), ("q", 320, 180, true)];
     assert_eq!(seen, expected.map(|(r, w, h, rec)| (r.to_owned(), w, h, rec)), "{stats}");
     assert!(layers.iter().all(|l| l["bitrateBps"].as_u64().unwrap_or(0) > 0 && l["frameRate"].as_f64().unwrap_or(0.0) > 0.0), "{stats}");
-    assert_eq!((stats["width"].as_u64(), stats["height"].as_u64()), (Some(1280), Some(720)), "the recorded layer's size: {stats}");
-    let smooth = crate::whip::manifest(&env, &pid).await.unwrap();
-    assert!(smooth.contains("MaxWidth=\"1280\" MaxHeight=\"720\""), "the largest layer is recorded: {smooth}");
-    let total = continuous_video_seconds(&env, &pid).await;
+    assert_eq!((stats["width"].as_u64(), stats["height"].as_u64()), (Some(1280), Some(720)), "the largest level's size: {stats}");
+    let total = continuous_video_seconds(&env, &run.pid).await;
     let published = r["publishedSeconds"].as_f64().unwrap();
     assert!(total >= published - 2.0, "recorded {total} of {published} s");
-    // Every decoded frame is 1280x720: no other layer's picture is mixed in.
-    let frames = decoded_sizes(&dash_url);
-    let sent = r["layers"][0]["frames"].as_u64().unwrap_or(0);
-    assert!(frames.len() as u64 * 10 >= sent * 7, "{} frames decode of {sent} sent at 1280x720", frames.len());
-    assert!(
-        frames.iter().all(|f| *f == (1280, 720)),
-        "every frame 1280x720: {:?}",
-        frames.iter().filter(|f| **f != (1280, 720)).take(5).collect::<Vec<_>>()
-    );
+    // Each rendition decodes on its own, every frame at its size.
+    let renditions = rendition_frames(&env, &run).await;
+    assert_eq!(renditions.len(), 3);
+    for (runs, (size, layer)) in renditions.iter().zip(LADDER.iter().zip([2, 1, 0])) {
+        let frames: usize = runs.iter().map(|(_, n)| n).sum();
+        assert_eq!(runs.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [*size], "every frame {size:?}: {runs:?}");
+        let sent = r["layers"][layer]["frames"].as_u64().unwrap_or(0);
+        assert!(frames as u64 * 10 >= sent * 7, "{frames} frames decode of {sent} sent at {size:?}");
+    }
     eprintln!(
-        "simulcast: layers {sizes:?} sent; recorded {:.2} s of {published:.2} s at 1280x720, {} frames decode of {sent} sent; last statistics: {}; the studio showed: {}",
-        total,
-        frames.len(),
-        stats["videoLayers"],
-        r["studioStats"]
+        "simulcast: layers {sizes:?} sent; recorded {total:.2} s of {published:.2} s; levels live {:?}, on demand {:?}; frames per rendition: {renditions:?}; last statistics: {}; the studio showed: {}",
+        run.live_levels, on_demand, stats["videoLayers"], r["studioStats"]
     );
 }
 
 /// A simulcast publisher whose full layer the browser pauses mid-stream
 /// (`sendEncodings[f].active = false`, as under short bandwidth or CPU)
-/// and resumes: the recording moves to the half layer a second after the
-/// pause, at its keyframe, and back to the full layer once it has sent
-/// steadily again; it stays continuous and as long as what was published,
-/// every frame decodes (1280x720, then 640x360, then 1280x720), and dash.js
-/// plays the Smooth and the DASH output through both changes to the end.
+/// and resumes: the full level is fed by the half layer a second after the
+/// pause, from its keyframe, and by the full layer again once it has sent
+/// steadily; the other levels go on untouched. Every listed fragment of
+/// every level exists, each rendition decodes (the full one: 1280x720,
+/// then 640x360, then 1280x720), and dash.js plays the Smooth and DASH
+/// outputs and hls.js the HLS output to the end.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
     let env = Env::local_embedded(None).await;
-    let (r, pid, smooth_url, dash_url) = publish_simulcast(&env, "paused", 14, Some((4, 8))).await;
-    let total = continuous_video_seconds(&env, &pid).await;
+    let run = publish_simulcast(&env, "paused", 14, Some((4, 8)), |_, _, _| async {}).await;
+    let r = &run.report;
+    let total = continuous_video_seconds(&env, &run.pid).await;
     let published = r["publishedSeconds"].as_f64().unwrap();
     assert!(total >= published - 2.0, "recorded {total} of {published} s");
-    let frames = decoded_sizes(&dash_url);
-    let mut runs: Vec<((u64, u64), usize)> = Vec::new();
-    for f in &frames {
-        match runs.last_mut() {
-            Some((size, n)) if size == f => *n += 1,
-            _ => runs.push((*f, 1)),
-        }
-    }
-    let order: Vec<(u64, u64)> = runs.iter().map(|(s, _)| *s).collect();
-    assert_eq!(order, [(1280, 720), (640, 360), (1280, 720)], "full, half while paused, full again: {runs:?} {r}");
+    assert_ladder(&output_levels(&env, &run.pid).await, "on demand");
+    let renditions = rendition_frames(&env, &run).await;
+    let order = |i: usize| renditions[i].iter().map(|(s, _)| *s).collect::<Vec<_>>();
+    assert_eq!(order(0), [(320, 180)], "the quarter level: {renditions:?}");
+    assert_eq!(order(1), [(640, 360)], "the half level: {renditions:?}");
+    assert_eq!(order(2), [(1280, 720), (640, 360), (1280, 720)], "the full level: full, half while paused, full again: {renditions:?} {r}");
     // About 20 frames a second were sent: most of them are recorded.
-    assert!(frames.len() as f64 >= total * 10.0, "{} frames decode over {total} s: {runs:?}", frames.len());
+    for runs in &renditions {
+        let frames: usize = runs.iter().map(|(_, n)| n).sum();
+        assert!(frames as f64 >= total * 10.0, "{frames} frames decode over {total} s: {runs:?}");
+    }
     let origin = env.media_base.trim_end_matches("/media").to_owned();
-    for (what, url) in [("Smooth", smooth_url), ("DASH", dash_url)] {
+    for (what, player, url) in
+        [("Smooth", "dashjs", run.smooth_url.clone()), ("DASH", "dashjs", run.dash_url.clone()), ("HLS", "hlsjs", run.hls_url.clone())]
+    {
         let o = origin.clone();
-        let report =
-            tokio::task::spawn_blocking(move || crate::player::play(&o, &url, "vod", 14, &format!("player-simulcast-paused-{what}.png")))
-                .await
-                .unwrap();
+        let report = tokio::task::spawn_blocking(move || {
+            crate::player::play_with(player, &o, &url, "vod", 14, &format!("player-simulcast-paused-{what}.png"))
+        })
+        .await
+        .unwrap();
         assert_eq!(report["errors"], serde_json::json!([]), "{what}: {report}");
         let samples = report["samples"].as_array().unwrap();
         assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "{what}: played to the end: {report}");
     }
     eprintln!(
-        "simulcast, full layer paused 4-8 s: recorded {total:.2} s of {published:.2} s; frames by size: {runs:?}; browser: {}",
+        "simulcast, full layer paused 4-8 s: recorded {total:.2} s of {published:.2} s; frames by size per rendition: {renditions:?}; browser: {}",
         r["events"]
     );
 }

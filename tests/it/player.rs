@@ -42,7 +42,7 @@ pub(crate) fn play(origin: &str, url: &str, mode: &str, seconds: u32, screenshot
     play_with("dashjs", origin, url, mode, seconds, screenshot)
 }
 
-fn play_with(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str) -> Value {
+pub(crate) fn play_with(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str) -> Value {
     play_args(player, origin, url, mode, seconds, screenshot, &[])
 }
 

@@ -50,7 +50,7 @@ async fn record_live_then_on_demand(env: Env) {
             ClipSample::Video(v) => {
                 let first = i == 0 || !live_seen;
                 let (sps, pps) = (Some(&clip.sps), Some(&clip.pps));
-                rec.push_video(v, sps, pps).await.unwrap();
+                rec.push_video(0, v, sps, pps).await.unwrap();
                 if first {
                     // The transition runs beside media: it lands soon after.
                     let mut state = Value::Null;
@@ -173,7 +173,7 @@ async fn unlisted_stored_fragments_are_never_written_again() {
     for s in clip.samples(1, start) {
         match s {
             ClipSample::Video(v) => {
-                rec.push_video(v, Some(&clip.sps), Some(&clip.pps)).await.unwrap();
+                rec.push_video(0, v, Some(&clip.sps), Some(&clip.pps)).await.unwrap();
             }
             ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
         }

@@ -17,8 +17,8 @@ pub mod recovery;
 
 pub use layout::PublishedObject;
 pub use presentation::{
-    AudioCodec, AudioFrame, AudioTrackConfig, Outputs, PackagerError, Presentation, PresentationConfig, PushOutput, START_ALIGNMENT,
-    Stored, VideoSample, VideoTrackConfig,
+    AudioCodec, AudioFrame, AudioTrackConfig, MEASURED_BITRATE, Outputs, PackagerError, Presentation, PresentationConfig, PushOutput,
+    START_ALIGNMENT, Stored, VideoSample, VideoTrackConfig,
 };
 
 /// The timescale of every timeline: 10 MHz (100 ns units), MS-SSTR's

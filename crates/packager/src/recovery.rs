@@ -219,12 +219,24 @@ pub fn stored_chunks(live: &LiveManifest, video: &StoredTrack, audio: &StoredTra
 /// (`00000001 SPS 00000001 PPS`): a continuing presentation writes the
 /// same initialization segment and CodecPrivateData as the stored one.
 pub fn video_config(live: &LiveManifest) -> Result<crate::VideoTrackConfig, RecoveryError> {
-    let level = live.video.first().ok_or(RecoveryError::NoLevel("video"))?;
+    level_config(live.video.first().ok_or(RecoveryError::NoLevel("video"))?)
+}
+
+/// Every video level's configuration, in the stored order (see
+/// [`video_config`]): a continuing presentation keeps every level.
+pub fn video_configs(live: &LiveManifest) -> Result<Vec<crate::VideoTrackConfig>, RecoveryError> {
+    if live.video.is_empty() {
+        return Err(RecoveryError::NoLevel("video"));
+    }
+    live.video.iter().map(level_config).collect()
+}
+
+fn level_config(level: &LevelInfo) -> Result<crate::VideoTrackConfig, RecoveryError> {
     let bytes = hex(&level.codec_private_data).ok_or(RecoveryError::BadLevel("video"))?;
     let rest = bytes.strip_prefix(&[0, 0, 0, 1]).ok_or(RecoveryError::BadLevel("video"))?;
     let split = rest.windows(4).position(|w| w == [0, 0, 0, 1]).ok_or(RecoveryError::BadLevel("video"))?;
     let (sps, pps) = (&rest[..split], &rest[split + 4..]);
-    if sps.is_empty() || pps.is_empty() {
+    if sps.is_empty() || pps.is_empty() || level.bitrate == crate::MEASURED_BITRATE {
         return Err(RecoveryError::BadLevel("video"));
     }
     Ok(crate::VideoTrackConfig { bitrate: level.bitrate, sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) })

@@ -943,3 +943,71 @@ fn audio_starting_after_video_is_moved_back_whole() {
         }
     }
 }
+
+/// Simulcast levels' bitrates are measured over their first fragment,
+/// fixed from then on (the keys are named by them), unlike each other;
+/// every listed fragment exists at the manifests' bitrate; a continued
+/// presentation keeps every level and its keys.
+#[test]
+fn measured_levels_name_their_keys_by_their_first_fragment_and_resume() {
+    use mediastreams_packager::recovery::{StoredTrack, parse_live_manifest, stored_chunks, video_configs};
+    use mediastreams_packager::{AudioTrackConfig, MEASURED_BITRATE, Presentation, Stored, TrackType, VideoSample, VideoTrackConfig};
+    let level = || VideoTrackConfig { bitrate: MEASURED_BITRATE, sps: common::sps(), pps: Bytes::from_static(common::PPS) };
+    let audio = AudioTrackConfig { codec: mediastreams_packager::AudioCodec::Aac, bitrate: 128_000, sample_rate: 48_000, channels: 2 };
+    let mut p = Presentation::with_video_levels(common::config(true, true), vec![level(), level(), level()], audio).unwrap();
+    // Per frame: 1000, 4000 and 1000 bytes (the third level measures
+    // as the first: it takes the next kb/s).
+    let sizes = [1000usize, 4000, 1000];
+    let frame = |n: usize| Bytes::from(vec![0u8; n]);
+    let mut objects = Vec::new();
+    let feed = |p: &mut Presentation, from: u64, to: u64, objects: &mut Vec<mediastreams_packager::PublishedObject>| {
+        for v in from..to {
+            let time = (v * 10_000_000 / 30) as i64;
+            for (l, n) in sizes.iter().enumerate() {
+                let s = VideoSample { time, keyframe: v % 60 == 0, data: frame(*n) };
+                objects.extend(p.push_video_level(l, s).unwrap().objects);
+            }
+        }
+    };
+    feed(&mut p, 0, 8 * 30, &mut objects);
+    let live = objects.iter().rev().find(|o| o.key == layout::SMOOTH_MANIFEST).expect("a live manifest");
+    let manifest = parse_live_manifest(std::str::from_utf8(&live.body).unwrap()).unwrap();
+    let bitrates: Vec<u32> = manifest.video.iter().map(|l| l.bitrate).collect();
+    // 1000 bytes a frame at 30 fps: 240 kb/s.
+    assert_eq!(bitrates, vec![240_000, 960_000, 241_000], "measured over the first fragment, unlike each other");
+    for c in &manifest.video_chunks {
+        for b in &bitrates {
+            let key = layout::fragment_key(TrackType::Video, *b, c.start);
+            assert!(objects.iter().any(|o| o.key == key), "{key} is listed but not written");
+        }
+    }
+    // No object is named by an unmeasured bitrate.
+    assert!(!objects.iter().any(|o| o.key.contains("QualityLevels(0)")), "a key named before its level was measured");
+
+    // The node dies; a new packager continues every level at its keys.
+    let configs = video_configs(&manifest).unwrap();
+    assert_eq!(configs.iter().map(|c| c.bitrate).collect::<Vec<_>>(), bitrates);
+    let starts: Vec<u64> = manifest.video_chunks.iter().map(|c| c.start).collect();
+    let stored: Stored = stored_chunks(&manifest, &StoredTrack { starts, last_duration: None }, &StoredTrack::default(), 20_000_000);
+    let listed = stored.video.len();
+    let mut q = Presentation::resume_levels(common::config(true, true), configs, audio, Stored { audio: Vec::new(), ..stored }).unwrap();
+    let end = q.end_time() / 333_333;
+    let mut more = Vec::new();
+    feed(&mut q, end + 1, end + 1 + 6 * 30, &mut more);
+    more.extend(q.finish().objects);
+    let last = more.iter().rev().find(|o| o.key == layout::SMOOTH_MANIFEST).unwrap();
+    let after = parse_live_manifest(std::str::from_utf8(&last.body).unwrap()).unwrap();
+    assert_eq!(after.video.iter().map(|l| l.bitrate).collect::<Vec<_>>(), bitrates, "the stored levels, in order");
+    assert!(after.video_chunks.len() > listed);
+    for c in &after.video_chunks[listed..] {
+        for b in &bitrates {
+            let key = layout::fragment_key(TrackType::Video, *b, c.start);
+            assert!(more.iter().any(|o| o.key == key), "{key} is listed but not written after the resume");
+        }
+    }
+    // Nothing stored is written again.
+    for c in &manifest.video_chunks {
+        let key = layout::fragment_key(TrackType::Video, bitrates[0], c.start);
+        assert!(!more.iter().any(|o| o.key == key), "{key} written again");
+    }
+}

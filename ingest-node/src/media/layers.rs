@@ -1,21 +1,28 @@
-//! Which video layer of a simulcast publisher a recording takes. A
-//! browser's simulcast sends one RTP stream per encoding (RFC 8853: one
-//! SSRC per `rid`), each its own H.264 stream at its own resolution; the
-//! recording has one video quality level, so it takes one layer: the
-//! largest picture. Each layer counts from its first keyframe (its SPS
-//! gives the size); the choice is made once every layer the offer
-//! announced has had one, or [`CHOICE_WAIT`] after the first did (a layer
-//! the publisher does not send, for bandwidth or CPU, does not hold the
-//! stream back). What the chosen layer sent since its first keyframe is
-//! recorded; the other layers are dropped.
+//! Which video layers of a simulcast publisher feed which quality levels
+//! of the recording. A browser's simulcast sends one RTP stream per
+//! encoding (RFC 8853: one SSRC per `rid`), each its own H.264 stream at
+//! its own resolution; the recording has one video quality level per
+//! layer (an ABR ladder: a Smooth `QualityLevel`, a DASH
+//! `Representation`, an HLS variant), smallest picture first.
+//!
+//! Each layer counts from its first keyframe (its SPS gives the size). The
+//! levels are settled once every layer the offer announced has had one,
+//! or [`CHOICE_WAIT`] after the first did (a layer the publisher does not
+//! send, for bandwidth or CPU, does not hold the stream back): a new
+//! recording takes one level per layer that had a keyframe (layers of the
+//! same size: the first); a recording that has levels (a reconnect, a
+//! node restart) keeps them, and each is fed by the layer nearest its
+//! picture size (one layer may feed several levels: a publisher without
+//! simulcast continuing a simulcast recording feeds them all). What each
+//! layer sent since its first keyframe is recorded.
 //!
 //! Browsers pause their largest layers when bandwidth or CPU runs short.
-//! When the recorded layer has sent nothing for [`STALL`] while another
-//! sends, the recording moves to the largest layer still sending, at its
-//! next keyframe (asked for: [`LayerChoice::keyframe_wanted`]); when a
-//! larger layer has sent again for [`STEADY`], it moves back up at that
-//! layer's next keyframe. Each move is a change of picture size in the
-//! recording, as when a publisher scales its one encoding. Pure: the
+//! When a level's layer has sent nothing for [`STALL`] while another
+//! sends, the level is fed by the sending layer nearest its size, from
+//! that layer's next keyframe (asked for: [`LayerMap::keyframe_wanted`]);
+//! when a nearer layer has sent again for [`STEADY`], the level goes back
+//! to it at its next keyframe. So every level goes on, and the smallest
+//! (which cuts the fragments) never stops while any layer sends. Pure: the
 //! caller gives the time.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -25,16 +32,16 @@ use std::time::{Duration, Instant};
 /// other's. The node asks every layer for a keyframe at the start, and
 /// they come together (Chromium: within one frame).
 pub const CHOICE_WAIT: Duration = Duration::from_millis(500);
-/// The most a layer holds while the choice waits (at 60 fps, 1 s).
+/// The most a layer holds while the levels wait (at 60 fps, 1 s).
 const MAX_HELD: usize = 60;
-/// How long the recorded layer may send nothing, while another sends,
-/// before the recording moves to another layer.
+/// How long a level's layer may send nothing, while another sends,
+/// before another layer feeds the level.
 pub const STALL: std::time::Duration = Duration::from_secs(1);
-/// How long a larger layer must have been sending before the recording
-/// moves back up to it.
+/// How long a nearer layer must have been sending before a level goes
+/// back to it.
 pub const STEADY: std::time::Duration = Duration::from_secs(2);
 
-/// What is known of a layer after the choice.
+/// What is known of a layer once the levels are settled.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     /// Picture size of its latest keyframe (0 before one).
@@ -52,45 +59,106 @@ struct Candidate<T> {
     held: VecDeque<(bool, T)>,
 }
 
-/// One publisher session's choice of layer (see the module documentation).
+/// A quality level of the recording, and the layer that feeds it.
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    /// Its picture size (0: not known, a recording of one level).
+    area: u64,
+    source: Option<u8>,
+}
+
+/// What a push gives the caller.
 #[derive(Debug)]
-pub struct LayerChoice<T> {
+pub struct Routed<T> {
+    /// Units to record now, in order, each with its level.
+    pub units: Vec<(usize, T)>,
+    /// The levels were settled for a new recording: the layer of each
+    /// (its first unit in `units` carries its SPS and PPS).
+    pub new_levels: Option<Vec<u8>>,
+}
+
+impl<T> Routed<T> {
+    fn none() -> Self {
+        Routed { units: Vec::new(), new_levels: None }
+    }
+}
+
+/// How far apart two picture sizes are: the ratio of the larger to the
+/// smaller (a layer of a quarter the pixels is as far below as one of four
+/// times is above).
+fn distance(a: u64, b: u64) -> f64 {
+    let (a, b) = (a.max(1) as f64, b.max(1) as f64);
+    if a > b { a / b } else { b / a }
+}
+
+/// One publisher session's map of layers to levels (see the module
+/// documentation).
+#[derive(Debug)]
+pub struct LayerMap<T> {
     /// Layers the offer announced (1 without simulcast).
     expected: usize,
     first_keyframe: Option<Instant>,
-    chosen: Option<u8>,
+    settled: bool,
     candidates: BTreeMap<u8, Candidate<T>>,
-    /// Every layer's latest unit, once the choice is made.
+    levels: Vec<Level>,
+    /// Every layer's latest unit, once the levels are settled.
     seen: BTreeMap<u8, Seen>,
 }
 
-impl<T> LayerChoice<T> {
+impl<T: Clone> LayerMap<T> {
     pub fn new(expected: usize) -> Self {
-        LayerChoice { expected, first_keyframe: None, chosen: None, candidates: BTreeMap::new(), seen: BTreeMap::new() }
+        LayerMap { expected, first_keyframe: None, settled: false, candidates: BTreeMap::new(), levels: Vec::new(), seen: BTreeMap::new() }
     }
 
-    /// The layer recorded, once chosen.
-    pub fn chosen(&self) -> Option<u8> {
-        self.chosen
+    /// Whether the levels are settled.
+    pub fn settled(&self) -> bool {
+        self.settled
+    }
+
+    /// Whether `layer` feeds a level.
+    pub fn feeds(&self, layer: u8) -> bool {
+        self.levels.iter().any(|l| l.source == Some(layer))
+    }
+
+    /// The layer that feeds each level.
+    pub fn sources(&self) -> Vec<Option<u8>> {
+        self.levels.iter().map(|l| l.source).collect()
     }
 
     /// Takes an access unit of `layer` (`picture`: the size its SPS gives,
     /// when it is a keyframe that carries one); returns what to record
-    /// now, in order: the unit itself once its layer is chosen, what the
-    /// chosen layer held when the choice is made, else nothing.
-    pub fn push(&mut self, layer: u8, item: T, picture: Option<(u32, u32)>, now: Instant) -> Vec<T> {
-        if let Some(chosen) = self.chosen {
+    /// now. `levels` gives the picture sizes of the recording's levels,
+    /// if it has any yet; it is asked once, when the levels are settled.
+    pub fn push(
+        &mut self,
+        layer: u8,
+        item: T,
+        picture: Option<(u32, u32)>,
+        now: Instant,
+        levels: impl FnOnce() -> Option<Vec<(u32, u32)>>,
+    ) -> Routed<T> {
+        if self.settled {
             self.saw(layer, picture, now);
-            if layer != chosen && picture.is_some() && self.moves_to(layer, now) {
-                self.chosen = Some(layer);
-                return vec![item];
+            if picture.is_some() {
+                for i in 0..self.levels.len() {
+                    if self.levels[i].source != Some(layer) && self.preferred(i, now) == Some(layer) {
+                        self.levels[i].source = Some(layer);
+                    }
+                }
             }
-            return if layer == chosen { vec![item] } else { Vec::new() };
+            return Routed { units: self.route(layer, &item), new_levels: None };
         }
         if self.expected <= 1 {
-            self.chosen = Some(layer);
+            // One layer: every level takes it, from its first unit.
+            self.settled = true;
+            self.levels = match levels() {
+                Some(sizes) if !sizes.is_empty() => {
+                    sizes.iter().map(|(w, h)| Level { area: u64::from(*w) * u64::from(*h), source: Some(layer) }).collect()
+                }
+                _ => vec![Level { area: 0, source: Some(layer) }],
+            };
             self.saw(layer, picture, now);
-            return vec![item];
+            return Routed { units: self.route(layer, &item), new_levels: None };
         }
         match (self.candidates.get_mut(&layer), picture) {
             (Some(c), _) => {
@@ -111,29 +179,69 @@ impl<T> LayerChoice<T> {
         }
         let waited = self.first_keyframe.is_some_and(|t| now.saturating_duration_since(t) >= CHOICE_WAIT);
         if self.candidates.len() < self.expected && !waited {
-            return Vec::new();
+            return Routed::none();
         }
-        self.choose(now)
+        self.settle(now, levels)
     }
 
-    /// Chooses now among the layers that have had a keyframe (the session
-    /// ends before the choice was due); returns what the chosen one held.
-    pub fn decide_now(&mut self, now: Instant) -> Vec<T> {
-        if self.chosen.is_some() { Vec::new() } else { self.choose(now) }
+    /// Settles the levels now among the layers that have had a keyframe
+    /// (the session ends before they were due); returns what they held.
+    pub fn settle_now(&mut self, now: Instant, levels: impl FnOnce() -> Option<Vec<(u32, u32)>>) -> Routed<T> {
+        if self.settled { Routed::none() } else { self.settle(now, levels) }
     }
 
-    fn choose(&mut self, now: Instant) -> Vec<T> {
-        // The largest picture; of equal ones, the layer seen first.
-        let Some((&best, _)) = self.candidates.iter().max_by(|(a, x), (b, y)| x.area.cmp(&y.area).then(b.cmp(a))) else {
-            return Vec::new();
+    fn settle(&mut self, now: Instant, levels: impl FnOnce() -> Option<Vec<(u32, u32)>>) -> Routed<T> {
+        if self.candidates.is_empty() {
+            return Routed::none();
+        }
+        self.settled = true;
+        let mut new_levels = None;
+        self.levels = match levels() {
+            Some(sizes) if !sizes.is_empty() => {
+                sizes.iter().map(|(w, h)| Level { area: u64::from(*w) * u64::from(*h), source: None }).collect()
+            }
+            _ => {
+                // One level per size, smallest first; of layers of the same
+                // size, the first.
+                let mut layers: Vec<(u64, u8)> = Vec::new();
+                for (&i, c) in &self.candidates {
+                    if !layers.iter().any(|(a, _)| *a == c.area) {
+                        layers.push((c.area, i));
+                    }
+                }
+                layers.sort();
+                new_levels = Some(layers.iter().map(|(_, i)| *i).collect());
+                layers.iter().map(|(area, i)| Level { area: *area, source: Some(*i) }).collect()
+            }
         };
-        self.chosen = Some(best);
+        // Each level: the layer nearest its size (of two as near, the larger).
+        for level in &mut self.levels {
+            if level.source.is_none() {
+                level.source = self
+                    .candidates
+                    .iter()
+                    .min_by(|(a, x), (b, y)| {
+                        distance(x.area, level.area).total_cmp(&distance(y.area, level.area)).then(y.area.cmp(&x.area)).then(a.cmp(b))
+                    })
+                    .map(|(i, _)| *i);
+            }
+        }
         for (&i, c) in &self.candidates {
             self.seen.insert(i, Seen { area: c.area, last: now, since: now });
         }
-        let held = self.candidates.remove(&best).map(|c| c.held.into_iter().map(|(_, t)| t).collect()).unwrap_or_default();
-        self.candidates.clear();
-        held
+        let candidates = std::mem::take(&mut self.candidates);
+        let mut units = Vec::new();
+        for (l, level) in self.levels.iter().enumerate() {
+            if let Some(c) = level.source.and_then(|s| candidates.get(&s)) {
+                units.extend(c.held.iter().map(|(_, t)| (l, t.clone())));
+            }
+        }
+        Routed { units, new_levels }
+    }
+
+    /// The unit of `layer` for every level it feeds.
+    fn route(&self, layer: u8, item: &T) -> Vec<(usize, T)> {
+        self.levels.iter().enumerate().filter(|(_, l)| l.source == Some(layer)).map(|(i, _)| (i, item.clone())).collect()
     }
 
     fn saw(&mut self, layer: u8, picture: Option<(u32, u32)>, now: Instant) {
@@ -147,35 +255,38 @@ impl<T> LayerChoice<T> {
         }
     }
 
-    /// The layer the recording should be on now: the chosen one, unless it
-    /// stalled (then the largest layer sending) or a larger layer has sent
-    /// steadily (then that one).
-    fn preferred(&self, now: Instant) -> Option<u8> {
-        let chosen = self.chosen?;
-        let current = self.seen.get(&chosen)?;
+    /// The layer level `i` should be fed by now, when not its current
+    /// one: if its layer stalled, the sending layer nearest its size (one
+    /// that kept sending across the silence: after an outage of them all,
+    /// the first keyframe back is no reason to move); else a nearer layer
+    /// that has sent steadily.
+    fn preferred(&self, i: usize, now: Instant) -> Option<u8> {
+        let level = self.levels.get(i)?;
+        let current_layer = level.source?;
+        let current = self.seen.get(&current_layer)?;
         let sending = |s: &Seen| now.saturating_duration_since(s.last) < STALL && s.area > 0;
         let stalled = !sending(current);
+        let here = distance(current.area, level.area);
         self.seen
             .iter()
-            .filter(|(i, s)| **i != chosen && sending(s))
-            // Stalled: a layer that kept sending across the recorded one's
-            // silence (after an outage of them all, the first keyframe back
-            // is no reason to move); else a larger one, steady.
+            .filter(|(j, s)| **j != current_layer && sending(s))
             .filter(|(_, s)| {
-                if stalled { s.since <= current.last } else { s.area > current.area && now.saturating_duration_since(s.since) >= STEADY }
+                if stalled {
+                    s.since <= current.last
+                } else {
+                    distance(s.area, level.area) < here && now.saturating_duration_since(s.since) >= STEADY
+                }
             })
-            .max_by(|(a, x), (b, y)| x.area.cmp(&y.area).then(b.cmp(a)))
-            .map(|(i, _)| *i)
+            .min_by(|(a, x), (b, y)| {
+                distance(x.area, level.area).total_cmp(&distance(y.area, level.area)).then(y.area.cmp(&x.area)).then(a.cmp(b))
+            })
+            .map(|(j, _)| *j)
     }
 
-    fn moves_to(&self, layer: u8, now: Instant) -> bool {
-        self.preferred(now) == Some(layer)
-    }
-
-    /// Whether a keyframe of every layer should be asked for: the
-    /// recording waits for one of another layer to move to it.
+    /// Whether a keyframe of every layer should be asked for: a level
+    /// waits for one of another layer to be fed by it.
     pub fn keyframe_wanted(&self, now: Instant) -> bool {
-        self.preferred(now).is_some()
+        (0..self.levels.len()).any(|i| self.preferred(i, now).is_some())
     }
 }
 
@@ -183,136 +294,184 @@ impl<T> LayerChoice<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn without_simulcast_the_one_layer_passes_at_once() {
-        let t = Instant::now();
-        let mut c = LayerChoice::new(1);
-        assert_eq!(c.push(0, "a", None, t), vec!["a"]);
-        assert_eq!(c.push(0, "b", None, t), vec!["b"]);
-        assert_eq!(c.chosen(), Some(0));
+    fn units<T: Clone>(r: &Routed<T>) -> Vec<(usize, T)> {
+        r.units.clone()
     }
 
     #[test]
-    fn the_largest_layer_is_chosen_once_every_layer_has_a_keyframe() {
+    fn without_simulcast_the_one_layer_feeds_every_level_at_once() {
         let t = Instant::now();
-        let mut c = LayerChoice::new(3);
+        let mut c = LayerMap::new(1);
+        assert_eq!(units(&c.push(0, "a", None, t, || None)), vec![(0, "a")]);
+        assert_eq!(units(&c.push(0, "b", None, t, || unreachable!())), vec![(0, "b")]);
+        // A recording of three levels continued without simulcast.
+        let mut c = LayerMap::new(1);
+        let r = c.push(0, "a", None, t, || Some(vec![(320, 180), (640, 360), (1280, 720)]));
+        assert_eq!(units(&r), vec![(0, "a"), (1, "a"), (2, "a")]);
+        assert!(r.new_levels.is_none());
+    }
+
+    #[test]
+    fn a_new_recording_takes_a_level_per_layer_smallest_first() {
+        let t = Instant::now();
+        let mut c = LayerMap::new(3);
         // Layer 1 sends a delta frame first: it does not count.
-        assert!(c.push(1, "h0", None, t).is_empty());
-        assert!(c.push(0, "q1", Some((320, 180)), t).is_empty());
-        assert!(c.push(2, "f1", Some((1280, 720)), t).is_empty());
-        assert!(c.push(2, "f2", None, t).is_empty());
-        assert!(c.push(0, "q2", None, t).is_empty());
-        // The third layer's keyframe: the choice, with what the full layer held.
-        assert_eq!(c.push(1, "h1", Some((640, 360)), t), vec!["f1", "f2"]);
-        assert_eq!(c.chosen(), Some(2));
-        assert_eq!(c.push(2, "f3", None, t), vec!["f3"]);
-        assert!(c.push(0, "q3", None, t).is_empty());
+        assert!(c.push(1, "h0", None, t, || None).units.is_empty());
+        assert!(c.push(2, "f1", Some((1280, 720)), t, || None).units.is_empty());
+        assert!(c.push(0, "q1", Some((320, 180)), t, || None).units.is_empty());
+        assert!(c.push(2, "f2", None, t, || None).units.is_empty());
+        // The third layer's keyframe: the levels, with what each held.
+        let r = c.push(1, "h1", Some((640, 360)), t, || None);
+        assert_eq!(r.new_levels, Some(vec![0, 1, 2]));
+        assert_eq!(units(&r), vec![(0, "q1"), (1, "h1"), (2, "f1"), (2, "f2")]);
+        assert_eq!(c.sources(), vec![Some(0), Some(1), Some(2)]);
+        assert_eq!(units(&c.push(2, "f3", None, t, || None)), vec![(2, "f3")]);
+        assert_eq!(units(&c.push(0, "q2", None, t, || None)), vec![(0, "q2")]);
+    }
+
+    #[test]
+    fn layers_of_one_size_make_one_level() {
+        let t = Instant::now();
+        let mut c = LayerMap::new(2);
+        assert!(c.push(0, "a", Some((640, 360)), t, || None).units.is_empty());
+        let r = c.push(1, "b", Some((640, 360)), t, || None);
+        assert_eq!(r.new_levels, Some(vec![0]));
+        assert_eq!(units(&r), vec![(0, "a")]);
+        assert!(c.push(1, "b2", None, t, || None).units.is_empty());
+    }
+
+    #[test]
+    fn a_continued_recording_feeds_each_level_from_the_nearest_layer() {
+        let t = Instant::now();
+        let mut c = LayerMap::new(2);
+        let sizes = || Some(vec![(320, 180), (640, 360), (1280, 720)]);
+        assert!(c.push(0, "q", Some((320, 180)), t, sizes).units.is_empty());
+        let r = c.push(1, "h", Some((640, 360)), t, sizes);
+        assert!(r.new_levels.is_none());
+        assert_eq!(units(&r), vec![(0, "q"), (1, "h"), (2, "h")]);
+        assert_eq!(units(&c.push(1, "h2", None, t, sizes)), vec![(1, "h2"), (2, "h2")]);
     }
 
     #[test]
     fn a_layer_that_never_comes_does_not_hold_the_others_back() {
         let t = Instant::now();
-        let mut c = LayerChoice::new(3);
-        assert!(c.push(0, "q1", Some((320, 180)), t).is_empty());
-        assert!(c.push(1, "h1", Some((640, 360)), t + Duration::from_millis(10)).is_empty());
-        assert!(c.push(1, "h2", None, t + Duration::from_millis(400)).is_empty());
-        assert_eq!(c.push(0, "q2", None, t + CHOICE_WAIT), vec!["h1", "h2"]);
-        assert_eq!(c.chosen(), Some(1));
+        let mut c = LayerMap::new(3);
+        assert!(c.push(0, "q1", Some((320, 180)), t, || None).units.is_empty());
+        assert!(c.push(1, "h1", Some((640, 360)), t + Duration::from_millis(10), || None).units.is_empty());
+        assert!(c.push(1, "h2", None, t + Duration::from_millis(400), || None).units.is_empty());
+        let r = c.push(0, "q2", None, t + CHOICE_WAIT, || None);
+        assert_eq!(r.new_levels, Some(vec![0, 1]));
+        assert_eq!(units(&r), vec![(0, "q1"), (0, "q2"), (1, "h1"), (1, "h2")]);
     }
 
     #[test]
-    fn a_paused_layer_hands_over_to_the_largest_sending_and_back() {
+    fn a_paused_layer_hands_its_level_over_to_the_nearest_sending_and_back() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
-        let mut c = LayerChoice::new(3);
-        assert!(c.push(0, "q", Some((320, 180)), t).is_empty());
-        assert!(c.push(1, "h", Some((640, 360)), t).is_empty());
-        assert_eq!(c.push(2, "f", Some((1280, 720)), t), vec!["f"]);
-        // Every layer sends for a while; only the full one is recorded.
+        let mut c = LayerMap::new(3);
+        c.push(0, "q", Some((320, 180)), t, || None);
+        c.push(1, "h", Some((640, 360)), t, || None);
+        assert_eq!(c.push(2, "f", Some((1280, 720)), t, || None).units.len(), 3);
         for n in 1..30u64 {
-            for l in 0..3 {
-                let r = c.push(l, "x", None, ms(n * 33));
-                assert_eq!(r.len(), usize::from(l == 2));
+            for l in 0..3u8 {
+                assert_eq!(units(&c.push(l, "x", None, ms(n * 33), || None)), vec![(usize::from(l), "x")]);
             }
         }
         assert!(!c.keyframe_wanted(ms(990)));
-        // The full layer pauses at 1 s; the others go on. After STALL the
-        // recording wants a keyframe, and moves at the half layer's.
+        // The full layer pauses at 1 s; the others go on. After STALL a
+        // keyframe is wanted, and the full level is fed by the half
+        // layer from its keyframe on (not the quarter's).
         for n in 30..62u64 {
-            assert!(c.push(0, "q", None, ms(n * 33)).is_empty());
-            assert!(c.push(1, "h", None, ms(n * 33)).is_empty());
+            assert_eq!(c.push(0, "q", None, ms(n * 33), || None).units.len(), 1);
+            assert_eq!(c.push(1, "h", None, ms(n * 33), || None).units.len(), 1);
         }
         assert!(c.keyframe_wanted(ms(2046)));
-        assert!(c.push(0, "qk", Some((320, 180)), ms(2050)).is_empty(), "not the smaller layer");
-        assert_eq!(c.push(1, "hk", Some((640, 360)), ms(2050)), vec!["hk"]);
-        assert_eq!(c.chosen(), Some(1));
+        assert_eq!(units(&c.push(0, "qk", Some((320, 180)), ms(2050), || None)), vec![(0, "qk")]);
+        assert_eq!(units(&c.push(1, "hk", Some((640, 360)), ms(2050), || None)), vec![(1, "hk"), (2, "hk")]);
         assert!(!c.keyframe_wanted(ms(2060)));
         // The full layer comes back at 3 s with a keyframe: too soon.
-        assert!(c.push(2, "fk", Some((1280, 720)), ms(3000)).is_empty());
+        assert!(c.push(2, "fk", Some((1280, 720)), ms(3000), || None).units.is_empty());
         for n in 0..60u64 {
-            assert!(c.push(2, "f", None, ms(3000 + n * 33)).is_empty());
-            assert_eq!(c.push(1, "h", None, ms(3000 + n * 33)), vec!["h"]);
+            assert!(c.push(2, "f", None, ms(3000 + n * 33), || None).units.is_empty());
+            assert_eq!(c.push(1, "h", None, ms(3000 + n * 33), || None).units.len(), 2);
         }
-        // Steady for STEADY: a keyframe is wanted, and the move is at it.
+        // Steady for STEADY: a keyframe is wanted, and the level goes back at it.
         assert!(c.keyframe_wanted(ms(5000)));
-        assert_eq!(c.push(2, "fk2", Some((1280, 720)), ms(5010)), vec!["fk2"]);
-        assert_eq!(c.chosen(), Some(2));
-        assert!(c.push(1, "h", None, ms(5020)).is_empty());
+        assert_eq!(units(&c.push(2, "fk2", Some((1280, 720)), ms(5010), || None)), vec![(2, "fk2")]);
+        assert_eq!(c.sources(), vec![Some(0), Some(1), Some(2)]);
+        assert_eq!(units(&c.push(1, "h", None, ms(5020), || None)), vec![(1, "h")]);
+    }
+
+    #[test]
+    fn the_smallest_level_goes_on_when_its_layer_pauses() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = LayerMap::new(2);
+        c.push(0, "q", Some((320, 180)), t, || None);
+        c.push(1, "f", Some((1280, 720)), t, || None);
+        for n in 1..70u64 {
+            if n < 30 {
+                c.push(0, "q", None, ms(n * 33), || None);
+            }
+            c.push(1, "f", None, ms(n * 33), || None);
+        }
+        assert!(c.keyframe_wanted(ms(2300)));
+        assert_eq!(units(&c.push(1, "fk", Some((1280, 720)), ms(2310), || None)), vec![(0, "fk"), (1, "fk")]);
     }
 
     #[test]
     fn an_outage_of_every_layer_moves_nothing() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
-        let mut c = LayerChoice::new(2);
-        assert!(c.push(0, "q", Some((320, 180)), t).is_empty());
-        assert_eq!(c.push(1, "f", Some((1280, 720)), t), vec!["f"]);
+        let mut c = LayerMap::new(2);
+        c.push(0, "q", Some((320, 180)), t, || None);
+        c.push(1, "f", Some((1280, 720)), t, || None);
         for n in 1..30u64 {
-            c.push(0, "q", None, ms(n * 33));
-            c.push(1, "f", None, ms(n * 33));
+            c.push(0, "q", None, ms(n * 33), || None);
+            c.push(1, "f", None, ms(n * 33), || None);
         }
         // Nothing for 2 s, then the small layer's keyframe comes back first.
-        assert!(c.push(0, "qk", Some((320, 180)), ms(3000)).is_empty());
+        assert_eq!(units(&c.push(0, "qk", Some((320, 180)), ms(3000), || None)), vec![(0, "qk")]);
         assert!(!c.keyframe_wanted(ms(3010)));
-        assert_eq!(c.push(1, "fk", Some((1280, 720)), ms(3040)), vec!["fk"]);
-        assert_eq!(c.chosen(), Some(1));
+        assert_eq!(units(&c.push(1, "fk", Some((1280, 720)), ms(3040), || None)), vec![(1, "fk")]);
     }
 
     #[test]
-    fn without_another_layer_sending_the_recorded_one_stays() {
+    fn without_another_layer_sending_the_level_stays() {
         let t = Instant::now();
-        let mut c = LayerChoice::new(1);
-        assert_eq!(c.push(0, "a", Some((640, 360)), t), vec!["a"]);
+        let mut c = LayerMap::new(1);
+        assert_eq!(units(&c.push(0, "a", Some((640, 360)), t, || None)), vec![(0, "a")]);
         // A long pause of the only layer: nothing to move to.
         assert!(!c.keyframe_wanted(t + Duration::from_secs(10)));
-        assert_eq!(c.push(0, "b", None, t + Duration::from_secs(10)), vec!["b"]);
+        assert_eq!(units(&c.push(0, "b", None, t + Duration::from_secs(10), || None)), vec![(0, "b")]);
     }
 
     #[test]
     fn a_held_layer_keeps_its_newest_units_from_a_keyframe() {
         let t = Instant::now();
-        let mut c = LayerChoice::new(2);
-        assert!(c.push(0, 0, Some((2, 2)), t).is_empty());
+        let mut c = LayerMap::new(2);
+        assert!(c.push(0, 0, Some((2, 2)), t, || None).units.is_empty());
         for i in 1..100 {
             // A keyframe at 50.
-            assert!(c.push(0, i, (i == 50).then_some((2, 2)), t).is_empty());
+            assert!(c.push(0, i, (i == 50).then_some((2, 2)), t, || None).units.is_empty());
         }
-        let held = c.push(1, 1000, Some((1, 1)), t);
-        assert_eq!(held.first(), Some(&50), "from its newest keyframe");
-        assert_eq!(held.last(), Some(&99));
+        let r = c.push(1, 1000, Some((1, 1)), t, || None);
+        let of_0: Vec<i32> = r.units.iter().filter(|(l, _)| *l == 1).map(|(_, u)| *u).collect();
+        assert_eq!(of_0.first(), Some(&50), "from its newest keyframe");
+        assert_eq!(of_0.last(), Some(&99));
     }
 
     #[test]
-    fn a_session_that_ends_before_the_choice_records_what_was_held() {
+    fn a_session_that_ends_before_the_levels_records_what_was_held() {
         let t = Instant::now();
-        let mut c = LayerChoice::new(3);
-        assert!(c.push(0, "q1", Some((320, 180)), t).is_empty());
-        assert!(c.push(1, "h1", Some((640, 360)), t).is_empty());
-        assert!(c.push(1, "h2", None, t).is_empty());
-        assert_eq!(c.decide_now(t), vec!["h1", "h2"]);
-        assert_eq!(c.chosen(), Some(1));
-        assert!(c.decide_now(t).is_empty());
+        let mut c = LayerMap::new(3);
+        assert!(c.push(0, "q1", Some((320, 180)), t, || None).units.is_empty());
+        assert!(c.push(1, "h1", Some((640, 360)), t, || None).units.is_empty());
+        assert!(c.push(1, "h2", None, t, || None).units.is_empty());
+        let r = c.settle_now(t, || None);
+        assert_eq!(units(&r), vec![(0, "q1"), (1, "h1"), (1, "h2")]);
+        assert!(c.settle_now(t, || None).units.is_empty());
         // Nothing had a keyframe: nothing to record.
-        assert!(LayerChoice::<u8>::new(2).decide_now(t).is_empty());
+        assert!(LayerMap::<u8>::new(2).settle_now(t, || None).units.is_empty());
     }
 }

@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Command, Generation, IngestNode, Phase, PublishError};
 use crate::media::audio::{AudioPath, EncodedAudio};
-use crate::media::layers::LayerChoice;
+use crate::media::layer_clock::LayerClocks;
+use crate::media::layers::{LayerMap, Routed};
 use crate::media_input::{KeyframeRequests, StreamInput};
 use crate::recorder::{Recorder, RecorderError};
 use crate::timeline::{Timeline, TimelineEvent};
@@ -235,8 +236,8 @@ pub(crate) async fn run(
         recorder,
         audio: None,
         window: StatsWindow { opened: Some(Instant::now()), ..Default::default() },
-        sps: None,
-        pps: None,
+        params: Vec::new(),
+        level_last: Vec::new(),
         keyframe_asked: None,
         tracks: OpenTracks::default(),
         layers: BTreeMap::new(),
@@ -280,27 +281,45 @@ struct StreamTask {
     /// or Opus kept.
     audio: Option<AudioPath>,
     window: StatsWindow,
-    sps: Option<Bytes>,
-    pps: Option<Bytes>,
+    /// Each video level's latest SPS and PPS.
+    params: Vec<(Option<Bytes>, Option<Bytes>)>,
+    /// Each video level's latest time.
+    level_last: Vec<Option<i64>>,
     /// When the packager's pending keyframe request was first made.
     keyframe_asked: Option<Instant>,
     /// What a drain waits for.
     tracks: OpenTracks,
-    /// Each session's choice of video layer (simulcast: the largest).
-    layers: BTreeMap<u64, LayerChoice<PendingVideo>>,
-    /// When keyframes were last asked for to move to another layer.
+    /// Each session's video layers: which feeds which level, on one clock.
+    layers: BTreeMap<u64, SessionLayers>,
+    /// When keyframes were last asked for to feed a level from another layer.
     layer_keyframe_asked: Option<Instant>,
 }
 
-/// An access unit of a video layer, before it is recorded (its layer may
-/// be waiting to be chosen, [`LayerChoice`]).
-#[derive(Debug)]
+/// An access unit of a video layer, before it is recorded (the levels may
+/// be waiting to be settled, [`LayerMap`]); one layer may feed several
+/// levels.
+#[derive(Debug, Clone)]
 struct PendingVideo {
     unit: mediastreams_rtp::codec::h264::AccessUnit,
-    rtp_ext: u64,
+    /// On the session's video clock ([`LayerClocks`]).
+    rtp: u64,
     arrival: Instant,
-    /// Its bytes of the stream's input budget, released once packaged.
-    held: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its bytes of the stream's input budget, released once every level
+    /// has packaged it.
+    held: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+/// A publisher session's video layers.
+#[derive(Debug)]
+struct SessionLayers {
+    map: LayerMap<PendingVideo>,
+    clocks: LayerClocks,
+}
+
+impl SessionLayers {
+    fn new(expected: usize) -> Self {
+        SessionLayers { map: LayerMap::new(expected), clocks: LayerClocks::default() }
+    }
 }
 
 /// After the publisher is closed, what is queued is taken, then input until
@@ -406,24 +425,56 @@ impl StreamTask {
         }
     }
 
-    /// A session that ends while its layers wait to be chosen: the largest
-    /// that had a keyframe is recorded, with what it held.
+    /// A session that ends while its layers wait to be settled: the
+    /// levels are settled among those that had a keyframe, and what they
+    /// held is recorded.
     async fn record_undecided(&mut self, session: u64) {
         // Only onto the timeline of the session being placed.
         if self.timeline.current_session().is_some_and(|s| s != session) {
             return;
         }
-        let Some(choice) = self.layers.get_mut(&session) else { return };
-        let held = choice.decide_now(Instant::now());
-        if let Some(chosen) = choice.chosen()
-            && self.window.layers_session == Some(session)
-        {
-            for (i, w) in self.window.layers.iter_mut() {
-                w.recorded = *i == chosen;
+        let recorder = &self.recorder;
+        let Some(layers) = self.layers.get_mut(&session) else { return };
+        let routed = layers.map.settle_now(Instant::now(), || recorder.video_level_pictures());
+        self.mark_recorded(session);
+        self.record_routed(session, routed).await;
+    }
+
+    /// Which layers of `session` feed a level, for the statistics.
+    fn mark_recorded(&mut self, session: u64) {
+        if self.window.layers_session != Some(session) {
+            return;
+        }
+        let Some(layers) = self.layers.get(&session) else { return };
+        for (i, w) in self.window.layers.iter_mut() {
+            w.recorded = layers.map.feeds(*i);
+        }
+    }
+
+    /// Records what the layer map routed; levels settled for a new
+    /// recording become its video quality levels.
+    async fn record_routed(&mut self, session: u64, routed: Routed<PendingVideo>) {
+        if let Some(layers) = &routed.new_levels {
+            // Each level's first unit is its layer's keyframe, with its
+            // SPS and PPS.
+            let params: Option<Vec<(Bytes, Bytes)>> = (0..layers.len())
+                .map(|level| {
+                    let (_, v) = routed.units.iter().find(|(l, _)| *l == level)?;
+                    let (sps, pps) = v.unit.parameter_sets();
+                    Some((sps?.clone(), pps?.clone()))
+                })
+                .collect();
+            match params {
+                Some(params) if params.len() > 1 => {
+                    tracing::info!(stream = %self.name, session, levels = params.len(), "simulcast layers recorded as video quality levels");
+                    self.recorder.plan_video_levels(params);
+                }
+                Some(_) => {}
+                None => tracing::warn!(stream = %self.name, session, "simulcast layers without parameter sets; recording one level"),
             }
         }
-        for v in held {
-            self.record_video(session, v).await;
+        for (level, v) in routed.units {
+            self.record_video(session, level, v).await;
         }
     }
 
@@ -552,35 +603,31 @@ impl StreamTask {
                         (w.width, w.height) = (width, height);
                     }
                 }
-                let choice = self.layers.entry(session).or_insert_with(|| LayerChoice::new(1));
-                let before = choice.chosen();
+                let recorder = &self.recorder;
+                let layers = self.layers.entry(session).or_insert_with(|| SessionLayers::new(1));
+                let rtp = layers.clocks.map(layer, rtp_ext, arrival);
+                let before = layers.map.sources();
                 // By arrival: a stream task working through a backlog sees
                 // the layers' timing as they came.
-                let record = choice.push(layer, PendingVideo { unit, rtp_ext, arrival, held }, picture, arrival);
-                let (chosen, wanted) = (choice.chosen(), choice.keyframe_wanted(arrival));
-                if let Some(chosen) = chosen.filter(|c| before != Some(*c)) {
-                    if before.is_some() {
-                        // Another layer's RTP clock: placed after the last frame.
-                        self.timeline.video_source_changed(session);
-                        tracing::info!(stream = %name, session, from = before, layer = chosen, "the recorded video layer paused or came back; recording another");
+                let held = held.map(Arc::new);
+                let routed =
+                    layers.map.push(layer, PendingVideo { unit, rtp, arrival, held }, picture, arrival, || recorder.video_level_pictures());
+                let (after, wanted) = (layers.map.sources(), layers.map.keyframe_wanted(arrival));
+                if before != after {
+                    if before.is_empty() {
+                        tracing::info!(stream = %name, session, layers = ?after, "video levels fed by layers");
                     } else {
-                        tracing::info!(stream = %name, session, layer = chosen, "recording video layer");
+                        tracing::info!(stream = %name, session, from = ?before, to = ?after, "a video layer paused or came back; levels fed by others");
                     }
-                    if self.window.layers_session == Some(session) {
-                        for (i, w) in self.window.layers.iter_mut() {
-                            w.recorded = *i == chosen;
-                        }
-                    }
+                    self.mark_recorded(session);
                 }
-                // The move to another layer waits for its keyframe: asked
-                // for once a second at most.
+                // Feeding a level from another layer waits for its
+                // keyframe: asked for once a second at most.
                 if wanted && self.layer_keyframe_asked.is_none_or(|at| at.elapsed() >= crate::media::layers::STALL) {
                     self.layer_keyframe_asked = Some(Instant::now());
                     self.keyframes.request();
                 }
-                for v in record {
-                    self.record_video(session, v).await;
-                }
+                self.record_routed(session, routed).await;
             }
             StreamInput::Audio { opus, rtp_ext, arrival, session } => {
                 self.tracks.opened(session, false);
@@ -630,14 +677,17 @@ impl StreamTask {
                 self.window.lost[i] = lost;
             }
             StreamInput::SenderReport { video, layer, ntp, rtp, session } => {
-                // Video: the recorded layer's (each layer has its own RTP clock).
-                if !video || self.layers.get(&session).and_then(LayerChoice::chosen) == Some(layer) {
-                    self.timeline.sender_report(session, video, ntp, rtp);
+                if !video {
+                    self.timeline.sender_report(session, false, ntp, rtp);
+                } else if let Some((ntp, rtp)) = self.layers.get_mut(&session).and_then(|l| l.clocks.report(layer, ntp, rtp)) {
+                    // The video clock's (its first layer's); another
+                    // layer's maps that layer onto it.
+                    self.timeline.sender_report(session, true, ntp, rtp as u32);
                 }
             }
             StreamInput::SessionStarted { session, audio, video_layers } => {
                 self.forget_old_sessions(3);
-                self.layers.insert(session, LayerChoice::new(video_layers));
+                self.layers.insert(session, SessionLayers::new(video_layers));
                 // A recording that has not begun takes the channels of the
                 // publisher that begins it; later sessions are mixed to
                 // the recording's.
@@ -663,45 +713,72 @@ impl StreamTask {
         }
     }
 
-    /// Records an access unit of the session's recorded video layer.
-    async fn record_video(&mut self, session: u64, v: PendingVideo) {
+    /// Records an access unit of video quality level `level`.
+    async fn record_video(&mut self, session: u64, level: usize, v: PendingVideo) {
         let name = self.name.clone();
-        let PendingVideo { unit, rtp_ext, arrival, held } = v;
+        let PendingVideo { unit, rtp, arrival, held } = v;
         self.window.queue = self.window.queue.max(arrival.elapsed());
-        let time = self.timeline.video(session, rtp_ext, arrival);
-        if let Some(transit) = self.timeline.video_transit() {
-            self.window.video_transit = self.window.video_transit.max(Duration::from_nanos(transit.max(0) as u64 * 100));
+        // Level 0's pictures move the video clock; the other levels' (the
+        // same captures, on the same clock) are placed on it.
+        let placed = if level == 0 { None } else { self.timeline.video_at(session, rtp) };
+        let mut time = match placed {
+            Some(t) => t,
+            None => {
+                let t = self.timeline.video(session, rtp, arrival);
+                if let Some(transit) = self.timeline.video_transit() {
+                    self.window.video_transit = self.window.video_transit.max(Duration::from_nanos(transit.max(0) as u64 * 100));
+                }
+                self.log_timeline_events(session);
+                self.window.av_sync = self.timeline.av_sync();
+                t
+            }
+        };
+        if self.level_last.len() <= level {
+            self.level_last.resize(level + 1, None);
+            self.params.resize(level + 1, (None, None));
         }
-        self.log_timeline_events(session);
-        self.window.av_sync = self.timeline.av_sync();
+        // Each level's times increase (a level fed by another layer from
+        // a learnt offset may land a little early).
+        if let Some(last) = self.level_last[level] {
+            time = time.max(last + 1);
+        }
+        self.level_last[level] = Some(time);
         let (s, p) = unit.parameter_sets();
+        // The statistics' picture is the largest level's.
+        let top = level + 1 >= self.recorder.video_levels();
+        let params = &mut self.params[level];
         if let Some(s) = s {
-            if self.sps.as_ref() != Some(s)
+            if top
+                && params.0.as_ref() != Some(s)
                 && let Ok(info) = mediastreams_packager::codec::h264::parse_sps(s)
             {
                 (self.window.width, self.window.height) = (info.width, info.height);
             }
-            self.sps = Some(s.clone());
+            params.0 = Some(s.clone());
         }
         if let Some(p) = p {
-            self.pps = Some(p.clone());
+            params.1 = Some(p.clone());
         }
-        self.window.frames += 1;
-        self.window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
+        if top {
+            self.window.frames += 1;
+            self.window.video_bytes += unit.nal_units.iter().map(|n| n.len() as u64).sum::<u64>();
+        }
         self.window.last_media_at = Some(time::OffsetDateTime::now_utc());
-        if unit.keyframe
+        if level == 0
+            && unit.keyframe
             && let Some(asked) = self.keyframe_asked.take()
         {
             self.window.keyframe = self.window.keyframe.max(arrival.saturating_duration_since(asked));
         }
         let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
-        match self.recorder.push_video(sample, self.sps.as_ref(), self.pps.as_ref()).await {
+        let (sps, pps) = (self.params[level].0.clone(), self.params[level].1.clone());
+        match self.recorder.push_video(level, sample, sps.as_ref(), pps.as_ref()).await {
             Ok(true) => {
                 self.keyframe_asked.get_or_insert_with(Instant::now);
                 self.keyframes.request();
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(stream = %name, error = %e, "video sample dropped"),
+            Err(e) => tracing::warn!(stream = %name, level, error = %e, "video sample dropped"),
         }
         drop(held);
     }

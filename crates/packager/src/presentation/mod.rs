@@ -123,7 +123,7 @@ impl Presentation {
     ) -> Result<Self, PackagerError> {
         let mut levels = Vec::with_capacity(videos.len());
         for (i, video) in videos.iter().enumerate() {
-            if videos[..i].iter().any(|v| v.bitrate == video.bitrate) {
+            if video.bitrate != MEASURED_BITRATE && videos[..i].iter().any(|v| v.bitrate == video.bitrate) {
                 return Err(PackagerError::DuplicateBitrate(video.bitrate));
             }
             let sps = parse_sps(&video.sps)?;
@@ -198,7 +198,24 @@ impl Presentation {
         audio: AudioTrackConfig,
         stored: Stored,
     ) -> Result<Self, PackagerError> {
-        let mut p = Self::new(config, video, audio)?;
+        Self::resume_levels(config, vec![video], audio, stored)
+    }
+
+    /// [`Presentation::resume`] with every stored video quality level
+    /// (level 0 first, as stored), each continuing its own keys.
+    pub fn resume_levels(
+        config: PresentationConfig,
+        videos: Vec<VideoTrackConfig>,
+        audio: AudioTrackConfig,
+        stored: Stored,
+    ) -> Result<Self, PackagerError> {
+        let mut p = Self::with_video_levels(config, videos, audio)?;
+        let n = stored.video.len();
+        for f in &mut p.followers {
+            f.level.init_published = n > 0;
+            f.level.sequence = u32::try_from(n).unwrap_or(u32::MAX);
+            f.published = n;
+        }
         for (track, chunks) in [(&mut p.video, stored.video), (&mut p.audio, stored.audio)] {
             // The stored fragments' initialization segments are there too.
             track.level.init_published = !chunks.is_empty();
@@ -213,11 +230,35 @@ impl Presentation {
     /// than its first SPS (the stored manifest's `MaxWidth`/`MaxHeight`):
     /// its manifests keep giving it.
     pub fn video_picture_at_least(&mut self, width: u32, height: u32) {
-        if let LevelDetail::Video { width: w, height: h } = &mut self.video.level.info.detail
+        self.video_level_picture_at_least(0, width, height);
+    }
+
+    /// [`Presentation::video_picture_at_least`] for video level `level`.
+    pub fn video_level_picture_at_least(&mut self, level: usize, width: u32, height: u32) {
+        let info = match level {
+            0 => &mut self.video.level.info,
+            i => match self.followers.get_mut(i - 1) {
+                Some(f) => &mut f.level.info,
+                None => return,
+            },
+        };
+        if let LevelDetail::Video { width: w, height: h } = &mut info.detail
             && u64::from(width) * u64::from(height) > u64::from(*w) * u64::from(*h)
         {
             (*w, *h) = (width, height);
         }
+    }
+
+    /// Each video level's picture as its initialization segment gives it
+    /// (its first SPS), level 0 first.
+    pub fn video_level_pictures(&self) -> Vec<(u32, u32)> {
+        std::iter::once(&self.video.level)
+            .chain(self.followers.iter().map(|f| &f.level))
+            .map(|l| match &l.init {
+                TrackKind::Video { width, height, .. } => (u32::from(*width), u32::from(*height)),
+                _ => (0, 0),
+            })
+            .collect()
     }
 
     fn with_init(&self) -> bool {
@@ -253,7 +294,6 @@ impl Presentation {
         let tolerance = self.follower_tolerance();
         let floor = self.video.frag_start;
         let max_fragment = self.config.max_fragment();
-        let with_init = self.with_init();
         let f = self.followers.get_mut(level - 1).ok_or(PackagerError::NoSuchLevel(level))?;
         if s.keyframe {
             grow_picture(&mut f.level.info, &s.data);
@@ -271,10 +311,38 @@ impl Presentation {
         }
         let mut out = PushOutput::default();
         f.build(tolerance, false);
-        f.publish(&mut out.objects, with_init, false);
         out.keyframe_needed = std::mem::take(&mut f.keyframe_needed);
+        self.publish_followers(&mut out.objects, false);
         self.update_manifests(&mut out.objects);
         Ok(out)
+    }
+
+    /// The bounds of a measured video level's bitrate (of picture `area`):
+    /// above every level of a smaller picture whose bitrate is fixed, and
+    /// unlike every fixed one (see [`MEASURED_BITRATE`]).
+    fn bitrate_bounds(&self, area: u64) -> (u32, Vec<u32>) {
+        let levels = std::iter::once(&self.video.level).chain(self.followers.iter().map(|f| &f.level));
+        let fixed: Vec<(u64, u32)> = levels.filter(|l| !l.measuring()).map(|l| (l.init_area(), l.info.bitrate)).collect();
+        let floor = fixed.iter().filter(|(a, _)| *a < area).map(|(_, b)| b.saturating_add(1000)).max().unwrap_or(0);
+        (floor, fixed.into_iter().map(|(_, b)| b).collect())
+    }
+
+    /// Publishes what the following levels have built (`finished`: all of
+    /// it), each measured level's bitrate fixed by its first fragment
+    /// with samples before anything of it is written.
+    fn publish_followers(&mut self, out: &mut Vec<PublishedObject>, finished: bool) {
+        let with_init = self.with_init();
+        for i in 0..self.followers.len() {
+            if self.followers[i].level.measuring() {
+                let first = self.followers[i].built.iter().find(|(_, _, s)| !s.is_empty());
+                if let Some((chunk, _, samples)) = first {
+                    let (bytes, duration) = (samples.iter().map(|s| s.data.len() as u64).sum::<u64>(), chunk.duration);
+                    let (floor, taken) = self.bitrate_bounds(self.followers[i].level.init_area());
+                    self.followers[i].level.fix_bitrate_from(bytes, duration, floor, &taken);
+                }
+            }
+            self.followers[i].publish(out, with_init, finished);
+        }
     }
 
     /// A following level's sample this close to a fragment boundary
@@ -394,10 +462,12 @@ impl Presentation {
                 f.to_build.push_back((closed.chunk, next_start));
                 f.build(tolerance, false);
             }
-            self.video.on_closed(closed, next_start, out, with_init);
-            for f in &mut self.followers {
-                f.publish(out, with_init, false);
+            if self.video.level.measuring() {
+                let (floor, taken) = self.bitrate_bounds(self.video.level.init_area());
+                self.video.level.fix_bitrate(&closed.samples, closed.chunk.duration, floor, &taken);
             }
+            self.video.on_closed(closed, next_start, out, with_init);
+            self.publish_followers(out, false);
             self.update_manifests(out);
         }
     }
@@ -605,11 +675,10 @@ impl Presentation {
         // No more samples of this session: following levels build what
         // they have.
         let tolerance = self.follower_tolerance();
-        let with_init = self.with_init();
         for f in &mut self.followers {
             f.build(tolerance, true);
-            f.publish(&mut out.objects, with_init, false);
         }
+        self.publish_followers(&mut out.objects, false);
         self.update_manifests(&mut out.objects);
         out
     }
@@ -619,13 +688,20 @@ impl Presentation {
     pub fn finish(&mut self) -> Outputs {
         let mut out = self.end_session().objects;
         if !self.finished {
+            if self.video.level.measuring()
+                && let Some(held) = &self.video.held
+            {
+                let (bytes, duration) = (held.samples.iter().map(|s| s.data.len() as u64).sum::<u64>(), held.chunk.duration);
+                let (floor, taken) = self.bitrate_bounds(self.video.level.init_area());
+                self.video.level.fix_bitrate_from(bytes, duration, floor, &taken);
+            }
             self.video.flush_held(&mut out);
             self.audio.flush_held(&mut out);
-            let with_init = self.with_init();
+            let tolerance = self.last_video_duration as u64 / 2;
             for f in &mut self.followers {
-                f.build(self.last_video_duration as u64 / 2, true);
-                f.publish(&mut out, with_init, true);
+                f.build(tolerance, true);
             }
+            self.publish_followers(&mut out, true);
             self.write_manifests(ManifestMode::Final, &mut out);
             self.finished = true;
         }
@@ -633,8 +709,13 @@ impl Presentation {
     }
 
     fn write_manifests(&self, mode: ManifestMode, out: &mut Vec<PublishedObject>) {
-        let mut levels = vec![self.video.level.info.clone()];
-        levels.extend(self.followers.iter().map(|f| f.level.info.clone()));
+        // A level whose bitrate is still to be measured has written
+        // nothing (it is named by its bitrate): not listed yet.
+        let levels: Vec<LevelInfo> = std::iter::once(&self.video.level)
+            .chain(self.followers.iter().map(|f| &f.level))
+            .filter(|l| !l.measuring())
+            .map(|l| l.info.clone())
+            .collect();
         let video_chunks = match mode {
             ManifestMode::Live { .. } => &self.video.published[..self.video_listed()],
             ManifestMode::Final => &self.video.published[..],

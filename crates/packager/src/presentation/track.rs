@@ -35,6 +35,42 @@ impl LevelOutput {
         LevelOutput { kind, info, init, init_published: false, sequence: 0 }
     }
 
+    /// The picture area of the level's initialization segment.
+    pub(super) fn init_area(&self) -> u64 {
+        match &self.init {
+            crate::bmff::TrackKind::Video { width, height, .. } => u64::from(*width) * u64::from(*height),
+            _ => 0,
+        }
+    }
+
+    /// Whether the level's bitrate is still to be measured.
+    pub(super) fn measuring(&self) -> bool {
+        self.info.bitrate == super::types::MEASURED_BITRATE
+    }
+
+    /// Fixes a measured level's bitrate from its first fragment (see
+    /// [`super::types::MEASURED_BITRATE`]): at least `floor`, not one of
+    /// `taken`.
+    pub(super) fn fix_bitrate(&mut self, samples: &[FragmentSample], duration: u64, floor: u32, taken: &[u32]) {
+        if !self.measuring() {
+            return;
+        }
+        let bytes: u64 = samples.iter().map(|s| s.data.len() as u64).sum();
+        self.fix_bitrate_from(bytes, duration, floor, taken);
+    }
+
+    pub(super) fn fix_bitrate_from(&mut self, bytes: u64, duration: u64, floor: u32, taken: &[u32]) {
+        if !self.measuring() {
+            return;
+        }
+        let bps = (u128::from(bytes) * 8 * TIMESCALE as u128 / u128::from(duration.max(1))) as u64;
+        let mut bitrate = u32::try_from(bps.div_ceil(1000) * 1000).unwrap_or(u32::MAX - 999_999).max(floor).max(1000);
+        while taken.contains(&bitrate) {
+            bitrate = bitrate.saturating_add(1000);
+        }
+        self.info.bitrate = bitrate;
+    }
+
     pub(super) fn init_object(&mut self, out: &mut Vec<PublishedObject>, with_init: bool) {
         if with_init && !self.init_published {
             self.init_published = true;

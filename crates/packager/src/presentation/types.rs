@@ -71,10 +71,19 @@ impl PresentationConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoTrackConfig {
+    /// What the level's manifests give and its object keys are named by
+    /// (`QualityLevels({bitrate})`); [`MEASURED_BITRATE`]: measured over
+    /// the level's first fragment (see [`crate::Presentation`]).
     pub bitrate: u32,
     pub sps: Bytes,
     pub pps: Bytes,
 }
+
+/// A video level's bitrate is measured over its first fragment: the
+/// bits of its samples over its duration, to 1 kb/s, above every level of
+/// a smaller picture and unlike any other level's (its keys are named by
+/// it, so it is fixed then).
+pub const MEASURED_BITRATE: u32 = 0;
 
 /// What the audio track carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
