@@ -349,6 +349,31 @@ fn assert_ladder(levels: &[Vec<(u64, u64, u64)>; 3], when: &str) {
     }
 }
 
+/// A player's report with `--switch-levels` (the top level, the bottom one
+/// asked for at a third, the top again at two thirds): it listed the three
+/// levels, showed the top level's picture, then the bottom one's, and
+/// ended on the top one's, with no stall and no error.
+fn assert_switched_down_and_up(report: &Value, what: &str) {
+    assert_eq!(report["errors"], serde_json::json!([]), "{what}: {report}");
+    assert_eq!(report["errorEvents"], 0, "{what}: player errors: {}", report["errorEventDetails"]);
+    assert_eq!(report["stalls"], 0, "{what}: stalled at {}: {report}", report["stallsAt"]);
+    let levels: Vec<(u64, u64)> = report["levels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: levels: {report}"))
+        .iter()
+        .map(|l| (l["width"].as_u64().unwrap_or(0), l["height"].as_u64().unwrap_or(0)))
+        .collect();
+    let mut sorted = levels.clone();
+    sorted.sort();
+    assert_eq!(sorted, LADDER, "{what}: the player's levels: {report}");
+    let sizes: Vec<&str> = report["sizesPlayed"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+    let low = sizes.iter().position(|s| *s == "320x180");
+    assert!(
+        sizes.first() == Some(&"1280x720") && low.is_some() && sizes.last() == Some(&"1280x720"),
+        "{what}: top, bottom, top again: {sizes:?} {report}"
+    );
+}
+
 /// Every frame of each HLS variant (each rendition on its own), by size:
 /// runs of equal sizes, in order.
 async fn rendition_frames(env: &Env, run: &SimulcastRun) -> Vec<Vec<((u64, u64), usize)>> {
@@ -477,22 +502,68 @@ async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
         let frames: usize = runs.iter().map(|(_, n)| n).sum();
         assert!(frames as f64 >= total * 10.0, "{frames} frames decode over {total} s: {runs:?}");
     }
+    // On demand, each output played with a forced switch from the top
+    // level down to the bottom one and back up.
     let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let mut played = Vec::new();
     for (what, player, url) in
         [("Smooth", "dashjs", run.smooth_url.clone()), ("DASH", "dashjs", run.dash_url.clone()), ("HLS", "hlsjs", run.hls_url.clone())]
     {
         let o = origin.clone();
         let report = tokio::task::spawn_blocking(move || {
-            crate::player::play_with(player, &o, &url, "vod", 14, &format!("player-simulcast-paused-{what}.png"))
+            crate::player::play_args(player, &o, &url, "vod", 14, &format!("player-simulcast-paused-{what}.png"), &["--switch-levels"])
         })
         .await
         .unwrap();
-        assert_eq!(report["errors"], serde_json::json!([]), "{what}: {report}");
         let samples = report["samples"].as_array().unwrap();
         assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "{what}: played to the end: {report}");
+        assert_switched_down_and_up(&report, what);
+        played.push((what, report["sizesPlayed"].clone()));
     }
     eprintln!(
-        "simulcast, full layer paused 4-8 s: recorded {total:.2} s of {published:.2} s; frames by size per rendition: {renditions:?}; browser: {}",
+        "simulcast, full layer paused 4-8 s: recorded {total:.2} s of {published:.2} s; frames by size per rendition: {renditions:?}; browser: {}; played on demand with a switch down and up: {played:?}",
         r["events"]
     );
+}
+
+/// Players switch between a simulcast publisher's levels while it is live:
+/// dash.js on the Smooth and on the DASH output and hls.js on the HLS
+/// output, one after the other, each follow the live stream from the top
+/// level, are made to switch to the bottom level and back up (automatic
+/// switching off), and show each level's picture, with no stall and no
+/// error.
+#[tokio::test(flavor = "multi_thread")]
+async fn players_switch_between_simulcast_levels_while_live() {
+    const WATCH: u32 = 18;
+    let env = Env::local_embedded(None).await;
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let played = std::sync::Mutex::new(Vec::new());
+    let run = publish_simulcast(&env, "abr-live", 3 * (WATCH + 5) + 4, None, |smooth, dash, hls| {
+        let (origin, played) = (origin.clone(), &played);
+        async move {
+            // A few fragments to join.
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            for (what, player, url) in [("Smooth", "dashjs", smooth), ("DASH", "dashjs", dash), ("HLS", "hlsjs", hls)] {
+                let o = origin.clone();
+                let report = tokio::task::spawn_blocking(move || {
+                    crate::player::play_args(
+                        player,
+                        &o,
+                        &url,
+                        "live",
+                        WATCH,
+                        &format!("player-simulcast-live-{what}.png"),
+                        &["--switch-levels"],
+                    )
+                })
+                .await
+                .unwrap();
+                assert_switched_down_and_up(&report, what);
+                played.lock().unwrap().push((what, report["sizesPlayed"].clone(), report["switches"].clone()));
+            }
+        }
+    })
+    .await;
+    assert_ladder(&run.live_levels, "live");
+    eprintln!("simulcast, players switching live: {:?}", played.lock().unwrap());
 }

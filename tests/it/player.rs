@@ -46,7 +46,7 @@ pub(crate) fn play_with(player: &str, origin: &str, url: &str, mode: &str, secon
     play_args(player, origin, url, mode, seconds, screenshot, &[])
 }
 
-fn play_args(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str, extra: &[&str]) -> Value {
+pub(crate) fn play_args(player: &str, origin: &str, url: &str, mode: &str, seconds: u32, screenshot: &str, extra: &[&str]) -> Value {
     let root = mediastreams_tests::workspace_root();
     let artifacts = root.join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

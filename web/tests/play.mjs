@@ -9,10 +9,37 @@
 //
 // vod:  plays to the end; reports duration and the final position.
 // live: follows the stream for N seconds; reports the positions seen.
-// --switch-levels (dash.js): automatic bitrate switching off, a 4 s buffer,
-//       the highest video level first, the lowest asked for from half of N
-//       seconds on (from the next fragment); samples report the level's
-//       bandwidth.
+// --switch-levels (dash.js and hls.js, vod and live): automatic bitrate
+//       switching off; the highest video level (by bandwidth) from the
+//       start, the lowest asked for at a third of the watch, the highest
+//       again at two thirds. vod: a third of the duration (the element's,
+//       else N) as the playhead passes it; live: a third of N seconds after
+//       the page started the player. Levels are checked once a second.
+//       dash.js: abr.autoSwitchBitrate.video false, abr.initialBitrate.video
+//       above every level, a 4 s buffer, and
+//       setRepresentationForTypeById('video', id) without forceReplace, so
+//       a switch shows from the next fragment after the buffer. hls.js:
+//       startLevel and loadLevel on the top level once the manifest is
+//       parsed, then hls.nextLevel (switches at the next fragment, flushing
+//       what was buffered past it).
+//       The report gains: levels (the player's video levels in its own
+//       order: index, id (dash.js), bandwidth (hls.js: bitrate), width,
+//       height); switches (each request: at, wall seconds; t, the position;
+//       want, highest|lowest; level, the index in levels; to, its
+//       bandwidth; width, height); sizesPlayed (the element's
+//       videoWidthxvideoHeight in order, consecutive repeats dropped, 0x0
+//       left out, looked at every 20 ms) and sizeChanges (the same with
+//       the position t of each change); stalls (`waiting` events after the
+//       first `playing`, seeks included) and stallsAt (their positions);
+//       errorEvents (dash.js `error` and `playbackError` events; hls.js
+//       Hls.Events.ERROR, fatal or not), fatalErrorEvents (hls.js: those
+//       with fatal; dash.js null) and errorEventDetails (the first 20).
+//       Each sample gains level (the index in levels of what the player says
+//       is playing: dash.js getCurrentRepresentationForType('video'), i.e.
+//       the level being fetched; hls.js hls.currentLevel, the level of the
+//       fragment at the playhead) and, for hls.js, bandwidth (that level's
+//       bitrate; dash.js samples always have it). A sample's width and
+//       height are the element's videoWidth and videoHeight.
 // --dvr N (live): at a third of the watch seeks N seconds back (within the
 //       DVR window), at two thirds returns to the live edge (as the player
 //       page's Go live: dash.js seekToOriginalLive, or for Smooth a reload
@@ -94,7 +121,22 @@ try {
     window.maxTime = 0;
     const v = document.getElementById('v');
     window.endTrace = [];
+    // For --switch-levels: the sizes shown, and the stalls (`waiting`
+    // after the first `playing`).
+    window.sizeChanges = [];
+    const size = () => {
+      if (v.videoWidth === 0) return;
+      const now = `${v.videoWidth}x${v.videoHeight}`;
+      const last = window.sizeChanges[window.sizeChanges.length - 1];
+      if (!last || last.size !== now) window.sizeChanges.push({ t: v.currentTime, size: now });
+    };
+    v.addEventListener('resize', size);
+    window.stallsAt = [];
+    let playing = false;
+    v.addEventListener('playing', () => { playing = true; });
+    v.addEventListener('waiting', () => { if (playing) window.stallsAt.push(v.currentTime); });
     setInterval(() => {
+      size();
       if (!v.seeking) window.maxTime = Math.max(window.maxTime, v.currentTime);
       if (process_debug && v.duration - v.currentTime < 0.3 && window.endTrace.length < 80) {
         const b = [];
@@ -106,11 +148,28 @@ try {
   }, Boolean(process.env.PLAY_DEBUG));
   if (playerKind === 'hlsjs') {
     await page.addScriptTag({ path: path.join(hlsDir, 'hls.min.js') });
-    await page.evaluate((manifest) => {
+    await page.evaluate(({ manifest, switchLevels }) => {
       window.playerErrors = [];
+      window.errorEvents = { count: 0, fatal: 0, details: [] };
       const v = document.getElementById('v');
       const hls = new Hls();
-      hls.on(Hls.Events.ERROR, (_e, d) => { if (d.fatal) window.playerErrors.push(`${d.type}: ${d.details}`); });
+      window.hlsPlayer = hls;
+      hls.on(Hls.Events.ERROR, (_e, d) => {
+        if (d.fatal) window.playerErrors.push(`${d.type}: ${d.details}`);
+        window.errorEvents.count += 1;
+        if (d.fatal) window.errorEvents.fatal += 1;
+        if (window.errorEvents.details.length < 20) window.errorEvents.details.push(`${d.fatal ? 'fatal ' : ''}${d.type}: ${d.details} at ${v.currentTime.toFixed(2)}`);
+      });
+      if (switchLevels) {
+        // hls.js sorts its levels by bitrate; the top one by bitrate all
+        // the same.
+        const top = () => hls.levels.reduce((best, l, i) => (best < 0 || l.bitrate > hls.levels[best].bitrate ? i : best), -1);
+        hls.on(Hls.Events.MANIFEST_PARSED, () => { hls.startLevel = top(); hls.loadLevel = top(); });
+        window.videoLevels = () => (hls.levels ?? []).map((l, index) => ({ index, bandwidth: l.bitrate, width: l.width, height: l.height }));
+        window.playingLevel = () => (hls.currentLevel >= 0 ? hls.currentLevel : null);
+        window.playingBandwidth = () => hls.levels?.[hls.currentLevel]?.bitrate ?? null;
+        window.setLevel = (index) => { if (hls.autoLevelEnabled || hls.loadLevel !== index) hls.nextLevel = index; };
+      }
       hls.loadSource(manifest);
       hls.attachMedia(v);
       v.play().catch(() => {});
@@ -118,7 +177,7 @@ try {
       window.liveLatency = () => (Number.isFinite(hls.latency) ? hls.latency : null);
       window.seekBack = (n) => { v.currentTime = Math.max(0, v.currentTime - n); };
       window.seekLive = () => { if (Number.isFinite(hls.liveSyncPosition)) v.currentTime = hls.liveSyncPosition; };
-    }, url);
+    }, { manifest: url, switchLevels });
   } else {
     await page.addScriptTag({ path: path.join(dashDir, 'dash.all.min.js') });
     await page.addScriptTag({ path: path.join(dashDir, 'dash.mss.min.js') });
@@ -148,10 +207,24 @@ try {
       // with forceReplace, made dash.js 5.2 miss the end of the recording
       // about one run in three: it re-buffers the video alone after the
       // audio has completed, and the element then never fires `ended`.)
-      if (switchLevels) player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } }, buffer: { bufferTimeDefault: 4, bufferTimeAtTopQuality: 4, bufferTimeAtTopQualityLongForm: 4 } } });
+      // The first fragments come from the top level: an initial bitrate
+      // (kbit/s) above every level.
+      if (switchLevels) player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false }, initialBitrate: { video: 1e9 } }, buffer: { bufferTimeDefault: 4, bufferTimeAtTopQuality: 4, bufferTimeAtTopQualityLongForm: 4 } } });
+      window.errorEvents = { count: 0, fatal: null, details: [] };
+      const errorEvent = (what) => { window.errorEvents.count += 1; if (window.errorEvents.details.length < 20) window.errorEvents.details.push(what); };
       player.on(dashjs.MediaPlayer.events.PLAYBACK_ENDED, () => { window.playbackEnded = true; });
-      player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.playerErrors.push(JSON.stringify(e.error ?? e)));
-      player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`));
+      player.on(dashjs.MediaPlayer.events.ERROR, (e) => { window.playerErrors.push(JSON.stringify(e.error ?? e)); errorEvent(JSON.stringify(e.error ?? e)); });
+      player.on(dashjs.MediaPlayer.events.PLAYBACK_ERROR, (e) => { window.playerErrors.push(`playback: ${JSON.stringify(e.error ?? e)}`); errorEvent(`playback: ${JSON.stringify(e.error ?? e)}`); });
+      if (switchLevels) {
+        // Throws until the stream is initialised: no levels yet.
+        window.videoLevels = () => {
+          try { return (player.getRepresentationsByType('video') ?? []).map((r, index) => ({ index, id: r.id, bandwidth: r.bandwidth, width: r.width, height: r.height })); } catch { return []; }
+        };
+        window.playingLevel = () => {
+          try { const id = player.getCurrentRepresentationForType('video')?.id; const i = window.videoLevels().findIndex((l) => l.id === id); return i >= 0 ? i : null; } catch { return null; }
+        };
+        window.setLevel = (index) => player.setRepresentationForTypeById('video', window.videoLevels()[index].id, false);
+      }
       player.initialize(document.getElementById('v'), manifest, true);
       window.isDynamic = () => player.isDynamic();
       window.liveLatency = () => { const l = player.getCurrentLiveLatency(); return Number.isFinite(l) ? l : null; };
@@ -164,7 +237,7 @@ try {
   }
   const started = Date.now();
   const limit = mode === 'vod' ? (seconds * 2 + 30) * 1000 : seconds * 1000;
-  let level = null;
+  const switches = [];
   const dvr = [];
   while (Date.now() - started < limit) {
     await page.waitForTimeout(1000);
@@ -179,18 +252,27 @@ try {
       }
     }
     if (switchLevels) {
-      const want = (Date.now() - started) / 1000 >= seconds / 2 ? 'lowest' : 'highest';
-      if (want !== level) {
+      // Highest from the start, lowest at a third, highest at two thirds:
+      // of the duration by the playhead (vod), of N seconds by the clock
+      // (live).
+      const at = (Date.now() - started) / 1000;
+      const pos = await page.evaluate(() => { const v = document.getElementById('v'); return { t: v.currentTime, duration: v.duration }; });
+      const length = Number.isFinite(pos.duration) && pos.duration > 0 ? pos.duration : seconds;
+      const progress = mode === 'vod' ? pos.t / length : at / seconds;
+      const step = switches.length;
+      const want = step === 0 ? 'highest' : step === 1 && progress >= 1 / 3 ? 'lowest' : step === 2 && progress >= 2 / 3 ? 'highest' : null;
+      if (want) {
         const chosen = await page.evaluate((want) => {
-          const p = window.dashPlayer;
-          const reps = p.getRepresentationsByType('video');
-          if (!reps || reps.length === 0) return null;
-          const sorted = reps.slice().sort((a, b) => a.bandwidth - b.bandwidth);
-          const r = want === 'lowest' ? sorted[0] : sorted[sorted.length - 1];
-          p.setRepresentationForTypeById('video', r.id, false);
-          return r.bandwidth;
+          const levels = window.videoLevels();
+          if (levels.length === 0) return null;
+          const pick = levels.reduce((a, b) => ((want === 'lowest' ? b.bandwidth < a.bandwidth : b.bandwidth > a.bandwidth) ? b : a));
+          window.setLevel(pick.index);
+          return pick;
         }, want);
-        if (chosen !== null) { level = want; result.switches = (result.switches ?? []).concat([{ at: (Date.now() - started) / 1000, to: chosen }]); }
+        if (chosen !== null) {
+          switches.push({ at, t: pos.t, want, level: chosen.index, to: chosen.bandwidth, width: chosen.width, height: chosen.height });
+          result.switches = switches;
+        }
       }
     }
     const s = await page.evaluate(() => {
@@ -213,13 +295,29 @@ try {
         // The end: the element's `ended`, or dash.js's own end (above) with
         // the playhead within a frame of the duration.
         atEnd: v.ended || (Boolean(window.playbackEnded) && v.duration - v.currentTime < 0.034),
-        bandwidth: window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
+        bandwidth: window.playingBandwidth ? window.playingBandwidth() : window.dashPlayer?.getCurrentRepresentationForType?.('video')?.bandwidth ?? null,
+        ...(window.playingLevel ? { level: window.playingLevel() } : {}),
+        levelReport: window.videoLevels ? {
+          levels: window.videoLevels(), sizeChanges: window.sizeChanges, stallsAt: window.stallsAt, errorEvents: window.errorEvents,
+        } : undefined,
         latency: window.liveLatency ? window.liveLatency() : null, seeking: v.seeking,
         // Bytes of audio the element decoded (Chromium): audio plays too.
         audioBytes: v.webkitAudioDecodedByteCount ?? null,
       };
     });
-    result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined });
+    result.samples.push({ at: (Date.now() - started) / 1000, ...s, errors: undefined, levelReport: undefined });
+    if (s.levelReport) {
+      const r = s.levelReport;
+      if (r.levels.length > 0) result.levels = r.levels;
+      result.switches = switches;
+      result.sizesPlayed = r.sizeChanges.map((c) => c.size);
+      result.sizeChanges = r.sizeChanges;
+      result.stalls = r.stallsAt.length;
+      result.stallsAt = r.stallsAt;
+      result.errorEvents = r.errorEvents.count;
+      result.fatalErrorEvents = r.errorEvents.fatal;
+      result.errorEventDetails = r.errorEvents.details;
+    }
     result.errors = s.errors.concat(result.errors.filter((e) => e.startsWith('pageerror')));
     if (mode === 'vod' && s.atEnd) break;
   }
