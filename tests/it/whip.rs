@@ -567,6 +567,15 @@ async fn publish_and_record(env: Env) {
     let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(no_h264).send().await.unwrap();
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("H.264"), "the error names the missing codec");
+    // Firefox's simulcast offer (VP8, VP9, AV1: no H.264) is refused as clearly.
+    let firefox =
+        std::fs::read_to_string(mediastreams_tests::workspace_root().join("crates/webrtc-proto/testdata/offers/firefox-152-simulcast.sdp"))
+            .unwrap();
+    let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(firefox).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "unsupported-offer", "{problem}");
+    assert!(problem["detail"].as_str().unwrap_or("").contains("H.264"), "{problem}");
     let r = http.post(&whip).bearer_auth(&token).header("content-type", "application/sdp").body(vec![b'v'; 100_000]).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let r = http.request(reqwest::Method::OPTIONS, &whip).send().await.unwrap();

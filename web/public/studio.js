@@ -146,7 +146,10 @@ setInterval(async () => {
   } catch (e) { message(explain(e)); }
 }, 1000);
 
+// Simulcast is on wherever the browser sends H.264 simulcast: each layer
+// becomes a quality level of the recording (an ABR ladder for viewers).
 if (!canSimulcast()) {
+  $('simulcast').checked = false;
   $('simulcast').disabled = true;
   $('simulcast').parentElement.title = 'This browser cannot send H.264 simulcast';
 }

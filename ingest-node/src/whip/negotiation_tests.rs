@@ -20,6 +20,11 @@ fn payload_types(codecs: &[OfferedCodec]) -> Vec<u8> {
 /// format `5000` as an RTP payload type.
 const UNANSWERABLE: &[(&str, &str)] = &[("firefox-46.0.1-unknown.sdp", "number too large to fit in target type")];
 
+/// Captured offers the node refuses before negotiating (`check_offer`),
+/// with a fragment of the error the publisher is given (WHIP: 422
+/// `unsupported-offer`).
+const REFUSED: &[(&str, &str)] = &[("firefox-152-simulcast.sdp", "does not include H.264")];
+
 /// `sdp` without its `m=application` section, which must be the last
 /// one, and without that section's mid in the BUNDLE group.
 fn without_data_channel(sdp: &str) -> String {
@@ -63,6 +68,7 @@ async fn captured_offers_are_answered_with_their_payload_types() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".sdp"))
+        .filter(|n| !REFUSED.iter().any(|(r, _)| r == n))
         .collect();
     names.sort();
     assert!(names.len() >= 5, "{names:?}");
@@ -134,4 +140,60 @@ async fn captured_offers_are_answered_with_their_payload_types() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Offers refused by the checks: the error names what is missing.
+#[test]
+fn refused_offers_are_refused_with_their_reason() {
+    for (name, reason) in REFUSED {
+        let e = check_offer(&offer(name)).expect_err(name).to_string();
+        assert!(e.contains(reason) && e.contains("VP8/90000"), "{name}: {e}");
+    }
+}
+
+/// Firefox's simulcast offer shape (per-layer `a=ssrc` lines and FID
+/// groups, `extmap:N/sendonly` rid extensions, `a=msid:-`, a `sendrecv`
+/// video section), with H.264 in place of its VP8: three layers, and the
+/// answer receives them by rid in the offer's `a=simulcast` order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firefox_simulcast_offer_with_h264_is_answered_with_its_rids() {
+    use std::sync::Arc;
+
+    use mediastreams_storage::{EmbeddedTable, LocalDirStore, StreamRepo};
+    use tokio::sync::mpsc;
+
+    let sdp = offer("firefox-152-simulcast.sdp")
+        .replace("a=rtpmap:120 VP8/90000", "a=rtpmap:120 H264/90000")
+        .replace("a=fmtp:120 max-fs=12288;max-fr=60", "a=fmtp:120 profile-level-id=42e01f;level-asymmetry-allowed=1;packetization-mode=1");
+    let summary = check_offer(&sdp).unwrap();
+    assert_eq!(summary.video_layers, 3);
+    assert_eq!(payload_types(&summary.h264), vec![120]);
+    let dir = std::env::temp_dir().join(format!("ingest-node-firefox-simulcast-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = Arc::new(EmbeddedTable::open(&dir.join("streams.redb")).unwrap());
+    let store = Arc::new(LocalDirStore::open(dir.join("objects")).unwrap());
+    let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
+    let mux = node.media_mux().await.unwrap();
+    let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
+    let (input, _input_rx) = mpsc::channel(16);
+    let (handle, answer) = crate::session::start(
+        mux,
+        &announce,
+        1,
+        sdp,
+        crate::media::audio::Channels::Stereo,
+        summary.video_layers,
+        crate::media_input::MediaSink::new(input),
+    )
+    .await
+    .unwrap();
+    handle.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(answer.contains("a=simulcast:recv h;m;l"), "{answer}");
+    for rid in ["h", "m", "l"] {
+        assert!(answer.contains(&format!("a=rid:{rid} recv")), "{rid}: {answer}");
+    }
+    let video = sections(&answer).unwrap().into_iter().find(|s| s.kind == "video").unwrap();
+    assert_eq!(video.direction.as_deref(), Some("recvonly"));
+    assert_eq!(payload_types(&video.codecs.iter().filter(|c| c.name.eq_ignore_ascii_case("H264")).cloned().collect::<Vec<_>>()), vec![120]);
 }
