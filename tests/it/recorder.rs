@@ -187,3 +187,113 @@ async fn unlisted_stored_fragments_are_never_written_again() {
     let video = chunks(&manifest(&env, &pid).await.unwrap(), "video");
     assert!(video.first().is_some_and(|c| c.0 >= start as u64), "the recording starts after the stored fragments: {video:?} from {start}");
 }
+
+/// A node that recorded a simulcast publisher as two video levels (their
+/// bitrates measured) died; a recorder opened on the `Live` stream
+/// continues every level at its own keys: the final manifests list both
+/// levels at their stored bitrates, every listed fragment exists for each,
+/// and nothing stored is written again.
+#[tokio::test]
+async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
+    use mediastreams_packager::{MEASURED_BITRATE, Presentation, VideoTrackConfig};
+    use mediastreams_storage::ObjectMeta;
+    let env = Env::local_embedded(None).await;
+    let created =
+        env.call("PUT", "/streams/ladder", Some(json!({"outputs":[{"name":"s","format":"smooth"},{"name":"h","format":"hls"}]}))).await;
+    let pid = created.json()["playbackId"].as_str().unwrap().to_owned();
+    assert_eq!(env.call("POST", "/streams/ladder/start-ingest", None).await.status, 200);
+    env.repo.transition("ladder", mediastreams_model::Transition::MediaArrived, time::OffsetDateTime::now_utc(), None).await.unwrap();
+    let generation = mediastreams_ingest_node::Generation::of(&env.repo.get("ladder").await.unwrap().unwrap().stream).unwrap();
+    let dir = mediastreams_tests::scratch();
+    let small = mediastreams_tests::media::encode_sized_test_clip(dir.path(), 6, 60, (320, 180));
+    let large = mediastreams_tests::media::encode_sized_test_clip(dir.path(), 6, 60, (640, 360));
+    let clips = [&small, &large];
+    let audio = mediastreams_ingest_node::recorder::audio_track(
+        mediastreams_packager::AudioCodec::Aac,
+        mediastreams_ingest_node::media::audio::Channels::Stereo,
+    );
+    // What the dead node stored: fragments and live manifests.
+    let mut config = mediastreams_tests::media::all_outputs_config(0);
+    config.dash = false;
+    let videos = clips.iter().map(|c| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps: c.sps.clone(), pps: c.pps.clone() }).collect();
+    let mut dead = Presentation::with_video_levels(config, videos, audio).unwrap();
+    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
+    for (level, clip) in clips.iter().enumerate() {
+        for s in clip.samples(1, 0) {
+            if level == 0 || matches!(s, ClipSample::Video(_)) {
+                samples.push((s.time(), level, s));
+            }
+        }
+    }
+    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    let mut stored = Vec::new();
+    for (_, level, s) in samples {
+        let out = match s {
+            ClipSample::Video(v) => dead.push_video_level(level, v).unwrap(),
+            ClipSample::Audio(a) => dead.push_audio(a).unwrap(),
+        };
+        for o in out.objects {
+            let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
+            env.media.put(&key, o.body.clone(), &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
+            if o.key.contains("Fragments(") {
+                stored.push((o.key, o.body));
+            }
+        }
+    }
+    let live = manifest(&env, &pid).await.expect("a live manifest");
+    let bitrates: Vec<u64> = roxmltree::Document::parse(&live)
+        .unwrap()
+        .descendants()
+        .filter(|n| n.has_tag_name("QualityLevel") && n.attribute("MaxWidth").is_some())
+        .map(|q| q.attribute("Bitrate").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(bitrates.len(), 2, "two measured levels: {live}");
+    assert!(bitrates[0] < bitrates[1], "{bitrates:?}");
+
+    let mut rec =
+        Recorder::open(env.repo.clone(), env.media.clone(), "ladder", &generation, 500_000, Default::default(), true).await.unwrap();
+    assert_eq!(rec.video_level_pictures(), Some(vec![(320, 180), (640, 360)]), "the stored levels");
+    let start = rec.continues_at();
+    let mut more: Vec<(i64, usize, ClipSample)> = Vec::new();
+    for (level, clip) in clips.iter().enumerate() {
+        for s in clip.samples(1, start) {
+            if level == 0 || matches!(s, ClipSample::Video(_)) {
+                more.push((s.time(), level, s));
+            }
+        }
+    }
+    more.sort_by_key(|(t, level, _)| (*t, *level));
+    for (_, level, s) in more {
+        match s {
+            ClipSample::Video(v) => {
+                let clip = clips[level];
+                rec.push_video(level, v, Some(&clip.sps), Some(&clip.pps)).await.unwrap();
+            }
+            ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
+        }
+    }
+    assert_eq!(env.call("POST", "/streams/ladder/stop-ingest", None).await.status, 202);
+    rec.finish(None).await.unwrap();
+    for (key, body) in &stored {
+        let o = env.media.get(&ObjectKey::parse(&format!("{pid}/{key}")).unwrap()).await.unwrap().unwrap();
+        assert_eq!(&o.body, body, "{key} was written again");
+    }
+    let last = manifest(&env, &pid).await.unwrap();
+    let after: Vec<u64> = roxmltree::Document::parse(&last)
+        .unwrap()
+        .descendants()
+        .filter(|n| n.has_tag_name("QualityLevel") && n.attribute("MaxWidth").is_some())
+        .map(|q| q.attribute("Bitrate").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(after, bitrates, "both levels, at their stored bitrates");
+    let video = chunks(&last, "video");
+    assert!(video.last().is_some_and(|c| c.0 > start as u64), "continued after {start}: {video:?}");
+    for (t, _) in &video {
+        for b in &bitrates {
+            let key = ObjectKey::parse(&format!("{pid}/smooth.ism/QualityLevels({b})/Fragments(video={t})")).unwrap();
+            assert!(env.media.get(&key).await.unwrap().is_some(), "{key:?} is listed but not stored");
+        }
+    }
+    let hls = env.media.get(&ObjectKey::parse(&format!("{pid}/hls/main.m3u8")).unwrap()).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hls.body).matches("#EXT-X-STREAM-INF").count(), 2, "an HLS variant per level");
+}
