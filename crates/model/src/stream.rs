@@ -164,8 +164,8 @@ pub struct IngestStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragment_store_ms_p99: Option<u64>,
     /// A simulcast publisher's video layers (encodings), largest first;
-    /// empty for a publisher that sends one. The top-level video figures
-    /// are the recorded layer's.
+    /// empty for a publisher that sends one. Each is recorded as a video
+    /// quality level; the top-level video figures are the largest level's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub video_layers: Vec<VideoLayerStats>,
 }
@@ -183,7 +183,7 @@ pub struct VideoLayerStats {
     pub height: u32,
     pub bitrate_bps: u64,
     pub frame_rate: f64,
-    /// Whether the recording takes this layer.
+    /// Whether this layer feeds a video quality level of the recording.
     pub recorded: bool,
 }
 
