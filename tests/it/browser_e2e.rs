@@ -262,7 +262,7 @@ async fn output_levels(env: &Env, pid: &str) -> [Vec<(u64, u64, u64)>; 3] {
 /// DASH and an HLS output; the studio's own create finds it), reading the
 /// live manifests while it publishes, and `while_live` (given the run's
 /// URLs once the stream is live: live players) beside it.
-async fn publish_simulcast<F, Fut>(env: &Env, name: &str, seconds: u32, pause: Option<(u32, u32)>, while_live: F) -> SimulcastRun
+async fn publish_simulcast<F, Fut>(env: &Env, name: &str, seconds: u32, extra: &[&str], while_live: F) -> SimulcastRun
 where
     F: FnOnce(String, String, String) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -291,9 +291,8 @@ where
         "--seconds".into(),
         seconds.to_string(),
     ];
-    if let Some((at, until)) = pause {
-        args.extend(["--pause-at".into(), at.to_string(), "--resume-at".into(), until.to_string()]);
-    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let single_at_end = extra.contains(&"--reconnect-single");
     let publisher = tokio::task::spawn_blocking(move || {
         Command::new("node").current_dir(root.join("web")).args(&args).output().expect("node is required (scripts/install-test-deps)")
     });
@@ -330,7 +329,9 @@ where
     assert_eq!(r["answerSimulcast"], serde_json::json!(["a=simulcast:recv q;h;f"]), "{r}");
     // The studio shows each layer it sends.
     let shown = r["studioStats"].as_str().unwrap_or("");
-    assert!(["f: ", "h: ", "q: "].iter().all(|l| shown.contains(l)) && shown.contains("1280×720"), "studio statistics: {shown}");
+    if !single_at_end {
+        assert!(["f: ", "h: ", "q: "].iter().all(|l| shown.contains(l)) && shown.contains("1280×720"), "studio statistics: {shown}");
+    }
     crate::whip::wait_for_state(env, name, "OnDemand", std::time::Duration::from_secs(15)).await.expect("OnDemand after stop");
     SimulcastRun { report: r, pid, smooth_url, dash_url, hls_url, live_levels }
 }
@@ -434,7 +435,7 @@ fn decoded_sizes(url: &str) -> Vec<(u64, u64)> {
 async fn a_chromium_simulcast_publisher_is_recorded_as_three_quality_levels() {
     const SECONDS: u32 = 8;
     let env = Env::local_embedded(None).await;
-    let run = publish_simulcast(&env, "simulcast", SECONDS, None, |_, _, _| async {}).await;
+    let run = publish_simulcast(&env, "simulcast", SECONDS, &[], |_, _, _| async {}).await;
     let r = &run.report;
     // Chromium sent three layers of three sizes.
     let sizes: Vec<(u64, u64)> =
@@ -486,7 +487,7 @@ async fn a_chromium_simulcast_publisher_is_recorded_as_three_quality_levels() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
     let env = Env::local_embedded(None).await;
-    let run = publish_simulcast(&env, "paused", 14, Some((4, 8)), |_, _, _| async {}).await;
+    let run = publish_simulcast(&env, "paused", 14, &["--pause-at", "4", "--resume-at", "8"], |_, _, _| async {}).await;
     let r = &run.report;
     let total = continuous_video_seconds(&env, &run.pid).await;
     let published = r["publishedSeconds"].as_f64().unwrap();
@@ -538,7 +539,7 @@ async fn players_switch_between_simulcast_levels_while_live() {
     let env = Env::local_embedded(None).await;
     let origin = env.media_base.trim_end_matches("/media").to_owned();
     let played = std::sync::Mutex::new(Vec::new());
-    let run = publish_simulcast(&env, "abr-live", 3 * (WATCH + 5) + 4, None, |smooth, dash, hls| {
+    let run = publish_simulcast(&env, "abr-live", 3 * (WATCH + 5) + 4, &[], |smooth, dash, hls| {
         let (origin, played) = (origin.clone(), &played);
         async move {
             // A few fragments to join.
@@ -566,4 +567,54 @@ async fn players_switch_between_simulcast_levels_while_live() {
     .await;
     assert_ladder(&run.live_levels, "live");
     eprintln!("simulcast, players switching live: {:?}", played.lock().unwrap());
+}
+
+/// A simulcast publisher reconnects without simulcast (one 1280x720
+/// encoding) to its live stream: the recording keeps its three levels, each
+/// fed by the one layer from then on (the same pictures in each), so every
+/// rendition goes on; it is continuous, every rendition decodes through
+/// the change, and dash.js plays the Smooth output to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulcast_recording_continued_by_a_publisher_without_simulcast_keeps_every_level() {
+    let env = Env::local_embedded(None).await;
+    let run = publish_simulcast(&env, "reconnect", 10, &["--reconnect-at", "5", "--reconnect-single"], |_, _, _| async {}).await;
+    let r = &run.report;
+    assert_eq!(r["reconnect"]["answerSimulcast"], serde_json::json!([]), "the second session sends one encoding: {r}");
+    // The sessions follow each other (the second starts when its first
+    // picture came, a little after the first ended).
+    let chunks = crate::whip::video_chunks(&crate::whip::manifest(&env, &run.pid).await.unwrap());
+    for w in chunks.windows(2) {
+        assert!(w[1].0 >= w[0].0 + w[0].1 && w[1].0 - (w[0].0 + w[0].1) < 10_000_000, "in order, any gap under 1 s: {chunks:?}");
+    }
+    let total = chunks.iter().map(|(_, d)| *d).sum::<u64>() as f64 / 1e7;
+    let published = r["publishedSeconds"].as_f64().unwrap();
+    assert!(total >= published - 2.0, "recorded {total} of {published} s");
+    // Live, the ladder; on demand, the same three levels at the same
+    // bitrates, each giving the largest picture it holds (the one layer's).
+    assert_ladder(&run.live_levels, "live, first session");
+    let on_demand = output_levels(&env, &run.pid).await;
+    for (output, (live, now)) in ["Smooth", "DASH", "HLS"].iter().zip(run.live_levels.iter().zip(&on_demand)) {
+        let bitrates = |l: &Vec<(u64, u64, u64)>| l.iter().map(|(b, _, _)| *b).collect::<Vec<_>>();
+        assert_eq!(bitrates(now), bitrates(live), "{output}: the same levels: {now:?}");
+        assert!(now.iter().all(|(_, w, h)| (*w, *h) == (1280, 720)), "{output}: each level's largest picture: {now:?}");
+    }
+    let renditions = rendition_frames(&env, &run).await;
+    for (i, size) in LADDER.iter().enumerate() {
+        let order: Vec<(u64, u64)> = renditions[i].iter().map(|(s, _)| *s).collect();
+        let expected: Vec<(u64, u64)> = if *size == (1280, 720) { vec![*size] } else { vec![*size, (1280, 720)] };
+        assert_eq!(order, expected, "level {i}: its layer, then the one layer: {renditions:?}");
+        let frames: usize = renditions[i].iter().map(|(_, n)| n).sum();
+        assert!(frames as f64 >= total * 10.0, "{frames} frames decode over {total} s: {renditions:?}");
+    }
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let url = run.smooth_url.clone();
+    let report =
+        tokio::task::spawn_blocking(move || crate::player::play(&origin, &url, "vod", 10, "player-simulcast-reconnect.png")).await.unwrap();
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "played to the end: {report}");
+    eprintln!(
+        "simulcast, then one encoding from 5 s: recorded {total:.2} s of {published:.2} s; frames by size per rendition: {renditions:?}; events: {}",
+        r["events"]
+    );
 }

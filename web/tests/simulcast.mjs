@@ -5,6 +5,12 @@
 //
 //   node simulcast.mjs --origin http://127.0.0.1:PORT --name STREAM --seconds 10
 //        [--pause-at 4 --resume-at 8]   # the full layer inactive in between
+//        [--reconnect-at 5 [--reconnect-single]]
+//
+// --reconnect-at N: at N seconds the publisher leaves (WHIP DELETE, its
+// PeerConnection closed, no stop-ingest) and publishes again at once to
+// the same WHIP URL, with simulcast again or, with --reconnect-single, one
+// encoding (the studio's whipPublish without simulcast).
 //
 // Prints one JSON report line (each layer's sent size and frames, from
 // getStats; the studio's statistics line); the Rust test judges the
@@ -20,6 +26,8 @@ const name = arg('name', 'simulcast');
 const seconds = Number(arg('seconds', '10'));
 const pauseAt = Number(arg('pause-at', '-1'));
 const resumeAt = Number(arg('resume-at', '-1'));
+const reconnectAt = Number(arg('reconnect-at', '-1'));
+const reconnectSingle = process.argv.includes('--reconnect-single');
 
 const ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox', '--disable-gpu',
   '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -58,6 +66,20 @@ try {
     await setFull(false);
     await sleep(resumeAt * 1000 - (Date.now() - publishedAt));
     await setFull(true);
+  }
+  if (reconnectAt >= 0) {
+    await sleep(reconnectAt * 1000 - (Date.now() - publishedAt));
+    report.reconnect = await studio.evaluate(async (simulcast) => {
+      const { whipPublish, whipEnd } = await import('/api.js');
+      const s = window.studio;
+      await whipEnd(s.session, s.token);
+      s.pc.close();
+      const { pc, session } = await whipPublish(s.whip, s.token, s.media, null, { simulcast });
+      s.pc = pc;
+      s.session = session;
+      return { simulcast, answerSimulcast: pc.remoteDescription.sdp.split('\r\n').filter((l) => l.startsWith('a=simulcast')) };
+    }, !reconnectSingle);
+    report.events.push({ at: (Date.now() - publishedAt) / 1000, reconnected: !reconnectSingle ? 'simulcast' : 'single' });
   }
   await sleep(seconds * 1000 - (Date.now() - publishedAt));
   report.layers = await studio.evaluate(async () => {
