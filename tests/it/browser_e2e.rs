@@ -396,6 +396,37 @@ async fn rendition_frames(env: &Env, run: &SimulcastRun) -> Vec<Vec<((u64, u64),
     out
 }
 
+/// The times (seconds, from the rendition's first packet) of the
+/// keyframes of each HLS variant, as ffprobe reads its packets.
+async fn rendition_keyframes(env: &Env, run: &SimulcastRun) -> Vec<Vec<f64>> {
+    let main = media_text(env, &format!("{}/hls/main.m3u8", run.pid)).await.expect("the HLS multivariant playlist");
+    let base = run.hls_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+    let mut out = Vec::new();
+    for (_, _, _, uri) in hls_variants(&main) {
+        let url = format!("{base}/{uri}");
+        let probe = tokio::task::spawn_blocking(move || {
+            mediastreams_tests::media::tool("ffprobe")
+                .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+                .arg(url)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(probe.status.success(), "ffprobe: {}", String::from_utf8_lossy(&probe.stderr));
+        let packets: Vec<(f64, bool)> = String::from_utf8_lossy(&probe.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.trim().split(',');
+                Some((f.next()?.parse::<f64>().ok()?, f.next()?.contains('K')))
+            })
+            .collect();
+        let first = packets.first().map_or(0.0, |p| p.0);
+        out.push(packets.iter().filter(|p| p.1).map(|p| p.0 - first).collect());
+    }
+    out
+}
+
 /// The recording's video timeline, checked continuous; its length in seconds.
 async fn continuous_video_seconds(env: &Env, pid: &str) -> f64 {
     let smooth = crate::whip::manifest(env, pid).await.unwrap();
@@ -461,6 +492,20 @@ async fn a_chromium_simulcast_publisher_is_recorded_as_three_quality_levels() {
     let total = continuous_video_seconds(&env, &run.pid).await;
     let published = r["publishedSeconds"].as_f64().unwrap();
     assert!(total >= published - 2.0, "recorded {total} of {published} s");
+    // Every fragment of every level begins with a keyframe (the keyframe
+    // requests go to every layer together): a player switches levels at
+    // any fragment.
+    let smooth = crate::whip::manifest(&env, &run.pid).await.unwrap();
+    let chunks = crate::whip::video_chunks(&smooth);
+    let starts: Vec<f64> = chunks.iter().map(|(t, _)| (t - chunks[0].0) as f64 / 1e7).collect();
+    for (level, keys) in rendition_keyframes(&env, &run).await.iter().enumerate() {
+        for t in &starts {
+            assert!(
+                keys.iter().any(|k| (k - t).abs() < 0.002),
+                "level {level}: no keyframe at the fragment start {t} s: keyframes {keys:?}, starts {starts:?}"
+            );
+        }
+    }
     // Each rendition decodes on its own, every frame at its size.
     let renditions = rendition_frames(&env, &run).await;
     assert_eq!(renditions.len(), 3);
