@@ -369,11 +369,20 @@ impl Recorder {
             config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
             // One level: the node's nominal bitrate; several (simulcast):
             // each measured over its first fragment.
-            let videos = match self.video_plan.take() {
-                Some(plan) => plan.into_iter().map(|(sps, pps)| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps, pps }).collect(),
-                None => vec![VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() }],
+            let one = || vec![VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() }];
+            let levels = match self.video_plan.take() {
+                Some(plan) => {
+                    let videos = plan.into_iter().map(|(sps, pps)| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps, pps }).collect();
+                    // Levels the packager refuses (a malformed SPS): one
+                    // level, level 0's picture, rather than none.
+                    Presentation::with_video_levels(config.clone(), videos, self.audio).or_else(|e| {
+                        tracing::error!(stream = %self.name, error = %e, "the simulcast levels cannot be packaged; recording one level");
+                        Presentation::with_video_levels(config, one(), self.audio)
+                    })
+                }
+                None => Presentation::with_video_levels(config, one(), self.audio),
             };
-            let p = with_silence(Presentation::with_video_levels(config, videos, self.audio)?, self.audio);
+            let p = with_silence(levels?, self.audio);
             self.audio_fixed = true;
             self.presentation = Some(p);
             for a in early {

@@ -161,11 +161,17 @@ impl Timeline {
     /// Where the video clock places `rtp` now, without moving it: a
     /// picture of another quality level (a simulcast layer on the same
     /// clock, [`crate::media::layer_clock`]) of a capture whose picture of
-    /// the first level [`Timeline::video`] placed. `None` before the
-    /// session's video clock is anchored.
+    /// level 0 [`Timeline::video`] placed. `None` before the session's
+    /// video clock is anchored, and when `rtp` lies more than
+    /// [`MAX_CLOCK_JUMP`] from the last picture placed (the clock jumped:
+    /// [`Timeline::video`] re-anchors it).
     pub fn video_at(&self, session: u64, rtp: u64) -> Option<i64> {
         let c = self.clock.as_ref().filter(|c| c.session == session)?;
-        Some(c.video?.to_timeline(rtp).max(0))
+        let t = c.video?.to_timeline(rtp).max(0);
+        match c.last_video_time {
+            Some(last) if (t - last).abs() > MAX_CLOCK_JUMP => None,
+            _ => Some(t),
+        }
     }
 
     /// An Opus packet of the session arrived: anchors the audio clock at
@@ -294,6 +300,7 @@ mod tests {
         assert_eq!(tl.video_at(1, 1_000_000 + 30 * FRAME), Some(10_000_000));
         assert_eq!(tl.video_at(1, 1_000_000 + 31 * FRAME), Some(10_333_333));
         assert_eq!(tl.video_at(2, 1_000_000), None, "another session");
+        assert_eq!(tl.video_at(1, 1_000_000 + 300 * FRAME), None, "a jump: for Timeline::video to re-anchor");
     }
 
     #[test]

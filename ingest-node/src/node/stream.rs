@@ -719,7 +719,9 @@ impl StreamTask {
         let PendingVideo { unit, rtp, arrival, held } = v;
         self.window.queue = self.window.queue.max(arrival.elapsed());
         // Level 0's pictures move the video clock; the other levels' (the
-        // same captures, on the same clock) are placed on it.
+        // same captures, on the same clock) are placed on it. Before level
+        // 0's first picture of the session, or after the clock jumped, a
+        // picture of another level anchors it (one clock for all layers).
         let placed = if level == 0 { None } else { self.timeline.video_at(session, rtp) };
         let mut time = match placed {
             Some(t) => t,
@@ -745,7 +747,7 @@ impl StreamTask {
         self.level_last[level] = Some(time);
         let (s, p) = unit.parameter_sets();
         // The statistics' picture is the largest level's.
-        let top = level + 1 >= self.recorder.video_levels();
+        let top = level + 1 == self.recorder.video_levels();
         let params = &mut self.params[level];
         if let Some(s) = s {
             if top

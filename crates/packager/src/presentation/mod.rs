@@ -62,12 +62,15 @@ use crate::manifest::dash::DashClock;
 use crate::manifest::{Chunk, LevelDetail, LevelInfo, ManifestMode, TrackManifest};
 use crate::{TIMESCALE, TrackType};
 use follower::Follower;
-use track::{LevelOutput, Track};
+use track::{BitrateBounds, LevelOutput, Track};
 pub use types::*;
 
 /// The longest a session's last picture is held to meet the end of its
 /// audio (1 s).
 const MAX_LAST_PICTURE: u64 = TIMESCALE as u64;
+
+/// The longest frame [`Presentation::follower_tolerance`] takes (100 ms).
+const MAX_FRAME_FOR_TOLERANCE: u32 = (TIMESCALE / 10) as u32;
 
 /// How many video fragments the first live manifest waits for audio: a
 /// publisher whose audio never comes still goes live, without audio.
@@ -317,14 +320,25 @@ impl Presentation {
         Ok(out)
     }
 
-    /// The bounds of a measured video level's bitrate (of picture `area`):
-    /// above every level of a smaller picture whose bitrate is fixed, and
-    /// unlike every fixed one (see [`MEASURED_BITRATE`]).
-    fn bitrate_bounds(&self, area: u64) -> (u32, Vec<u32>) {
+    /// The bounds of a measured video level's bitrate (of picture `area`)
+    /// by the levels already measured (see [`MEASURED_BITRATE`]).
+    fn bitrate_bounds(&self, area: u64) -> BitrateBounds {
         let levels = std::iter::once(&self.video.level).chain(self.followers.iter().map(|f| &f.level));
         let fixed: Vec<(u64, u32)> = levels.filter(|l| !l.measuring()).map(|l| (l.init_area(), l.info.bitrate)).collect();
         let floor = fixed.iter().filter(|(a, _)| *a < area).map(|(_, b)| b.saturating_add(1000)).max().unwrap_or(0);
-        (floor, fixed.into_iter().map(|(_, b)| b).collect())
+        let cap = fixed.iter().filter(|(a, _)| *a > area).map(|(_, b)| b.saturating_sub(1000)).min().unwrap_or(u32::MAX);
+        BitrateBounds { floor, cap, taken: fixed.into_iter().map(|(_, b)| b).collect() }
+    }
+
+    /// Fixes level 0's bitrate, if measured, by the fragment `closed`: over
+    /// its duration, or the fragment duration when it is shorter (a first
+    /// fragment cut short by the publisher leaving is mostly its keyframe).
+    fn fix_leader_bitrate(&mut self, samples: &[FragmentSample], duration: u64) {
+        if self.video.level.measuring() {
+            let bytes = samples.iter().map(|s| s.data.len() as u64).sum::<u64>();
+            let bounds = self.bitrate_bounds(self.video.level.init_area());
+            self.video.level.fix_bitrate(bytes, duration.max(self.config.fragment_duration), bounds);
+        }
     }
 
     /// Publishes what the following levels have built (`finished`: all of
@@ -336,9 +350,10 @@ impl Presentation {
             if self.followers[i].level.measuring() {
                 let first = self.followers[i].built.iter().find(|(_, _, s)| !s.is_empty());
                 if let Some((chunk, _, samples)) = first {
-                    let (bytes, duration) = (samples.iter().map(|s| s.data.len() as u64).sum::<u64>(), chunk.duration);
-                    let (floor, taken) = self.bitrate_bounds(self.followers[i].level.init_area());
-                    self.followers[i].level.fix_bitrate_from(bytes, duration, floor, &taken);
+                    let bytes = samples.iter().map(|s| s.data.len() as u64).sum::<u64>();
+                    let span = chunk.duration.max(self.config.fragment_duration);
+                    let bounds = self.bitrate_bounds(self.followers[i].level.init_area());
+                    self.followers[i].level.fix_bitrate(bytes, span, bounds);
                 }
             }
             self.followers[i].publish(out, with_init, finished);
@@ -346,9 +361,11 @@ impl Presentation {
     }
 
     /// A following level's sample this close to a fragment boundary
-    /// belongs to the fragment after it: half a frame.
+    /// belongs to the fragment after it: half a frame (of level 0's last
+    /// frame, at most 100 ms: a pause of level 0 lasts longer, and must
+    /// not move the other levels' frames across the boundary).
     fn follower_tolerance(&self) -> u64 {
-        u64::from(self.last_video_duration / 2)
+        u64::from(self.last_video_duration.min(MAX_FRAME_FOR_TOLERANCE) / 2)
     }
 
     pub fn push_video(&mut self, s: VideoSample) -> Result<PushOutput, PackagerError> {
@@ -462,10 +479,7 @@ impl Presentation {
                 f.to_build.push_back((closed.chunk, next_start));
                 f.build(tolerance, false);
             }
-            if self.video.level.measuring() {
-                let (floor, taken) = self.bitrate_bounds(self.video.level.init_area());
-                self.video.level.fix_bitrate(&closed.samples, closed.chunk.duration, floor, &taken);
-            }
+            self.fix_leader_bitrate(&closed.samples, closed.chunk.duration);
             self.video.on_closed(closed, next_start, out, with_init);
             self.publish_followers(out, false);
             self.update_manifests(out);
@@ -688,16 +702,11 @@ impl Presentation {
     pub fn finish(&mut self) -> Outputs {
         let mut out = self.end_session().objects;
         if !self.finished {
-            if self.video.level.measuring()
-                && let Some(held) = &self.video.held
-            {
-                let (bytes, duration) = (held.samples.iter().map(|s| s.data.len() as u64).sum::<u64>(), held.chunk.duration);
-                let (floor, taken) = self.bitrate_bounds(self.video.level.init_area());
-                self.video.level.fix_bitrate_from(bytes, duration, floor, &taken);
-            }
+            // (Level 0's bitrate is fixed as its first fragment closes, in
+            // `cut_video`, before anything of it is held or written.)
             self.video.flush_held(&mut out);
             self.audio.flush_held(&mut out);
-            let tolerance = self.last_video_duration as u64 / 2;
+            let tolerance = self.follower_tolerance();
             for f in &mut self.followers {
                 f.build(tolerance, true);
             }

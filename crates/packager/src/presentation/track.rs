@@ -19,6 +19,16 @@ pub(super) struct Closed {
     pub(super) samples: Vec<FragmentSample>,
 }
 
+/// What a measured level's bitrate may be, given the levels already
+/// measured: above every smaller picture's, below every larger one's (a
+/// ladder ordered by size), unlike any.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BitrateBounds {
+    pub(super) floor: u32,
+    pub(super) cap: u32,
+    pub(super) taken: Vec<u32>,
+}
+
 /// One quality level's output: its description, initialization segment
 /// and fragment sequence numbers.
 #[derive(Debug)]
@@ -48,24 +58,18 @@ impl LevelOutput {
         self.info.bitrate == super::types::MEASURED_BITRATE
     }
 
-    /// Fixes a measured level's bitrate from its first fragment (see
-    /// [`super::types::MEASURED_BITRATE`]): at least `floor`, not one of
-    /// `taken`.
-    pub(super) fn fix_bitrate(&mut self, samples: &[FragmentSample], duration: u64, floor: u32, taken: &[u32]) {
+    /// Fixes a measured level's bitrate from its first fragment, `bytes`
+    /// over `span` (see [`super::types::MEASURED_BITRATE`]), within
+    /// `bounds` (above the smaller pictures' levels, below the larger
+    /// ones'), not one of `taken`.
+    pub(super) fn fix_bitrate(&mut self, bytes: u64, span: u64, bounds: BitrateBounds) {
         if !self.measuring() {
             return;
         }
-        let bytes: u64 = samples.iter().map(|s| s.data.len() as u64).sum();
-        self.fix_bitrate_from(bytes, duration, floor, taken);
-    }
-
-    pub(super) fn fix_bitrate_from(&mut self, bytes: u64, duration: u64, floor: u32, taken: &[u32]) {
-        if !self.measuring() {
-            return;
-        }
-        let bps = (u128::from(bytes) * 8 * TIMESCALE as u128 / u128::from(duration.max(1))) as u64;
-        let mut bitrate = u32::try_from(bps.div_ceil(1000) * 1000).unwrap_or(u32::MAX - 999_999).max(floor).max(1000);
-        while taken.contains(&bitrate) {
+        let bps = (u128::from(bytes) * 8 * TIMESCALE as u128 / u128::from(span.max(1))) as u64;
+        let measured = u32::try_from(bps.div_ceil(1000) * 1000).unwrap_or(u32::MAX - 999_999);
+        let mut bitrate = measured.min(bounds.cap).max(bounds.floor).max(1000);
+        while bounds.taken.contains(&bitrate) {
             bitrate = bitrate.saturating_add(1000);
         }
         self.info.bitrate = bitrate;
