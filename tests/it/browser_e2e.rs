@@ -383,6 +383,23 @@ fn assert_switched_down_and_up(report: &Value, what: &str, top: &[String]) {
     );
 }
 
+/// Every fragment the Smooth manifest lists exists for every video level
+/// (and so for the DASH and HLS outputs, which share the keys); returns
+/// how many were checked.
+async fn assert_every_listed_fragment_exists(env: &Env, pid: &str) -> usize {
+    let smooth = crate::whip::manifest(env, pid).await.unwrap();
+    let levels = smooth_video_levels(&smooth);
+    let mut checked = 0;
+    for (t, _) in crate::whip::video_chunks(&smooth) {
+        for (bitrate, _, _) in &levels {
+            let key = ObjectKey::parse(&format!("{pid}/smooth.ism/QualityLevels({bitrate})/Fragments(video={t})")).unwrap();
+            assert!(env.media.get(&key).await.unwrap().is_some(), "{key:?} is listed but not stored");
+            checked += 1;
+        }
+    }
+    checked
+}
+
 /// The picture sizes the recording's top level holds ("WxH").
 async fn top_level_sizes(env: &Env, run: &SimulcastRun) -> Vec<String> {
     let renditions = rendition_frames(env, run).await;
@@ -492,6 +509,7 @@ async fn a_chromium_simulcast_publisher_is_recorded_as_three_quality_levels() {
     assert_ladder(&run.live_levels, "live");
     let on_demand = output_levels(&env, &run.pid).await;
     assert_ladder(&on_demand, "on demand");
+    assert!(assert_every_listed_fragment_exists(&env, &run.pid).await >= 3 * 3);
     // The statistics name each layer, largest first, each recorded.
     let stats = env.call("GET", "/streams/simulcast", None).await.json()["stats"].clone();
     let layers = stats["videoLayers"].as_array().unwrap_or_else(|| panic!("videoLayers: {stats}"));
@@ -555,6 +573,7 @@ async fn a_paused_simulcast_layer_hands_over_and_the_recording_plays_through() {
     let published = r["publishedSeconds"].as_f64().unwrap();
     assert!(total >= published - 2.0, "recorded {total} of {published} s");
     assert_ladder(&output_levels(&env, &run.pid).await, "on demand");
+    assert!(assert_every_listed_fragment_exists(&env, &run.pid).await >= 3 * 6);
     let renditions = rendition_frames(&env, &run).await;
     let order = |i: usize| renditions[i].iter().map(|(s, _)| *s).collect::<Vec<_>>();
     assert_eq!(order(0), [(320, 180)], "the quarter level: {renditions:?}");
