@@ -20,6 +20,12 @@ use mediastreams_rtp::clock::{SenderClock, TrackClock, extend_near, slew, synced
 /// A track whose RTP time strays this far (2 s) from its arrival time has
 /// jumped (a restarted encoder, a looping file): it is re-anchored.
 pub const MAX_CLOCK_JUMP: i64 = 20_000_000;
+/// How far (10 s) another level's picture may lie from level 0's last
+/// one and still be placed on the clock ([`Timeline::video_at`]): beyond
+/// the layers' wait for each other ([`crate::media::layers::CHOICE_WAIT`])
+/// and their pauses' handover; an encoder restarted with another RTP
+/// offset lies hours away.
+pub const MAX_LEVEL_SPREAD: i64 = 100_000_000;
 /// Largest step of the video clock toward sync, per frame (1 ms).
 pub const SYNC_STEP: i64 = 10_000;
 /// Sender reports that would move video by more than this (1 s) are not
@@ -163,13 +169,14 @@ impl Timeline {
     /// clock, [`crate::media::layer_clock`]) of a capture whose picture of
     /// level 0 [`Timeline::video`] placed. `None` before the session's
     /// video clock is anchored, and when `rtp` lies more than
-    /// [`MAX_CLOCK_JUMP`] from the last picture placed (the clock jumped:
-    /// [`Timeline::video`] re-anchors it).
+    /// [`MAX_LEVEL_SPREAD`] from the last picture placed (the clock jumped,
+    /// an encoder restarted with another RTP offset: [`Timeline::video`]
+    /// re-anchors it).
     pub fn video_at(&self, session: u64, rtp: u64) -> Option<i64> {
         let c = self.clock.as_ref().filter(|c| c.session == session)?;
         let t = c.video?.to_timeline(rtp).max(0);
         match c.last_video_time {
-            Some(last) if (t - last).abs() > MAX_CLOCK_JUMP => None,
+            Some(last) if (t - last).abs() > MAX_LEVEL_SPREAD => None,
             _ => Some(t),
         }
     }
@@ -300,7 +307,8 @@ mod tests {
         assert_eq!(tl.video_at(1, 1_000_000 + 30 * FRAME), Some(10_000_000));
         assert_eq!(tl.video_at(1, 1_000_000 + 31 * FRAME), Some(10_333_333));
         assert_eq!(tl.video_at(2, 1_000_000), None, "another session");
-        assert_eq!(tl.video_at(1, 1_000_000 + 300 * FRAME), None, "a jump: for Timeline::video to re-anchor");
+        assert!(tl.video_at(1, 1_000_000 + 200 * FRAME).is_some(), "a held picture seconds apart");
+        assert_eq!(tl.video_at(1, 1_000_000 + 30_000 * FRAME), None, "a jump: for Timeline::video to re-anchor");
     }
 
     #[test]

@@ -372,8 +372,10 @@ fn assert_switched_down_and_up(report: &Value, what: &str, top: &[String]) {
     sorted.sort();
     assert_eq!(sorted, LADDER, "{what}: the player's levels: {report}");
     let top_index = levels.iter().position(|l| *l == (1280, 720));
-    let last_level = report["samples"].as_array().and_then(|s| s.last()).and_then(|s| s["level"].as_u64()).map(|l| l as usize);
-    assert_eq!(last_level, top_index, "{what}: on the top level at the end: {report}");
+    let samples = report["samples"].as_array().cloned().unwrap_or_default();
+    let level_of = |s: Option<&Value>| s.and_then(|s| s["level"].as_u64()).map(|l| l as usize);
+    assert_eq!(level_of(samples.first()), top_index, "{what}: on the top level at the start: {report}");
+    assert_eq!(level_of(samples.last()), top_index, "{what}: on the top level at the end: {report}");
     let sizes: Vec<&str> = report["sizesPlayed"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
     let on_top = |s: Option<&&str>| s.is_some_and(|s| *s != "320x180" && top.iter().any(|t| t == s));
     let low = sizes.iter().position(|s| *s == "320x180");
@@ -656,4 +658,54 @@ async fn players_switch_between_simulcast_levels_while_live() {
     }
     let summary: Vec<_> = played.iter().map(|(w, r)| (w, r["sizesPlayed"].clone(), r["switches"].clone())).collect();
     eprintln!("simulcast, players switching live (the top level holds {top:?}): {summary:?}");
+}
+
+/// A simulcast publisher reconnects without simulcast (one 1280x720
+/// encoding) to its live stream: the recording keeps its three levels, each
+/// fed by the one layer from then on (the same pictures in each), so every
+/// rendition goes on; it is continuous, every rendition decodes through
+/// the change, and dash.js plays the Smooth output to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulcast_recording_continued_by_a_publisher_without_simulcast_keeps_every_level() {
+    let env = Env::local_embedded(None).await;
+    let run = publish_simulcast(&env, "reconnect", 10, &["--reconnect-at", "5", "--reconnect-single"], |_, _, _| async {}).await;
+    let r = &run.report;
+    assert_eq!(r["reconnect"]["answerSimulcast"], serde_json::json!([]), "the second session sends one encoding: {r}");
+    // The sessions follow each other (the second starts when its first
+    // picture came, a little after the first ended).
+    let chunks = crate::whip::video_chunks(&crate::whip::manifest(&env, &run.pid).await.unwrap());
+    for w in chunks.windows(2) {
+        assert!(w[1].0 >= w[0].0 + w[0].1 && w[1].0 - (w[0].0 + w[0].1) < 10_000_000, "in order, any gap under 1 s: {chunks:?}");
+    }
+    let total = chunks.iter().map(|(_, d)| *d).sum::<u64>() as f64 / 1e7;
+    let published = r["publishedSeconds"].as_f64().unwrap();
+    assert!(total >= published - 2.0, "recorded {total} of {published} s");
+    // Live, the ladder; on demand, the same three levels at the same
+    // bitrates, each giving the largest picture it holds (the one layer's).
+    assert_ladder(&run.live_levels, "live, first session");
+    let on_demand = output_levels(&env, &run.pid).await;
+    for (output, (live, now)) in ["Smooth", "DASH", "HLS"].iter().zip(run.live_levels.iter().zip(&on_demand)) {
+        let bitrates = |l: &Vec<(u64, u64, u64)>| l.iter().map(|(b, _, _)| *b).collect::<Vec<_>>();
+        assert_eq!(bitrates(now), bitrates(live), "{output}: the same levels: {now:?}");
+        assert!(now.iter().all(|(_, w, h)| (*w, *h) == (1280, 720)), "{output}: each level's largest picture: {now:?}");
+    }
+    let renditions = rendition_frames(&env, &run).await;
+    for (i, size) in LADDER.iter().enumerate() {
+        let order: Vec<(u64, u64)> = renditions[i].iter().map(|(s, _)| *s).collect();
+        let expected: Vec<(u64, u64)> = if *size == (1280, 720) { vec![*size] } else { vec![*size, (1280, 720)] };
+        assert_eq!(order, expected, "level {i}: its layer, then the one layer: {renditions:?}");
+        let frames: usize = renditions[i].iter().map(|(_, n)| n).sum();
+        assert!(frames as f64 >= total * 10.0, "{frames} frames decode over {total} s: {renditions:?}");
+    }
+    let origin = env.media_base.trim_end_matches("/media").to_owned();
+    let url = run.smooth_url.clone();
+    let report =
+        tokio::task::spawn_blocking(move || crate::player::play(&origin, &url, "vod", 10, "player-simulcast-reconnect.png")).await.unwrap();
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.last().map(|s| &s["atEnd"]), Some(&serde_json::json!(true)), "played to the end: {report}");
+    eprintln!(
+        "simulcast, then one encoding from 5 s: recorded {total:.2} s of {published:.2} s; frames by size per rendition: {renditions:?}; events: {}",
+        r["events"]
+    );
 }

@@ -314,3 +314,81 @@ async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
     let hls = env.media.get(&ObjectKey::parse(&format!("{pid}/hls/main.m3u8")).unwrap()).await.unwrap().unwrap();
     assert_eq!(String::from_utf8_lossy(&hls.body).matches("#EXT-X-STREAM-INF").count(), 2, "an HLS variant per level");
 }
+
+/// A node stored its first video level's fragment at T alone and died (no
+/// manifest listed T); the next node recorded on and listed later
+/// fragments, then died too. Reading the recording back (the reaper, or a
+/// third node) keeps T unlisted: every fragment it lists exists for every
+/// level, and the listed ones around T stay listed.
+#[tokio::test]
+async fn a_fragment_of_one_level_alone_stays_unlisted_after_a_second_restart() {
+    use mediastreams_packager::{MEASURED_BITRATE, Presentation, VideoTrackConfig};
+    use mediastreams_storage::{ObjectMeta, recording};
+    let env = Env::local_embedded(None).await;
+    let pid = "lone";
+    let dir = mediastreams_tests::scratch();
+    let small = mediastreams_tests::media::encode_sized_test_clip(dir.path(), 6, 60, (320, 180));
+    let large = mediastreams_tests::media::encode_sized_test_clip(dir.path(), 6, 60, (640, 360));
+    let clips = [&small, &large];
+    let audio = mediastreams_ingest_node::recorder::audio_track(
+        mediastreams_packager::AudioCodec::Aac,
+        mediastreams_ingest_node::media::audio::Channels::Stereo,
+    );
+    let videos = clips.iter().map(|c| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps: c.sps.clone(), pps: c.pps.clone() }).collect();
+    let mut p = Presentation::with_video_levels(mediastreams_tests::media::all_outputs_config(0), videos, audio).unwrap();
+    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
+    for (level, clip) in clips.iter().enumerate() {
+        for s in clip.samples(2, 0) {
+            if level == 0 || matches!(s, ClipSample::Video(_)) {
+                samples.push((s.time(), level, s));
+            }
+        }
+    }
+    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    let mut objects = Vec::new();
+    for (_, level, s) in samples {
+        let out = match s {
+            ClipSample::Video(v) => p.push_video_level(level, v).unwrap(),
+            ClipSample::Audio(a) => p.push_audio(a).unwrap(),
+        };
+        objects.extend(out.objects);
+    }
+    let manifest = objects.iter().rev().find(|o| o.key == "smooth.ism/Manifest").unwrap().clone();
+    let xml = String::from_utf8(manifest.body.to_vec()).unwrap();
+    let listed = chunks(&xml, "video");
+    assert!(listed.len() >= 4, "{listed:?}");
+    let (lone, lone_d) = listed[2];
+    let levels: Vec<u32> = mediastreams_packager::recovery::parse_live_manifest(&xml).unwrap().video.iter().map(|l| l.bitrate).collect();
+    // What storage holds: every object but the second level's fragment at
+    // T, and the last manifest without T (no node ever listed it).
+    let missing = format!("smooth.ism/QualityLevels({})/Fragments(video={lone})", levels[1]);
+    for o in objects.iter().filter(|o| o.key.contains("Fragments(") && o.key != missing) {
+        let key = ObjectKey::parse(&format!("{pid}/{}", o.key)).unwrap();
+        env.media.put(&key, o.body.clone(), &ObjectMeta::new(o.content_type, Some(o.cache_control))).await.unwrap();
+    }
+    let edited = xml.replacen(&format!("    <c t=\"{lone}\" d=\"{lone_d}\"/>\n"), "", 1);
+    assert_ne!(edited, xml, "T's entry is taken out");
+    let key = ObjectKey::parse(&format!("{pid}/smooth.ism/Manifest")).unwrap();
+    env.media.put(&key, bytes::Bytes::from(edited), &ObjectMeta::new(manifest.content_type, Some(manifest.cache_control))).await.unwrap();
+
+    let stored = recording::read(env.media.as_ref(), pid).await.unwrap().expect("a recording");
+    assert!(!stored.video.starts.contains(&lone), "T stays unlisted: {:?}", stored.video.starts);
+    for (t, _) in listed.iter().filter(|(t, _)| *t != lone) {
+        assert!(stored.video.starts.contains(t), "{t} was listed and stays listed: {:?}", stored.video.starts);
+    }
+    // And the final manifests from it list only what every level holds.
+    let finals = mediastreams_packager::recovery::final_manifests(
+        &stored.live,
+        &stored.video,
+        &stored.audio,
+        mediastreams_packager::recovery::Formats { dash: true, hls: true },
+        20_000_000,
+    );
+    let smooth = finals.iter().find(|o| o.key == "smooth.ism/Manifest").unwrap();
+    for (t, _) in chunks(std::str::from_utf8(&smooth.body).unwrap(), "video") {
+        for b in &levels {
+            let key = ObjectKey::parse(&format!("{pid}/smooth.ism/QualityLevels({b})/Fragments(video={t})")).unwrap();
+            assert!(env.media.get(&key).await.unwrap().is_some(), "{key:?} is listed but not stored");
+        }
+    }
+}

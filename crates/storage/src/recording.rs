@@ -1,10 +1,11 @@
 //! Reading back what the media store holds of a recording: the last live
 //! Smooth manifest (the presentation's index: its quality levels and the
 //! fragments of its window) and every stored fragment of each track's
-//! first quality level that every level of the track holds (video levels
-//! are written one after another: a node that died may have stored the
-//! first level's latest fragments and not yet the others'; those are left
-//! unlisted, never listed without the others). The reaper finalizes a dead
+//! first quality level that every level of the track holds or that the
+//! manifest lists (video levels are written one after another: a node that
+//! died may have stored the first level's latest fragments and not yet the
+//! others'; those, and the audio from their time on, are left unlisted,
+//! never listed without the others). The reaper finalizes a dead
 //! node's recording from it; an ingest node continues a recording from it
 //! (a node restart, a restarted stream task), after every stored fragment,
 //! so that no stored key is written twice.
@@ -86,16 +87,37 @@ pub async fn read(store: &dyn ObjectStore, playback_id: &str) -> Result<Option<S
             None => break,
         }
     }
-    // The first level's fragments up to the last one the manifest lists
-    // (every level had it then), and after it those every level holds.
-    let listed_until = live.video_chunks.last().map(|c| c.start);
+    // The first level's fragments that the manifest lists (its window:
+    // every level had them then), that are older than its window (they
+    // were listed before they left it: media once listed stays listed),
+    // or that every level holds. After the window's start, a fragment of
+    // the first level alone was never listed (the node died before the
+    // others' were stored): it stays unlisted.
+    let listed: BTreeSet<u64> = live.video_chunks.iter().map(|c| c.start).collect();
+    let window_start = live.video_chunks.first().map(|c| c.start);
     let mut video_track = StoredTrack::default();
+    let mut unlisted_from: Option<u64> = None;
     if let Some(lead) = video_levels.first().and_then(|b| video.get(b)) {
-        video_track.starts = lead
-            .iter()
-            .copied()
-            .filter(|t| listed_until.is_some_and(|l| *t <= l) || video.values().all(|starts| starts.contains(t)))
-            .collect();
+        for t in lead {
+            if listed.contains(t) || window_start.is_some_and(|w| *t < w) || video.values().all(|starts| starts.contains(t)) {
+                video_track.starts.push(*t);
+            } else {
+                unlisted_from = Some(unlisted_from.map_or(*t, |u| u.min(*t)));
+            }
+        }
+    }
+    // Audio is cut where video is (each audio fragment starts at the first
+    // frame at or after its video cut): audio from the first unlisted
+    // video fragment on stays unlisted too, when no listed video follows,
+    // so that the tracks end together.
+    if let Some(from) = unlisted_from
+        && video_track.starts.iter().all(|t| *t < from)
+    {
+        audio.starts.retain(|t| *t < from);
+        audio_last = audio.starts.iter().max().map(|t| {
+            let bitrate = audio_lead.unwrap_or(0);
+            (*t, format!("{root}{}", mediastreams_packager::layout::fragment_key(TrackType::Audio, bitrate, *t)))
+        });
     }
     let video_last = video_levels
         .first()

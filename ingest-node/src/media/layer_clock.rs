@@ -45,6 +45,8 @@ struct LayerClock {
 #[derive(Debug, Default)]
 pub struct LayerClocks {
     first: Option<u8>,
+    /// The layer whose reports serve lip sync until the first layer's.
+    fallback: Option<u8>,
     epoch: Option<Instant>,
     layers: BTreeMap<u8, LayerClock>,
 }
@@ -97,7 +99,7 @@ impl LayerClocks {
     /// An RTCP sender report of `layer` (`ntp`: 32.32 fixed point, `rtp`:
     /// its RTP time then). Returns the report on the video clock, for lip
     /// sync: the first layer's, or before the first layer has reported,
-    /// another's mapped by its offset; another layer's makes its offset
+    /// one other layer's (the first other to report) mapped by its offset; another layer's makes its offset
     /// exact once the first layer has reported.
     pub fn report(&mut self, layer: u8, ntp: u64, rtp: u32) -> Option<(u64, u64)> {
         let first = self.first?;
@@ -113,15 +115,13 @@ impl LayerClocks {
             return Some((ntp, (i128::from(report.rtp) + i128::from(BIAS)).max(0) as u64));
         }
         self.make_exact(layer);
-        // Until the first layer has reported (it may be paused), another
-        // layer's report, mapped by its offset, serves lip sync.
-        match self.layers.get(&first).and_then(|c| c.report) {
-            Some(_) => None,
-            None => {
-                let offset = self.offset(layer)?;
-                Some((ntp, (i128::from(report.rtp) + i128::from(offset) + i128::from(BIAS)).max(0) as u64))
-            }
+        // Until the first layer has reported (it may be paused), one other
+        // layer's reports, mapped by its offset, serve lip sync.
+        if self.layers.get(&first).and_then(|c| c.report).is_some() || *self.fallback.get_or_insert(layer) != layer {
+            return None;
         }
+        let offset = self.offset(layer)?;
+        Some((ntp, (i128::from(report.rtp) + i128::from(offset) + i128::from(BIAS)).max(0) as u64))
     }
 
     fn make_exact(&mut self, layer: u8) {

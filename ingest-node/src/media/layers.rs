@@ -14,7 +14,9 @@
 //! node restart) keeps them, and each is fed by the layer nearest its
 //! picture size (one layer may feed several levels: a publisher without
 //! simulcast continuing a simulcast recording feeds them all). What each
-//! layer sent since its first keyframe is recorded.
+//! layer that feeds a level sent since its first keyframe is recorded; a
+//! layer that first sends after the levels are settled feeds a level only
+//! if it is the nearest to that level's size.
 //!
 //! Browsers pause their largest layers when bandwidth or CPU runs short.
 //! When a level's layer has sent nothing for [`STALL`] while another
@@ -29,10 +31,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long after a session's first keyframe the layers wait for each
-/// other's. The node asks every layer for a keyframe at the start, and
-/// they come together (Chromium: within one frame).
-///
-/// Browsers may start their larger layers later, as their bandwidth
+/// other's. The node asks every layer for a keyframe at the start; the
+/// layers a browser sends from the start answer together (Chromium: within
+/// one frame), but browsers may start their larger layers later, as their bandwidth
 /// estimate allows (libwebrtc enables simulcast layers bottom up), so the
 /// wait is long enough for that ramp; the recording starts (and the
 /// stream goes `Live`) that much later only when a layer the offer
@@ -263,23 +264,20 @@ impl<T: Clone> LayerMap<T> {
     }
 
     /// The layer level `i` should be fed by now, when not its current
-    /// one. If its layer stalled: the sending layer that fits it best,
-    /// among those that kept sending across the silence or have sent
-    /// steadily since they came back (after an outage of every layer, the
-    /// first keyframe back is no reason to move). Else a layer that fits
-    /// it better and has sent steadily. A level fits the layer nearest its
-    /// size (by the ratio of the pictures) best; the largest level, the
-    /// largest layer (a layer larger than any level, one that came after
-    /// the levels were settled, lifts the top of the ladder).
+    /// one. If its layer stalled: the sending layer nearest its size (by
+    /// the ratio of the pictures), among those that kept sending across
+    /// the silence or have sent steadily since they came back (after an
+    /// outage of every layer, the first keyframe back is no reason to
+    /// move). Else a nearer layer that has sent steadily. (A layer that
+    /// came after the levels were settled feeds a level only as the
+    /// nearest: the levels' bitrates were measured on their own layers.)
     fn preferred(&self, i: usize, now: Instant) -> Option<u8> {
         let level = self.levels.get(i)?;
-        let top = self.levels.iter().all(|l| l.area <= level.area);
         let current_layer = level.source?;
         let current = self.seen.get(&current_layer)?;
         let sending = |s: &Seen| now.saturating_duration_since(s.last) < STALL && s.area > 0;
         let steady = |s: &Seen, d: Duration| now.saturating_duration_since(s.since) >= d;
-        // Lower is better.
-        let fit = |s: &Seen| if top { -(s.area as f64) } else { distance(s.area, level.area) };
+        let fit = |s: &Seen| distance(s.area, level.area);
         let stalled = !sending(current);
         let here = fit(current);
         self.seen
@@ -506,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn a_larger_layer_that_comes_late_lifts_the_top_level() {
+    fn a_layer_that_comes_after_the_levels_feeds_none_of_another_size() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
         let mut c = LayerMap::new(3);
@@ -515,15 +513,15 @@ mod tests {
         // The full layer has not come when the levels are settled.
         let r = c.push(0, "q", None, ms(2000), || None);
         assert_eq!(r.new_levels, Some(vec![0, 1]));
-        // It comes at 3 s and sends; after STEADY the top level takes it.
-        for n in 0..70u64 {
+        // It comes at 3 s and sends: the levels keep their own layers
+        // (their bitrates were measured on them).
+        for n in 0..90u64 {
             let at = ms(3000 + n * 33);
             c.push(0, "q", None, at, || None);
             c.push(1, "h", None, at, || None);
-            assert!(c.push(2, "f", (n == 0).then_some((1280, 720)), at, || None).units.is_empty());
+            assert!(c.push(2, "f", (n % 30 == 0).then_some((1280, 720)), at, || None).units.is_empty());
         }
-        assert!(c.keyframe_wanted(ms(5400)));
-        assert_eq!(units(&c.push(2, "fk", Some((1280, 720)), ms(5400), || None)), vec![(1, "fk")]);
-        assert_eq!(c.sources(), vec![Some(0), Some(2)]);
+        assert!(!c.keyframe_wanted(ms(6000)));
+        assert_eq!(c.sources(), vec![Some(0), Some(1)]);
     }
 }

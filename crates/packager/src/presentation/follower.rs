@@ -40,6 +40,10 @@ pub(super) struct Follower {
     /// The level's latest keyframe (an IDR access unit): what a span in
     /// which the level sent nothing (the publisher paused it) shows.
     pub(super) last_keyframe: Option<Bytes>,
+    /// The time its first sample had (before it was placed at its
+    /// fragment's start), once it has had one: a level measured over its
+    /// first fragment is measured from there.
+    pub(super) first_sample_time: Option<u64>,
     /// The last span built had no samples of its own: the decoder's
     /// picture is then the repeated keyframe, not what the level's next
     /// predicted frames refer to.
@@ -61,6 +65,7 @@ impl Follower {
             published: 0,
             keyframe_needed: false,
             last_keyframe: None,
+            first_sample_time: None,
             paused: false,
         }
     }
@@ -151,6 +156,9 @@ impl Follower {
                 if p.keyframe {
                     self.last_keyframe = Some(p.data.clone());
                 }
+            }
+            if self.first_sample_time.is_none() {
+                self.first_sample_time = placed.first().map(|(_, p)| p.time);
             }
             self.paused = placed.is_empty();
             if samples.first().is_some_and(|s| !s.keyframe) {

@@ -321,23 +321,36 @@ impl Presentation {
     }
 
     /// The bounds of a measured video level's bitrate (of picture `area`)
-    /// by the levels already measured (see [`MEASURED_BITRATE`]).
+    /// by the levels already measured (see [`MEASURED_BITRATE`]): room is
+    /// left for the levels between still to be measured.
     fn bitrate_bounds(&self, area: u64) -> BitrateBounds {
-        let levels = std::iter::once(&self.video.level).chain(self.followers.iter().map(|f| &f.level));
-        let fixed: Vec<(u64, u32)> = levels.filter(|l| !l.measuring()).map(|l| (l.init_area(), l.info.bitrate)).collect();
-        let floor = fixed.iter().filter(|(a, _)| *a < area).map(|(_, b)| b.saturating_add(1000)).max().unwrap_or(0);
-        let cap = fixed.iter().filter(|(a, _)| *a > area).map(|(_, b)| b.saturating_sub(1000)).min().unwrap_or(u32::MAX);
+        let levels: Vec<&LevelOutput> = std::iter::once(&self.video.level).chain(self.followers.iter().map(|f| &f.level)).collect();
+        let fixed: Vec<(u64, u32)> = levels.iter().filter(|l| !l.measuring()).map(|l| (l.init_area(), l.info.bitrate)).collect();
+        let unmeasured_between =
+            |lo: u64, hi: u64| levels.iter().filter(|l| l.measuring() && l.init_area() > lo && l.init_area() < hi).count() as u32;
+        let floor = fixed
+            .iter()
+            .filter(|(a, _)| *a < area)
+            .map(|(a, b)| b.saturating_add(1000 * (1 + unmeasured_between(*a, area))))
+            .max()
+            .unwrap_or(0);
+        let cap = fixed
+            .iter()
+            .filter(|(a, _)| *a > area)
+            .map(|(a, b)| b.saturating_sub(1000 * (1 + unmeasured_between(area, *a))))
+            .min()
+            .unwrap_or(u32::MAX);
         BitrateBounds { floor, cap, taken: fixed.into_iter().map(|(_, b)| b).collect() }
     }
 
-    /// Fixes level 0's bitrate, if measured, by the fragment `closed`: over
-    /// its duration, or the fragment duration when it is shorter (a first
-    /// fragment cut short by the publisher leaving is mostly its keyframe).
+    /// Fixes level 0's bitrate, if measured, by its first fragment: over
+    /// its duration, at least half the fragment duration (a first fragment
+    /// cut short by the publisher leaving is mostly its keyframe).
     fn fix_leader_bitrate(&mut self, samples: &[FragmentSample], duration: u64) {
         if self.video.level.measuring() {
             let bytes = samples.iter().map(|s| s.data.len() as u64).sum::<u64>();
             let bounds = self.bitrate_bounds(self.video.level.init_area());
-            self.video.level.fix_bitrate(bytes, duration.max(self.config.fragment_duration), bounds);
+            self.video.level.fix_bitrate(bytes, duration.max(self.config.fragment_duration / 2), bounds);
         }
     }
 
@@ -351,7 +364,11 @@ impl Presentation {
                 let first = self.followers[i].built.iter().find(|(_, _, s)| !s.is_empty());
                 if let Some((chunk, _, samples)) = first {
                     let bytes = samples.iter().map(|s| s.data.len() as u64).sum::<u64>();
-                    let span = chunk.duration.max(self.config.fragment_duration);
+                    // From its first sample's own time (a level whose
+                    // layer began within the fragment), at least half
+                    // the fragment duration.
+                    let from = self.followers[i].first_sample_time.unwrap_or(chunk.start).clamp(chunk.start, chunk.end());
+                    let span = (chunk.end() - from).max(self.config.fragment_duration / 2);
                     let bounds = self.bitrate_bounds(self.followers[i].level.init_area());
                     self.followers[i].level.fix_bitrate(bytes, span, bounds);
                 }
