@@ -402,6 +402,11 @@ async fn assert_every_listed_fragment_exists(env: &Env, pid: &str) -> usize {
     checked
 }
 
+/// The playback id in an output URL (`{media}/{pid}/...`).
+fn smooth_pid(url: &str) -> String {
+    url.split("/media/").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_owned()
+}
+
 /// The picture sizes the recording's top level holds ("WxH").
 async fn top_level_sizes(env: &Env, run: &SimulcastRun) -> Vec<String> {
     let renditions = rendition_frames(env, run).await;
@@ -623,11 +628,29 @@ async fn players_switch_between_simulcast_levels_while_live() {
     let env = Env::local_embedded(None).await;
     let origin = env.media_base.trim_end_matches("/media").to_owned();
     let played = std::sync::Mutex::new(Vec::new());
-    let run = publish_simulcast(&env, "abr-live", 3 * (WATCH + 5) + 4, &[], |smooth, dash, hls| {
+    let env_ref = &env;
+    let run = publish_simulcast(&env, "abr-live", 3 * (WATCH + 5) + 12, &[], |smooth, dash, hls| {
         let (origin, played) = (origin.clone(), &played);
         async move {
-            // A few fragments to join.
-            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            // Joined as the player page joins (web/public/player.js,
+            // whenReady): once the live manifest lists enough fragments
+            // for the player's live delay (a player opened earlier starts
+            // at the very beginning, at the edge of what exists, and waits
+            // there for the next fragment: a stall this test is not about;
+            // `player::a_stock_dash_js_starts_a_live_smooth_stream_joined_early`
+            // is).
+            let began = std::time::Instant::now();
+            loop {
+                let listed = media_text(env_ref, &format!("{}/smooth.ism/Manifest", smooth_pid(&smooth)))
+                    .await
+                    .map(|x| crate::whip::video_chunks(&x).len())
+                    .unwrap_or(0);
+                if listed >= 4 {
+                    break;
+                }
+                assert!(began.elapsed() < std::time::Duration::from_secs(30), "four fragments listed within 30 s");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             for (what, player, url) in [("Smooth", "dashjs", smooth), ("DASH", "dashjs", dash), ("HLS", "hlsjs", hls)] {
                 let o = origin.clone();
                 let report = tokio::task::spawn_blocking(move || {
