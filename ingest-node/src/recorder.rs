@@ -334,15 +334,17 @@ impl Recorder {
         }
     }
 
-    /// Takes a video access unit (AVCC) of quality level `level`. The first
-    /// one must be a keyframe of level 0 with its SPS and PPS. Returns
-    /// whether a keyframe should be requested.
+    /// Takes a video access unit (AVCC) of quality level `level`, which
+    /// arrived at `arrival`. The first one must be a keyframe of level 0
+    /// with its SPS and PPS. Returns whether a keyframe should be
+    /// requested.
     pub async fn push_video(
         &mut self,
         level: usize,
         sample: VideoSample,
         sps: Option<&Bytes>,
         pps: Option<&Bytes>,
+        arrival: std::time::Instant,
     ) -> Result<bool, RecorderError> {
         if self.presentation.is_none() {
             if level != 0 {
@@ -364,9 +366,14 @@ impl Recorder {
             // `open`): nothing stored is written again.
             self.origin = early.first().map_or(sample.time, |a| a.time.min(sample.time)) - self.continues_at;
             // DASH's availabilityStartTime is the wall-clock time of
-            // position 0: now, less how long before this picture it was.
+            // position 0: when this picture arrived (it may have waited,
+            // held while a simulcast publisher's layers were settled),
+            // less how long before it position 0 was. Players place the
+            // live edge by it: a later one would put them that much
+            // further behind.
             let mut config = self.config.clone();
-            config.availability_start_unix_ms = unix_ms_now() - (sample.time - self.origin) / 10_000;
+            let arrived_ms = unix_ms_now() - arrival.elapsed().as_millis() as i64;
+            config.availability_start_unix_ms = arrived_ms - (sample.time - self.origin) / 10_000;
             // One level: the node's nominal bitrate; several (simulcast):
             // each measured over its first fragment.
             let one = || vec![VideoTrackConfig { bitrate: self.video_bitrate, sps: sps.clone(), pps: pps.clone() }];

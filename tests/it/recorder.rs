@@ -50,7 +50,7 @@ async fn record_live_then_on_demand(env: Env) {
             ClipSample::Video(v) => {
                 let first = i == 0 || !live_seen;
                 let (sps, pps) = (Some(&clip.sps), Some(&clip.pps));
-                rec.push_video(0, v, sps, pps).await.unwrap();
+                rec.push_video(0, v, sps, pps, std::time::Instant::now()).await.unwrap();
                 if first {
                     // The transition runs beside media: it lands soon after.
                     let mut state = Value::Null;
@@ -173,7 +173,7 @@ async fn unlisted_stored_fragments_are_never_written_again() {
     for s in clip.samples(1, start) {
         match s {
             ClipSample::Video(v) => {
-                rec.push_video(0, v, Some(&clip.sps), Some(&clip.pps)).await.unwrap();
+                rec.push_video(0, v, Some(&clip.sps), Some(&clip.pps), std::time::Instant::now()).await.unwrap();
             }
             ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
         }
@@ -282,7 +282,7 @@ async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
         match s {
             ClipSample::Video(v) => {
                 let clip = clips[level];
-                rec.push_video(level, v, Some(&clip.sps), Some(&clip.pps)).await.unwrap();
+                rec.push_video(level, v, Some(&clip.sps), Some(&clip.pps), std::time::Instant::now()).await.unwrap();
             }
             ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
         }
@@ -391,4 +391,53 @@ async fn a_fragment_of_one_level_alone_stays_unlisted_after_a_second_restart() {
             assert!(env.media.get(&key).await.unwrap().is_some(), "{key:?} is listed but not stored");
         }
     }
+}
+
+/// DASH players place the live edge by the MPD's `availabilityStartTime`:
+/// the wall-clock time of position 0. A first picture that waited before
+/// it was packaged (a simulcast publisher's layers being settled) gives
+/// the time it arrived, not the time it was packaged: otherwise players
+/// would sit that much further behind the live edge.
+#[tokio::test]
+async fn dash_availability_starts_when_the_first_picture_arrived() {
+    let env = Env::local_embedded(None).await;
+    let created = env.call("PUT", "/streams/ast", Some(json!({"outputs":[{"name":"d","format":"dash"}]}))).await;
+    let pid = created.json()["playbackId"].as_str().unwrap().to_owned();
+    assert_eq!(env.call("POST", "/streams/ast/start-ingest", None).await.status, 200);
+    let generation = mediastreams_ingest_node::Generation::of(&env.repo.get("ast").await.unwrap().unwrap().stream).unwrap();
+    let dir = mediastreams_tests::scratch();
+    let clip = encode_test_clip(dir.path(), 6, 60);
+    // (AAC, as the clip's audio: Opus passthrough off.)
+    let mut rec =
+        Recorder::open(env.repo.clone(), env.media.clone(), "ast", &generation, 500_000, Default::default(), false).await.unwrap();
+    let held = std::time::Duration::from_secs(2);
+    let packaged_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let mut first = true;
+    for s in clip.samples(1, 0) {
+        match s {
+            ClipSample::Video(v) => {
+                // The first picture arrived 2 s before it is packaged.
+                let arrival = if first { std::time::Instant::now() - held } else { std::time::Instant::now() };
+                first = false;
+                rec.push_video(0, v, Some(&clip.sps), Some(&clip.pps), arrival).await.unwrap();
+            }
+            ClipSample::Audio(a) => rec.push_audio(a).await.unwrap(),
+        }
+    }
+    let key = ObjectKey::parse(&format!("{pid}/dash/manifest.mpd")).unwrap();
+    let mut mpd = None;
+    for _ in 0..100 {
+        if let Some(o) = env.media.get(&key).await.unwrap() {
+            mpd = Some(String::from_utf8(o.body.to_vec()).unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mpd = mpd.expect("a live MPD");
+    let ast = mpd.split("availabilityStartTime=\"").nth(1).and_then(|r| r.split('"').next()).expect("availabilityStartTime");
+    let ast_ms =
+        time::OffsetDateTime::parse(ast, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp_nanos() / 1_000_000;
+    let expected = packaged_ms - held.as_millis() as i128;
+    assert!((ast_ms - expected).abs() < 500, "availabilityStartTime {ast} is {} ms from when the first picture arrived", ast_ms - expected);
+    rec.abandon();
 }

@@ -30,11 +30,17 @@ export async function api(method, path, body) {
 // 0.09 bit per pixel at 30 fps: 2.5 Mbit/s at 1280x720).
 export function simulcastEncodings(width, height) {
   const full = Math.round(Math.min(8e6, Math.max(3e5, width * height * 30 * 0.09)));
-  return [
+  // As many layers as libwebrtc sends for the picture (its simulcast
+  // format table: three from 960x540, two from 480x270, else one, which is
+  // no simulcast): an offer that announces a layer the browser will not
+  // send makes the ingest node wait for it before recording.
+  const layers = Math.min(width, height) >= 540 ? 3 : Math.min(width, height) >= 270 ? 2 : 1;
+  const all = [
     { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: Math.round(full * 0.12) },
     { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: Math.round(full * 0.35) },
     { rid: 'f', maxBitrate: full },
   ];
+  return layers > 1 ? all.slice(3 - layers) : null;
 }
 
 // Whether this browser can send H.264 simulcast (the node takes H.264).
@@ -49,7 +55,8 @@ export async function whipPublish(url, token, stream, onState, { simulcast = fal
     const init = { direction: 'sendonly', streams: [stream] };
     if (track.kind === 'video' && simulcast && canSimulcast()) {
       const { width = 1280, height = 720 } = track.getSettings();
-      init.sendEncodings = simulcastEncodings(width, height);
+      const encodings = simulcastEncodings(width, height);
+      if (encodings) init.sendEncodings = encodings;
     }
     const t = pc.addTransceiver(track, init);
     if (track.kind === 'video' && RTCRtpSender.getCapabilities && t.setCodecPreferences) {

@@ -774,7 +774,7 @@ impl StreamTask {
         }
         let sample = VideoSample { time, keyframe: unit.keyframe, data: unit.to_avcc() };
         let (sps, pps) = (self.params[level].0.clone(), self.params[level].1.clone());
-        match self.recorder.push_video(level, sample, sps.as_ref(), pps.as_ref()).await {
+        match self.recorder.push_video(level, sample, sps.as_ref(), pps.as_ref(), arrival).await {
             Ok(true) => {
                 self.keyframe_asked.get_or_insert_with(Instant::now);
                 self.keyframes.request();
