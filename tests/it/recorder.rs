@@ -220,17 +220,9 @@ async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
     config.dash = false;
     let videos = clips.iter().map(|c| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps: c.sps.clone(), pps: c.pps.clone() }).collect();
     let mut dead = Presentation::with_video_levels(config, videos, audio).unwrap();
-    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
-    for (level, clip) in clips.iter().enumerate() {
-        for s in clip.samples(1, 0) {
-            if level == 0 || matches!(s, ClipSample::Video(_)) {
-                samples.push((s.time(), level, s));
-            }
-        }
-    }
-    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    let samples = mediastreams_tests::media::level_samples(&clips, 1, 0);
     let mut objects = Vec::new();
-    for (_, level, s) in samples {
+    for (level, s) in samples {
         let out = match s {
             ClipSample::Video(v) => dead.push_video_level(level, v).unwrap(),
             ClipSample::Audio(a) => dead.push_audio(a).unwrap(),
@@ -269,16 +261,8 @@ async fn a_recording_of_several_levels_continues_every_level_after_a_restart() {
         Recorder::open(env.repo.clone(), env.media.clone(), "ladder", &generation, 500_000, Default::default(), true).await.unwrap();
     assert_eq!(rec.video_level_pictures(), Some(vec![(320, 180), (640, 360)]), "the stored levels");
     let start = rec.continues_at();
-    let mut more: Vec<(i64, usize, ClipSample)> = Vec::new();
-    for (level, clip) in clips.iter().enumerate() {
-        for s in clip.samples(1, start) {
-            if level == 0 || matches!(s, ClipSample::Video(_)) {
-                more.push((s.time(), level, s));
-            }
-        }
-    }
-    more.sort_by_key(|(t, level, _)| (*t, *level));
-    for (_, level, s) in more {
+    let more = mediastreams_tests::media::level_samples(&clips, 1, start);
+    for (level, s) in more {
         match s {
             ClipSample::Video(v) => {
                 let clip = clips[level];
@@ -336,17 +320,9 @@ async fn a_fragment_of_one_level_alone_stays_unlisted_after_a_second_restart() {
     );
     let videos = clips.iter().map(|c| VideoTrackConfig { bitrate: MEASURED_BITRATE, sps: c.sps.clone(), pps: c.pps.clone() }).collect();
     let mut p = Presentation::with_video_levels(mediastreams_tests::media::all_outputs_config(0), videos, audio).unwrap();
-    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
-    for (level, clip) in clips.iter().enumerate() {
-        for s in clip.samples(2, 0) {
-            if level == 0 || matches!(s, ClipSample::Video(_)) {
-                samples.push((s.time(), level, s));
-            }
-        }
-    }
-    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    let samples = mediastreams_tests::media::level_samples(&clips, 2, 0);
     let mut objects = Vec::new();
-    for (_, level, s) in samples {
+    for (level, s) in samples {
         let out = match s {
             ClipSample::Video(v) => p.push_video_level(level, v).unwrap(),
             ClipSample::Audio(a) => p.push_audio(a).unwrap(),

@@ -222,6 +222,23 @@ impl TestClip {
     }
 }
 
+/// Clips of one source as the video levels of one presentation, played
+/// `loops` times from `origin` ([`TestClip::samples`]): every level's
+/// video and the first clip's audio, each with its level, in time order
+/// (level 0 first at equal times).
+pub fn level_samples(clips: &[&TestClip], loops: u32, origin: i64) -> Vec<(usize, ClipSample)> {
+    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
+    for (level, clip) in clips.iter().enumerate() {
+        for s in clip.samples(loops, origin) {
+            if level == 0 || matches!(s, ClipSample::Video(_)) {
+                samples.push((s.time(), level, s));
+            }
+        }
+    }
+    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    samples.into_iter().map(|(_, level, s)| (level, s)).collect()
+}
+
 /// Packages clips of one source as the video levels of one presentation
 /// (the first clip leads and gives the audio), pushing samples in time
 /// order; returns every object in the order written.
@@ -236,17 +253,9 @@ pub fn package_levels(
     let bitrate = if codec == AudioCodec::Aac { 128_000 } else { 64_000 };
     let audio = AudioTrackConfig { codec, bitrate, sample_rate: 48_000, channels: 2 };
     let mut p = Presentation::with_video_levels(config, videos, audio).expect("a valid presentation");
-    let mut samples: Vec<(i64, usize, ClipSample)> = Vec::new();
-    for (level, (clip, _)) in levels.iter().enumerate() {
-        for s in clip.samples(1, 0) {
-            if level == 0 || matches!(s, ClipSample::Video(_)) {
-                samples.push((s.time(), level, s));
-            }
-        }
-    }
-    samples.sort_by_key(|(t, level, _)| (*t, *level));
+    let clips: Vec<&TestClip> = levels.iter().map(|(clip, _)| *clip).collect();
     let mut objects = Vec::new();
-    for (_, level, s) in samples {
+    for (level, s) in level_samples(&clips, 1, 0) {
         let out = match s {
             ClipSample::Video(v) => p.push_video_level(level, v).expect("video sample"),
             ClipSample::Audio(a) => p.push_audio(a).expect("audio frame"),

@@ -25,6 +25,23 @@ const UNANSWERABLE: &[(&str, &str)] = &[("firefox-46.0.1-unknown.sdp", "number t
 /// `unsupported-offer`).
 const REFUSED: &[(&str, &str)] = &[("firefox-152-simulcast.sdp", "does not include H.264")];
 
+/// A node's media socket on loopback, as `session::start` takes it, with
+/// its scratch directory (removed by the caller).
+async fn node_on_loopback(name: &str) -> (std::path::PathBuf, std::sync::Arc<crate::ice::udp_mux::UdpMux>, crate::session::Announce) {
+    use std::sync::Arc;
+
+    use mediastreams_storage::{EmbeddedTable, LocalDirStore, StreamRepo};
+
+    let dir = std::env::temp_dir().join(format!("ingest-node-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = Arc::new(EmbeddedTable::open(&dir.join("streams.redb")).unwrap());
+    let store = Arc::new(LocalDirStore::open(dir.join("objects")).unwrap());
+    let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
+    let mux = node.media_mux().await.unwrap();
+    let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
+    (dir, mux, announce)
+}
+
 /// `sdp` without its `m=application` section, which must be the last
 /// one, and without that section's mid in the BUNDLE group.
 fn without_data_channel(sdp: &str) -> String {
@@ -49,18 +66,9 @@ fn without_data_channel(sdp: &str) -> String {
 /// out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_offers_are_answered_with_their_payload_types() {
-    use std::sync::Arc;
-
-    use mediastreams_storage::{EmbeddedTable, LocalDirStore, StreamRepo};
     use tokio::sync::mpsc;
 
-    let dir = std::env::temp_dir().join(format!("ingest-node-offers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let table = Arc::new(EmbeddedTable::open(&dir.join("streams.redb")).unwrap());
-    let store = Arc::new(LocalDirStore::open(dir.join("objects")).unwrap());
-    let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
-    let mux = node.media_mux().await.unwrap();
-    let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
+    let (dir, mux, announce) = node_on_loopback("offers").await;
     let sink = crate::media_input::MediaSink::new;
 
     let offers_dir = format!("{}/../crates/webrtc-proto/testdata/offers", env!("CARGO_MANIFEST_DIR"));
@@ -157,9 +165,6 @@ fn refused_offers_are_refused_with_their_reason() {
 /// answer receives them by rid in the offer's `a=simulcast` order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firefox_simulcast_offer_with_h264_is_answered_with_its_rids() {
-    use std::sync::Arc;
-
-    use mediastreams_storage::{EmbeddedTable, LocalDirStore, StreamRepo};
     use tokio::sync::mpsc;
 
     let sdp = offer("firefox-152-simulcast.sdp")
@@ -168,13 +173,7 @@ async fn a_firefox_simulcast_offer_with_h264_is_answered_with_its_rids() {
     let summary = check_offer(&sdp).unwrap();
     assert_eq!(summary.video_layers, 3);
     assert_eq!(payload_types(&summary.h264), vec![120]);
-    let dir = std::env::temp_dir().join(format!("ingest-node-firefox-simulcast-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let table = Arc::new(EmbeddedTable::open(&dir.join("streams.redb")).unwrap());
-    let store = Arc::new(LocalDirStore::open(dir.join("objects")).unwrap());
-    let node = crate::IngestNode::new(StreamRepo::new(table), store, crate::NodeConfig::default());
-    let mux = node.media_mux().await.unwrap();
-    let announce = crate::session::Announce { media_ip: node.config.media_ip, public_ip: None };
+    let (dir, mux, announce) = node_on_loopback("firefox-simulcast").await;
     let (input, _input_rx) = mpsc::channel(16);
     let (handle, answer) = crate::session::start(
         mux,
